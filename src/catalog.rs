@@ -1,0 +1,285 @@
+//! The failure catalog: every way a connection check or a handoff can go wrong, with a
+//! stable `code`, the step it belongs to, a plain-language `message` and a `hint` that
+//! names the setting to change. Test-and-save checks and handoff records draw their words
+//! from this one table.
+//!
+//! Sources for external codes: Entra ID AADSTS codes from Microsoft's "Microsoft Entra
+//! authentication and authorization error codes" page; Dataverse codes from the Power Apps
+//! "Web API error codes" reference and "Service protection API limits" (see DATAVERSE.md).
+
+use serde::Serialize;
+
+use crate::dynamics::{DataverseError, TokenError};
+
+/// Where in the flow a failure happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Input,
+    Token,
+    Dataverse,
+    Workstream,
+    Contact,
+    WorkItem,
+    Callback,
+    Handoff,
+}
+
+/// One catalog entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub code: &'static str,
+    pub step: Step,
+    pub message: &'static str,
+    pub hint: &'static str,
+}
+
+macro_rules! catalog {
+    ($($name:ident = ($code:literal, $step:ident, $message:literal, $hint:literal);)*) => {
+        $(
+            #[doc = concat!("`", $code, "`: ", $message)]
+            pub const $name: Failure = Failure { code: $code, step: Step::$step, message: $message, hint: $hint };
+        )*
+        /// Every entry, in catalog order.
+        pub const CATALOG: &[Failure] = &[$($name),*];
+    };
+}
+
+catalog! {
+    TENANT_ID_INVALID = ("tenant_id_invalid", Input,
+        "The tenant ID is neither a GUID nor a domain name.",
+        "Copy the Directory (tenant) ID from the app registration's Overview page in the Azure portal.");
+    CLIENT_ID_INVALID = ("client_id_invalid", Input,
+        "The client ID is not a GUID.",
+        "Copy the Application (client) ID from the app registration's Overview page in the Azure portal.");
+    CLIENT_SECRET_MISSING = ("client_secret_missing", Input,
+        "No client secret was given.",
+        "Paste the Value of a client secret from the app registration's Certificates & secrets page.");
+    DEFAULT_QUEUE_ID_INVALID = ("default_queue_id_invalid", Input,
+        "The default_queue_id is not a GUID.",
+        "Set default_queue_id to the GUID of a messaging workstream (Customer Service admin center > Workstreams; the ID is in the URL).");
+    ENVIRONMENT_URL_INVALID = ("environment_url_invalid", Input,
+        "The environment URL is not the root URL of a Dynamics 365 environment; no request was sent to it.",
+        "Use the environment URL from the Power Platform admin center, e.g. https://contoso.crm.dynamics.com, with no path after the host.");
+    ENTRA_WRONG_SECRET = ("entra_wrong_secret", Token,
+        "Entra ID refused the client secret (AADSTS7000215). Most often the secret's ID was pasted instead of its value.",
+        "In Certificates & secrets, copy the Value column of the secret (not the Secret ID) and save the connection again.");
+    ENTRA_SECRET_EXPIRED = ("entra_secret_expired", Token,
+        "The client secret has expired (AADSTS7000222).",
+        "Create a new client secret in Certificates & secrets, save the connection with its Value, then delete the old secret.");
+    ENTRA_UNKNOWN_CLIENT = ("entra_unknown_client", Token,
+        "Entra ID does not know this client ID in this tenant (AADSTS700016).",
+        "Check the Application (client) ID and that the app registration lives in the tenant given as tenant_id.");
+    ENTRA_UNKNOWN_TENANT = ("entra_unknown_tenant", Token,
+        "Entra ID does not know this tenant (AADSTS90002).",
+        "Use the Directory (tenant) ID from the app registration's Overview page.");
+    ENTRA_UNKNOWN_RESOURCE = ("entra_unknown_resource", Token,
+        "Entra ID does not know the environment URL as a resource in this tenant (AADSTS500011).",
+        "Check the environment URL for typos: it must be the URL of a Dynamics 365 environment in the same tenant.");
+    ENTRA_THROTTLED = ("entra_throttled", Token,
+        "Entra ID is throttling token requests for this app (HTTP 429).",
+        "Nothing to change: the bridge waits for the time Entra ID asks and tries again.");
+    ENTRA_UNAVAILABLE = ("entra_unavailable", Token,
+        "The Entra ID token endpoint could not be reached or answered with a server error.",
+        "Usually passes by itself; the bridge retries. If it persists, check outbound HTTPS access to the Entra authority (HANDOFF_ENTRA_AUTHORITY).");
+    ENTRA_REFUSED = ("entra_refused", Token,
+        "Entra ID refused the token request.",
+        "Read the Entra error in the detail; check the tenant ID, client ID and client secret of the app registration.");
+    NOT_APPLICATION_USER = ("not_application_user", Dataverse,
+        "The app registration is not an application user of this Dataverse environment (0x80072560 \"The user is not a member of the organization\").",
+        "In the Power Platform admin center, open the environment > Settings > Users + permissions > Application users, add the app by its client ID and give it a security role.");
+    MISSING_PRIVILEGE = ("missing_privilege", Dataverse,
+        "The application user lacks a privilege (0x80040220, 0x80040231 or 0x80048405): its security role does not allow this.",
+        "Give the application user a security role that can read contacts and workstreams and create Conversations (msdyn_ocliveworkitem), e.g. Omnichannel administrator.");
+    DATAVERSE_UNAUTHORIZED = ("dataverse_unauthorized", Dataverse,
+        "Dataverse refused the access token (HTTP 401) even after a fresh one was fetched.",
+        "Check that the environment URL belongs to the same tenant as the app registration.");
+    DATAVERSE_UNAVAILABLE = ("dataverse_unavailable", Dataverse,
+        "The Dataverse environment could not be reached or answered with a server error.",
+        "Usually passes by itself; the bridge retries. If it persists, check the environment's state in the Power Platform admin center.");
+    DATAVERSE_THROTTLED = ("dataverse_throttled", Dataverse,
+        "Dataverse service protection limits were hit (HTTP 429).",
+        "Nothing to change for a short burst: the bridge waits for Retry-After. If it is frequent, lower the bridge's concurrency or spread handoffs over more application users.");
+    DATAVERSE_REJECTED = ("dataverse_rejected", Dataverse,
+        "Dataverse rejected the request.",
+        "Read the Dataverse error in the detail; it names the column or rule. Report it if it names a column the bridge sends.");
+    WORKSTREAM_NOT_FOUND = ("workstream_not_found", Workstream,
+        "No workstream with the ID given as default_queue_id exists in this environment (0x80040217).",
+        "Set default_queue_id to the GUID of a messaging workstream (Customer Service admin center > Workstreams; the ID is in the URL).");
+    WORKSTREAM_IS_QUEUE = ("workstream_is_queue", Workstream,
+        "The ID given as default_queue_id is a queue, not a workstream.",
+        "Despite its name, default_queue_id takes a workstream GUID. Open the workstream that feeds this queue and use its ID.");
+    WORKSTREAM_INACTIVE = ("workstream_inactive", Workstream,
+        "The workstream is deactivated.",
+        "Activate the workstream in Customer Service admin center, or choose another one as default_queue_id.");
+    WORKSTREAM_RECORD_ROUTING = ("workstream_record_routing", Workstream,
+        "The workstream routes records, not conversations: handoffs would land as records (like incidents) instead of chats.",
+        "Choose a messaging workstream (live chat, SMS, WhatsApp or custom) as default_queue_id.");
+    WORKSTREAM_VOICE = ("workstream_voice", Workstream,
+        "The workstream is a voice workstream; chat handoffs cannot be routed through it.",
+        "Choose a messaging workstream (live chat, SMS, WhatsApp or custom) as default_queue_id.");
+    WORKSTREAM_OTHER_CHANNEL = ("workstream_other_channel", Workstream,
+        "The workstream serves a messaging channel other than live chat, SMS, WhatsApp or custom.",
+        "Handoffs will still be created on it; if representatives expect them elsewhere, choose a live chat workstream.");
+    WORKSTREAM_PICK_MODE = ("workstream_pick_mode", Workstream,
+        "The workstream distributes work in pick mode: handoffs wait until a representative picks them.",
+        "AI handoffs expect a push workstream; set Work distribution mode to Push if customers should be answered without delay.");
+    CONTACT_AMBIGUOUS = ("contact_ambiguous", Contact,
+        "Several active contacts have the visitor's email, so none was linked.",
+        "Merge or deactivate the duplicate contacts in Dynamics; the conversation was created without a customer.");
+    CONTACT_NOT_FOUND = ("contact_not_found", Contact,
+        "No active contact has the visitor's verified email, so none was linked.",
+        "Set create_contact_if_missing on the connection to create one, or add the contact in Dynamics.");
+    EMAIL_UNVERIFIED = ("email_unverified", Contact,
+        "The visitor's email is not verified, so it was not used to find a contact.",
+        "Nothing to change: only verified emails link contacts, so a visitor cannot claim someone else's record.");
+    UNSUPPORTED_CHANNEL = ("unsupported_channel", Handoff,
+        "The session's channel is not web, sms or whatsapp, so it is not handed off as a live chat (a later version routes these as incidents).",
+        "Nothing to change in the bridge; if the handoff was expected to arrive as a chat, check the widget's channel.");
+    WORK_ITEM_REJECTED = ("work_item_rejected", WorkItem,
+        "Dataverse refused to create the live work item.",
+        "Read the Dataverse error in the detail; it names the column or rule that failed.");
+    NOT_CONNECTED = ("not_connected", Handoff,
+        "The org has no Dynamics connection, so the handoff waits.",
+        "Connect Dynamics with PUT /v1/orgs/{org}/connection; waiting handoffs are then delivered.");
+    CONNECTION_SECRET_UNREADABLE = ("connection_secret_unreadable", Handoff,
+        "The stored client secret cannot be decrypted with the configured encryption key.",
+        "Start the bridge with the HANDOFF_ENCRYPTION_KEY it was saved with, or save the connection again.");
+    STORE_UNAVAILABLE = ("store_unavailable", Handoff,
+        "The bridge's own database could not be reached.",
+        "Check the database named by HANDOFF_DATABASE_URL (disk space, permissions, the Postgres server); work resumes by itself once it answers.");
+    PAYLOAD_UNREADABLE = ("payload_unreadable", Handoff,
+        "The stored session could not be read back; it was written by an incompatible version.",
+        "Report this with the handoff id; the session has to be sent again by the widget backend.");
+    RETRIES_EXHAUSTED = ("retries_exhausted", Handoff,
+        "The handoff kept failing with temporary errors for 24 hours and was given up.",
+        "Read the earlier attempts in the record's events; fix the cause, then replay the handoff.");
+    CALLBACK_FAILED = ("callback_failed", Callback,
+        "The widget backend's callback endpoint did not accept the handoff event.",
+        "Check the org's callback_url and that the endpoint verifies the Standard Webhooks signature with the org's webhook secret.");
+}
+
+/// The entry for `code`. Panics on a code not in the table: codes are constants of this
+/// module, so that is a programming error caught by the tests.
+pub fn entry(code: &str) -> Failure {
+    CATALOG
+        .iter()
+        .copied()
+        .find(|f| f.code == code)
+        .unwrap_or_else(|| panic!("failure code {code} is not in the catalog"))
+}
+
+/// A failure as reported to admins: the catalog's words plus what this occurrence adds
+/// (the upstream error text, the field, the value that failed). Shape:
+/// `{"code","message","hint","detail"?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Diagnosis {
+    pub code: String,
+    pub message: String,
+    pub hint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Failure {
+    pub fn diagnose(self, detail: impl Into<Option<String>>) -> Diagnosis {
+        Diagnosis {
+            code: self.code.to_owned(),
+            message: self.message.to_owned(),
+            hint: self.hint.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Dataverse error codes for a missing privilege (DATAVERSE.md, "Codes seen").
+const PRIVILEGE_CODES: &[&str] = &["0x80040220", "0x80040231", "0x80048405"];
+/// "The user is not a member of the organization." (HTTP 403).
+const NOT_MEMBER_CODE: &str = "0x80072560";
+
+/// The catalog entry for a token failure, with Entra ID's own words as detail.
+pub fn token_failure(err: &TokenError) -> Diagnosis {
+    match err {
+        TokenError::Refused {
+            aadsts,
+            error,
+            description,
+            ..
+        } => {
+            let entry = match aadsts {
+                Some(7_000_215) => ENTRA_WRONG_SECRET,
+                Some(7_000_222) => ENTRA_SECRET_EXPIRED,
+                Some(700_016) => ENTRA_UNKNOWN_CLIENT,
+                Some(90_002) => ENTRA_UNKNOWN_TENANT,
+                Some(500_011) => ENTRA_UNKNOWN_RESOURCE,
+                _ => ENTRA_REFUSED,
+            };
+            // Entra's description's first line names the cause; the rest is trace ids.
+            let first_line = description.lines().next().unwrap_or_default();
+            entry.diagnose(format!("{error}: {first_line}"))
+        }
+        TokenError::Throttled { retry_after } => ENTRA_THROTTLED.diagnose(
+            retry_after.map(|d| format!("Retry-After: {} s", d.as_secs())),
+        ),
+        TokenError::Unavailable(detail) => ENTRA_UNAVAILABLE.diagnose(detail.clone()),
+    }
+}
+
+/// The catalog entry for a Dataverse failure, with the answer's status, code and message
+/// as detail.
+pub fn dataverse_failure(err: &DataverseError) -> Diagnosis {
+    match err {
+        DataverseError::Token(t) => token_failure(t),
+        DataverseError::Transport { detail, .. } => DATAVERSE_UNAVAILABLE.diagnose(detail.clone()),
+        DataverseError::UnexpectedBody(e) => {
+            DATAVERSE_REJECTED.diagnose(format!("unreadable answer: {e}"))
+        }
+        DataverseError::Status {
+            status,
+            code,
+            message,
+            retry_after,
+        } => {
+            let code_str = code.as_deref().unwrap_or_default();
+            let entry = if *status == 429 {
+                DATAVERSE_THROTTLED
+            } else if *status >= 500 {
+                DATAVERSE_UNAVAILABLE
+            } else if code_str == NOT_MEMBER_CODE {
+                NOT_APPLICATION_USER
+            } else if PRIVILEGE_CODES.contains(&code_str) || *status == 403 {
+                MISSING_PRIVILEGE
+            } else if *status == 401 {
+                DATAVERSE_UNAUTHORIZED
+            } else {
+                DATAVERSE_REJECTED
+            };
+            let mut detail = format!("HTTP {status}");
+            if !code_str.is_empty() {
+                detail.push_str(&format!(" {code_str}"));
+            }
+            if !message.is_empty() {
+                detail.push_str(&format!(": {message}"));
+            }
+            if let Some(wait) = retry_after {
+                detail.push_str(&format!(" (Retry-After: {} s)", wait.as_secs()));
+            }
+            entry.diagnose(detail)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_every_entry_has_words() {
+        let mut seen = std::collections::HashSet::new();
+        for f in CATALOG {
+            assert!(seen.insert(f.code), "duplicate code {}", f.code);
+            assert!(f.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(f.message.ends_with('.') && f.hint.ends_with('.'), "{}", f.code);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The command line: `serve`, `demo`, `sandbox`, `send`, `keygen`. Every flag has a
+//! `HANDOFF_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::connection::crypto::EncryptionKey;
+use crate::handoff::retry::RetryPolicy;
+use crate::sandbox::{Sandbox, Seed};
+use crate::{App, Settings};
+
+/// Hands AI chat-widget sessions (OpenCX) over to human representatives in Dynamics 365
+/// Omnichannel.
+#[derive(Debug, Parser)]
+#[command(name = "handoff-bridge", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `handoff_bridge=debug`
+    /// [default: info; `warn` for demo, which prints its own report]
+    #[arg(long, env = "HANDOFF_LOG", global = true)]
+    pub log: Option<String>,
+    /// Log format.
+    #[arg(long, env = "HANDOFF_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: webhooks, admin API and the worker.
+    Serve(ServeArgs),
+    /// Run bridge and sandbox in-process, send every fixture session, print the outcomes.
+    Demo(DemoArgs),
+    /// Run the Entra ID + Dataverse sandbox alone.
+    Sandbox(SandboxArgs),
+    /// Sign a session or envelope JSON file per Standard Webhooks and post it.
+    Send(SendArgs),
+    /// Print a new random encryption key (base64 of 32 bytes).
+    Keygen,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HANDOFF_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// `sqlite://FILE` or `postgres://…` [default: sqlite://handoff-bridge.db; with --sandbox,
+    /// a new SQLite file in a temporary directory]
+    #[arg(long, env = "HANDOFF_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Bearer token for the admin API (at least 16 characters). Required unless --sandbox,
+    /// which makes one up and prints it.
+    #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Base64 32-byte key that encrypts stored secrets (make one with `keygen`). Required
+    /// unless --sandbox, which makes up a key for its temporary database.
+    #[arg(long, env = "HANDOFF_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// File holding the encryption key, instead of HANDOFF_ENCRYPTION_KEY.
+    #[arg(long, env = "HANDOFF_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Entra ID authority for tokens (sovereign clouds: https://login.microsoftonline.us, …).
+    #[arg(long, env = "HANDOFF_ENTRA_AUTHORITY", default_value = "https://login.microsoftonline.com")]
+    pub entra_authority: String,
+    /// Development only: allow http:// loopback authority, environment and callback URLs.
+    #[arg(long, env = "HANDOFF_ALLOW_INSECURE_DYNAMICS")]
+    pub allow_insecure_dynamics: bool,
+    /// Handoffs and callbacks processed at once by this process.
+    #[arg(long, env = "HANDOFF_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_concurrency: u16,
+    /// Timeout of each outbound request (Entra ID, Dataverse, callbacks), in seconds.
+    #[arg(long, env = "HANDOFF_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub request_timeout_secs: u64,
+    /// Start the sandbox in-process and connect a demo org `demo` to it.
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Folder of session fixtures (`NAME.json`, expectations in `NAME.expected.json`).
+    #[arg(long, default_value = "fixtures/sessions")]
+    pub fixtures: PathBuf,
+    /// Sandbox seed [default: the built-in copy of fixtures/sandbox/seed.json].
+    #[arg(long)]
+    pub seed: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on (loopback only).
+    #[arg(long, env = "HANDOFF_SANDBOX_LISTEN", default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// Seed file [default: the built-in copy of fixtures/sandbox/seed.json].
+    #[arg(long)]
+    pub seed: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// A session (`data.session`) or a whole envelope, as JSON.
+    pub file: PathBuf,
+    /// Base URL of the bridge.
+    #[arg(long, env = "HANDOFF_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The org to post to.
+    #[arg(long, env = "HANDOFF_ORG")]
+    pub org: String,
+    /// The org's webhook secret (`whsec_…`).
+    #[arg(long, env = "HANDOFF_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The webhook-id to send [default: a new random one].
+    #[arg(long)]
+    pub webhook_id: Option<String>,
+}
+
+/// Result of a command: the error is a message for the terminal.
+pub type CliResult<T> = Result<T, String>;
+
+/// Loads a seed file, or the built-in one.
+pub fn load_seed(path: Option<&std::path::Path>) -> CliResult<Seed> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read seed {}: {e}", p.display()))?;
+            Seed::from_json(&text).map_err(|e| format!("seed {}: {e}", p.display()))
+        }
+        None => Ok(Seed::builtin()),
+    }
+}
+
+/// Builds the service configuration from `serve` flags. `generated` supplies the admin
+/// token and key when running with `--sandbox`.
+pub fn serve_config(args: &ServeArgs, generated: Option<(&str, &str, &str)>) -> Result<Config, config::ConfigError> {
+    let (token, key, db) = match generated {
+        Some((t, k, db)) => (
+            Some(args.admin_token.clone().unwrap_or_else(|| t.to_owned())),
+            Some(args.encryption_key.clone().unwrap_or_else(|| k.to_owned())),
+            args.database_url.clone().unwrap_or_else(|| db.to_owned()),
+        ),
+        None => (
+            args.admin_token.clone(),
+            args.encryption_key.clone(),
+            args.database_url.clone().unwrap_or_else(|| "sqlite://handoff-bridge.db".into()),
+        ),
+    };
+    let encryption_key = config::encryption_key(key.as_deref(), args.encryption_key_file.as_deref())?;
+    let admin_token = config::admin_token(token.as_deref())?;
+    Ok(Config {
+        listen: args.listen,
+        database_url: db,
+        admin_token,
+        encryption_key,
+        entra_authority: config::entra_authority(&args.entra_authority, args.allow_insecure_dynamics)?,
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        settings: Settings {
+            allow_insecure_dynamics: args.allow_insecure_dynamics,
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(args.request_timeout_secs * 4 + 30),
+            concurrency: args.worker_concurrency as usize,
+        },
+    })
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler installs");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+/// `serve`: runs until Ctrl-C / SIGTERM.
+pub async fn serve(args: ServeArgs) -> CliResult<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let mut args = args;
+    let mut sandbox_setup = None;
+    let _tempdir;
+    let config = if args.sandbox {
+        let sandbox = Sandbox::start(Seed::builtin(), "127.0.0.1:0".parse().expect("valid"))
+            .await
+            .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+        args.allow_insecure_dynamics = true;
+        args.entra_authority = sandbox.url();
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let db = format!("sqlite://{}", dir.path().join("handoff-bridge.db").display());
+        _tempdir = dir;
+        let token = EncryptionKey::generate_base64();
+        let key = EncryptionKey::generate_base64();
+        let config = serve_config(&args, Some((&token, &key, &db))).map_err(|e| e.to_string())?;
+        sandbox_setup = Some(sandbox);
+        config
+    } else {
+        serve_config(&args, None).map_err(|e| e.to_string())?
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_token = secrecy::ExposeSecret::expose_secret(&config.admin_token).to_owned();
+    let app = App::build(config).await.map_err(|e| e.to_string())?;
+    let bridge_url = format!("http://{local}");
+    tracing::info!(%bridge_url, "handoff-bridge listening");
+    let server = tokio::spawn(app.serve(listener, shutdown.clone()));
+    if let Some(sandbox) = &sandbox_setup {
+        let secret = crate::demo::connect_demo_org(&bridge_url, &admin_token, sandbox).await?;
+        println!("handoff-bridge with sandbox");
+        println!("  bridge:          {bridge_url}");
+        println!("  sandbox:         {}", sandbox.url());
+        println!("  admin token:     {admin_token}");
+        println!("  org:             demo");
+        println!("  webhook secret:  {secret}");
+        println!("  try:             handoff-bridge send fixtures/sessions/01-verified-linked.json --url {bridge_url} --org demo --secret {secret}");
+        println!("  then:            GET {bridge_url}/v1/orgs/demo/sessions (Authorization: Bearer <admin token>)");
+    }
+    server
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// `sandbox`: runs the emulator until Ctrl-C / SIGTERM.
+pub async fn sandbox(args: SandboxArgs) -> CliResult<()> {
+    if !args.listen.ip().is_loopback() {
+        return Err("the sandbox listens on loopback addresses only".into());
+    }
+    let seed = load_seed(args.seed.as_deref())?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let sandbox = Sandbox::start(seed, args.listen).await.map_err(|e| e.to_string())?;
+    println!("sandbox listening on {}", sandbox.url());
+    println!("  token endpoint:  {}/{{tenant}}/oauth2/v2.0/token", sandbox.url());
+    println!("  environment URL: {}", sandbox.url());
+    println!("  request log:     GET {}/_sandbox/requests", sandbox.url());
+    shutdown.cancelled().await;
+    Ok(())
+}
+
+/// `send`: posts a signed session or envelope and prints the answer.
+pub async fn send(args: SendArgs) -> CliResult<()> {
+    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    let body = crate::demo::envelope_for(&text, &args.org)?;
+    let secret = crate::webhook::WebhookSecret::parse(&args.secret).map_err(|e| format!("--secret: {e}"))?;
+    let webhook_id = args.webhook_id.clone().unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("{}/v1/webhooks/{}", args.url.trim_end_matches('/'), args.org);
+    let (status, answer) = crate::demo::post_signed(&reqwest::Client::new(), &url, &secret, &webhook_id, &body).await?;
+    println!("HTTP {status}");
+    println!("{answer}");
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("the bridge answered HTTP {status}"))
+    }
+}

@@ -1,0 +1,76 @@
+//! The service configuration, from flags and `HANDOFF_*` environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::connection::crypto::EncryptionKey;
+use crate::Settings;
+
+/// Everything `App::build` needs.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://…`.
+    pub database_url: String,
+    /// Bearer token of the admin API and status page.
+    pub admin_token: SecretString,
+    pub encryption_key: EncryptionKey,
+    /// Entra ID authority, e.g. `https://login.microsoftonline.com`.
+    pub entra_authority: String,
+    /// Timeout of each outbound request.
+    pub request_timeout: Duration,
+    pub settings: Settings,
+}
+
+/// Shortest admin token accepted, in characters.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// Why `serve` refuses to start: each message says what to set.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("HANDOFF_ENCRYPTION_KEY (or HANDOFF_ENCRYPTION_KEY_FILE) is not set. It encrypts the stored client and webhook secrets. Create one with `handoff-bridge keygen` and set HANDOFF_ENCRYPTION_KEY to its output.")]
+    MissingEncryptionKey,
+    #[error("the encryption key is not valid: it must be 32 bytes as base64. Create one with `handoff-bridge keygen`.")]
+    BadEncryptionKey,
+    #[error("HANDOFF_ENCRYPTION_KEY_FILE {0} cannot be read: {1}")]
+    KeyFile(String, String),
+    #[error("HANDOFF_ADMIN_TOKEN is not set. It protects the admin API and the status page. Set it to a long random value (at least 16 characters), e.g. the output of `handoff-bridge keygen`.")]
+    MissingAdminToken,
+    #[error("HANDOFF_ADMIN_TOKEN is shorter than 16 characters; use a long random value, e.g. the output of `handoff-bridge keygen`.")]
+    ShortAdminToken,
+    #[error("HANDOFF_ENTRA_AUTHORITY must be an https:// URL (http:// is allowed only for loopback with HANDOFF_ALLOW_INSECURE_DYNAMICS=true): {0}")]
+    InsecureAuthority(String),
+}
+
+/// Reads the encryption key from its value or its file.
+pub fn encryption_key(value: Option<&str>, file: Option<&std::path::Path>) -> Result<EncryptionKey, ConfigError> {
+    let text = match (value, file) {
+        (Some(v), _) if !v.trim().is_empty() => v.to_owned(),
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::KeyFile(path.display().to_string(), e.to_string()))?,
+        _ => return Err(ConfigError::MissingEncryptionKey),
+    };
+    EncryptionKey::from_base64(&text).map_err(|_| ConfigError::BadEncryptionKey)
+}
+
+/// Checks the admin token is present and long enough.
+pub fn admin_token(value: Option<&str>) -> Result<SecretString, ConfigError> {
+    match value.map(str::trim) {
+        None | Some("") => Err(ConfigError::MissingAdminToken),
+        Some(t) if t.chars().count() < MIN_ADMIN_TOKEN_LEN => Err(ConfigError::ShortAdminToken),
+        Some(t) => Ok(SecretString::from(t.to_owned())),
+    }
+}
+
+/// Checks the Entra authority: https, or http on loopback when insecure mode is on.
+pub fn entra_authority(raw: &str, allow_insecure: bool) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(raw).map_err(|_| ConfigError::InsecureAuthority(raw.to_owned()))?;
+    let ok = url.scheme() == "https"
+        || (allow_insecure && url.scheme() == "http" && crate::domain::is_loopback_host(&url));
+    if !ok {
+        return Err(ConfigError::InsecureAuthority(raw.to_owned()));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}

@@ -1,0 +1,295 @@
+//! Connection test-and-save: the checks an admin runs on pasted Dynamics credentials
+//! (SPEC §5), and encryption of the stored secrets.
+//!
+//! Checks run in order — `input`, `token`, `dataverse`, `workstream` — and a failed check
+//! skips the ones after it. `input` runs before any request, so nothing is ever sent to a
+//! host outside the Dynamics allow-list.
+
+pub mod crypto;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Diagnosis, Failure};
+use crate::domain::{parse_guid, EnvironmentUrl, WorkstreamId};
+use crate::dynamics::{Credentials, DataverseClient, TokenProvider, Workstream};
+
+/// `msdyn_streamsource` values (DATAVERSE.md) the checks tell apart.
+mod stream_source {
+    pub const LIVE_CHAT: i64 = 192_360_000;
+    pub const SMS: i64 = 192_340_000;
+    pub const WHATSAPP: i64 = 192_300_000;
+    pub const CUSTOM: i64 = 192_350_002;
+    pub const ENTITY_RECORDS: i64 = 192_350_000;
+    pub const VOICE: i64 = 192_370_000;
+    pub const VOICE_CALL: i64 = 192_440_000;
+}
+/// `msdyn_workdistributionmode` 192350001 = Pick.
+const PICK_MODE: i64 = 192_350_001;
+
+/// The body of `POST …/connection/test` and `PUT …/connection`. `Debug` hides the secret.
+#[derive(Deserialize)]
+pub struct ConnectionInput {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub environment_url: Option<String>,
+    pub default_queue_id: Option<String>,
+    #[serde(default)]
+    pub create_contact_if_missing: bool,
+}
+
+impl std::fmt::Debug for ConnectionInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionInput")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"(redacted)")
+            .field("environment_url", &self.environment_url)
+            .field("default_queue_id", &self.default_queue_id)
+            .finish()
+    }
+}
+
+/// Input that passed the `input` check.
+#[derive(Debug, Clone)]
+pub struct ValidConnection {
+    pub credentials: Credentials,
+    pub workstream: WorkstreamId,
+    pub create_contact_if_missing: bool,
+}
+
+/// `pass`, `fail`, `warn` (passes, with advice) or `skip` (not run: an earlier check failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Fail,
+    Warn,
+    Skip,
+}
+
+/// One check result: `{"name","status","code","message","hint","detail","duration_ms"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub status: CheckStatus,
+    pub code: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl Check {
+    fn pass(name: &str, message: String, started: Instant) -> Self {
+        Self {
+            name: name.into(),
+            status: CheckStatus::Pass,
+            code: None,
+            message,
+            hint: None,
+            detail: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    fn diagnosed(name: &str, status: CheckStatus, diag: Diagnosis, started: Instant) -> Self {
+        Self {
+            name: name.into(),
+            status,
+            code: Some(diag.code),
+            message: diag.message,
+            hint: Some(diag.hint),
+            detail: diag.detail,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    fn skipped(name: &str, after: &str) -> Self {
+        Self {
+            name: name.into(),
+            status: CheckStatus::Skip,
+            code: None,
+            message: format!("Not run because the {after} check failed."),
+            hint: None,
+            detail: None,
+            duration_ms: 0,
+        }
+    }
+}
+
+/// The names of the checks, in the order they run.
+pub const CHECK_NAMES: [&str; 4] = ["input", "token", "dataverse", "workstream"];
+
+/// Whether every required check passed (warnings allowed).
+pub fn all_passed(checks: &[Check]) -> bool {
+    checks
+        .iter()
+        .all(|c| matches!(c.status, CheckStatus::Pass | CheckStatus::Warn))
+}
+
+fn is_tenant_id(raw: &str) -> bool {
+    if parse_guid(raw).is_ok() {
+        return true;
+    }
+    let labels: Vec<&str> = raw.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// The `input` check: every field parsed, or the first problem as a catalog diagnosis.
+pub fn validate_input(input: &ConnectionInput, allow_insecure: bool) -> Result<ValidConnection, Diagnosis> {
+    let field = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let tenant_id = field(&input.tenant_id);
+    if !is_tenant_id(&tenant_id) {
+        return Err(catalog::TENANT_ID_INVALID.diagnose(format!("tenant_id '{tenant_id}'")));
+    }
+    let client_id = field(&input.client_id);
+    let client_uuid = parse_guid(&client_id)
+        .map_err(|why| catalog::CLIENT_ID_INVALID.diagnose(format!("client_id {why}")))?;
+    let client_secret = input
+        .client_secret
+        .clone()
+        .filter(|s| !s.expose_secret().trim().is_empty())
+        .ok_or_else(|| catalog::CLIENT_SECRET_MISSING.diagnose(None))?;
+    let environment_url = EnvironmentUrl::parse(&field(&input.environment_url), allow_insecure)
+        .map_err(|why| catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}")))?;
+    let workstream = WorkstreamId::parse(&field(&input.default_queue_id))
+        .map_err(|why| catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}")))?;
+    Ok(ValidConnection {
+        credentials: Credentials {
+            tenant_id,
+            client_id: client_uuid.hyphenated().to_string(),
+            client_secret,
+            environment_url,
+        },
+        workstream,
+        create_contact_if_missing: input.create_contact_if_missing,
+    })
+}
+
+/// Runs the checks on `input`. Returns the checks and, when the input was valid, the parsed
+/// connection (whether or not the later checks passed).
+pub async fn run_checks(
+    http: &reqwest::Client,
+    tokens: &Arc<TokenProvider>,
+    input: &ConnectionInput,
+    allow_insecure: bool,
+) -> (Vec<Check>, Option<ValidConnection>) {
+    let started = Instant::now();
+    let valid = match validate_input(input, allow_insecure) {
+        Ok(v) => v,
+        Err(diag) => {
+            let mut checks = vec![Check::diagnosed("input", CheckStatus::Fail, diag, started)];
+            checks.extend(CHECK_NAMES[1..].iter().map(|n| Check::skipped(n, "input")));
+            return (checks, None);
+        }
+    };
+    let mut checks = vec![Check::pass(
+        "input",
+        format!("The settings are well formed; environment {}.", valid.credentials.environment_url),
+        started,
+    )];
+    let checks_after = |checks: &mut Vec<Check>, failed: &str| {
+        let from = CHECK_NAMES.iter().position(|n| *n == failed).unwrap_or(0) + 1;
+        checks.extend(CHECK_NAMES[from..].iter().map(|n| Check::skipped(n, failed)));
+    };
+
+    // token: a fresh request (never a cached token), then primed for the checks after it.
+    let started = Instant::now();
+    match tokens.fetch(&valid.credentials).await {
+        Ok(token) => {
+            tokens.prime(&valid.credentials, token).await;
+            checks.push(Check::pass("token", "Entra ID issued an access token for the environment.".into(), started));
+        }
+        Err(err) => {
+            checks.push(Check::diagnosed("token", CheckStatus::Fail, catalog::token_failure(&err), started));
+            checks_after(&mut checks, "token");
+            return (checks, Some(valid));
+        }
+    }
+
+    let client = DataverseClient::new(http.clone(), tokens.clone(), valid.credentials.clone());
+    let started = Instant::now();
+    match client.who_am_i().await {
+        Ok(me) => checks.push(Check::pass(
+            "dataverse",
+            format!("Dataverse accepted the application user (user id {}).", me.user_id),
+            started,
+        )),
+        Err(err) => {
+            checks.push(Check::diagnosed("dataverse", CheckStatus::Fail, catalog::dataverse_failure(&err), started));
+            checks_after(&mut checks, "dataverse");
+            return (checks, Some(valid));
+        }
+    }
+
+    let started = Instant::now();
+    let id = valid.workstream.uuid();
+    let check = match client.workstream(id).await {
+        Ok(Some(ws)) => judge_workstream(&ws, started),
+        Ok(None) => {
+            let entry = match client.queue_exists(id).await {
+                Ok(true) => catalog::WORKSTREAM_IS_QUEUE,
+                _ => catalog::WORKSTREAM_NOT_FOUND,
+            };
+            Check::diagnosed("workstream", CheckStatus::Fail, entry.diagnose(format!("default_queue_id {id}")), started)
+        }
+        Err(err) => Check::diagnosed("workstream", CheckStatus::Fail, catalog::dataverse_failure(&err), started),
+    };
+    checks.push(check);
+    (checks, Some(valid))
+}
+
+fn judge_workstream(ws: &Workstream, started: Instant) -> Check {
+    use stream_source::*;
+    let name = ws.msdyn_name.clone().unwrap_or_else(|| ws.msdyn_liveworkstreamid.to_string());
+    let source = ws.msdyn_streamsource.unwrap_or_default();
+    let verdict: Option<(CheckStatus, Failure)> = if ws.statecode == Some(1) {
+        Some((CheckStatus::Fail, catalog::WORKSTREAM_INACTIVE))
+    } else if source == ENTITY_RECORDS {
+        Some((CheckStatus::Fail, catalog::WORKSTREAM_RECORD_ROUTING))
+    } else if source == VOICE || source == VOICE_CALL {
+        Some((CheckStatus::Fail, catalog::WORKSTREAM_VOICE))
+    } else if ![LIVE_CHAT, SMS, WHATSAPP, CUSTOM].contains(&source) {
+        Some((CheckStatus::Warn, catalog::WORKSTREAM_OTHER_CHANNEL))
+    } else if ws.msdyn_workdistributionmode == Some(PICK_MODE) {
+        Some((CheckStatus::Warn, catalog::WORKSTREAM_PICK_MODE))
+    } else {
+        None
+    };
+    match verdict {
+        Some((status, entry)) => Check::diagnosed(
+            "workstream",
+            status,
+            entry.diagnose(format!("workstream '{name}' (msdyn_streamsource {source})")),
+            started,
+        ),
+        None => Check::pass("workstream", format!("Workstream '{name}' is an active messaging workstream."), started),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_are_guids_or_domains() {
+        assert!(is_tenant_id("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+        assert!(is_tenant_id("contoso.onmicrosoft.com"));
+        assert!(!is_tenant_id("common"));
+        assert!(!is_tenant_id("bad domain.com"));
+        assert!(!is_tenant_id("../x"));
+    }
+}

@@ -1,0 +1,264 @@
+//! `demo`: bridge and sandbox in-process on free loopback ports; every fixture session goes
+//! through the real HTTP path, signed; one line per session; exit 0 when every outcome is
+//! the one its `NAME.expected.json` records. Also the signed-post helper `send` uses.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{load_seed, CliResult, DemoArgs};
+use crate::connection::crypto::EncryptionKey;
+use crate::handoff::retry::RetryPolicy;
+use crate::sandbox::Sandbox;
+use crate::store::now_ms;
+use crate::webhook::WebhookSecret;
+use crate::{App, Config, Settings};
+
+/// The org the demo and `serve --sandbox` connect.
+pub const DEMO_ORG: &str = "demo";
+
+/// What a fixture expects (`NAME.expected.json`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Expected {
+    pub state: String,
+    pub contact_match: Option<String>,
+    /// The `last_error.code` expected, for skipped or failed handoffs.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// One fixture: its path, the envelope bytes, and the expectation.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub name: String,
+    pub body: Vec<u8>,
+    pub session_id: String,
+    pub expected: Expected,
+}
+
+/// Reads `DIR/*.json` (not `*.expected.json`), sorted by name, with their expectations.
+pub fn load_fixtures(dir: &Path) -> CliResult<Vec<Fixture>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.ends_with(".json") && !name.ends_with(".expected.json")
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let body = envelope_for(&text, DEMO_ORG)?;
+            let value: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let session_id = value["data"]["session"]["id"].as_str().unwrap_or_default().to_owned();
+            let expected_path = path.with_file_name(format!("{name}.expected.json"));
+            let expected_text = std::fs::read_to_string(&expected_path)
+                .map_err(|e| format!("{}: {e} (each fixture needs its expectation)", expected_path.display()))?;
+            let expected = serde_json::from_str(&expected_text).map_err(|e| format!("{}: {e}", expected_path.display()))?;
+            Ok(Fixture { name, body, session_id, expected })
+        })
+        .collect()
+}
+
+/// A file's JSON as an envelope: a whole envelope (it has `event`) is sent as it is; a bare
+/// session is wrapped as `conversation.handoff_to_human` for `org`.
+pub fn envelope_for(text: &str, org: &str) -> CliResult<Vec<u8>> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if value.get("event").is_some() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    let envelope = json!({
+        "event": crate::webhook::HANDOFF_EVENT,
+        "organization_id": org,
+        "data": { "session": value },
+    });
+    Ok(serde_json::to_vec(&envelope).expect("JSON serializes"))
+}
+
+/// Posts `body` signed per Standard Webhooks; returns the status and the answer's text.
+pub async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &WebhookSecret,
+    webhook_id: &str,
+    body: &[u8],
+) -> CliResult<(u16, String)> {
+    let timestamp = now_ms() / 1000;
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", webhook_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", secret.sign(webhook_id, timestamp, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.unwrap_or_default()))
+}
+
+/// Creates org `demo` through the admin API and connects it to the sandbox with the seed's
+/// demo credentials. Returns the org's webhook secret.
+pub async fn connect_demo_org(bridge_url: &str, admin_token: &str, sandbox: &Sandbox) -> CliResult<String> {
+    let http = reqwest::Client::new();
+    let org = http
+        .put(format!("{bridge_url}/v1/orgs/{DEMO_ORG}"))
+        .bearer_auth(admin_token)
+        .json(&json!({ "name": "Demo org (sandbox)" }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let org: Value = org.json().await.map_err(|e| e.to_string())?;
+    let secret = org["webhook_secret"]
+        .as_str()
+        .ok_or("the demo org already existed; its secret is not shown again")?
+        .to_owned();
+    let demo = sandbox.demo_connection();
+    let saved = http
+        .put(format!("{bridge_url}/v1/orgs/{DEMO_ORG}/connection"))
+        .bearer_auth(admin_token)
+        .json(&json!({
+            "tenant_id": demo.tenant_id,
+            "client_id": demo.client_id,
+            "client_secret": demo.client_secret,
+            "environment_url": sandbox.url(),
+            "default_queue_id": demo.default_queue_id,
+        }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !saved.status().is_success() {
+        return Err(format!("connecting the demo org failed: {}", saved.text().await.unwrap_or_default()));
+    }
+    Ok(secret)
+}
+
+/// `demo`.
+pub async fn run(args: DemoArgs) -> CliResult<()> {
+    let fixtures = load_fixtures(&args.fixtures)?;
+    let seed = load_seed(args.seed.as_deref())?;
+    let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().expect("valid"))
+        .await
+        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let admin_token = EncryptionKey::generate_base64();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        database_url: format!("sqlite://{}", dir.path().join("demo.db").display()),
+        admin_token: secrecy::SecretString::from(admin_token.clone()),
+        encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64()).expect("fresh key"),
+        entra_authority: sandbox.url(),
+        request_timeout: Duration::from_secs(10),
+        settings: Settings {
+            allow_insecure_dynamics: true,
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(60),
+            concurrency: 4,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| e.to_string())?;
+    let bridge_url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let app = App::build(config).await.map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.serve(listener, shutdown.clone()));
+    let secret = WebhookSecret::parse(&connect_demo_org(&bridge_url, &admin_token, &sandbox).await?)?;
+
+    println!("bridge {bridge_url}, sandbox {}, {} fixtures", sandbox.url(), fixtures.len());
+    let http = reqwest::Client::new();
+    let mut failures = 0;
+    let mut settle_ms = Vec::new();
+    for fixture in &fixtures {
+        let before = sandbox.requests().iter().filter(|r| r.kind != "token").count();
+        let webhook_id = format!("msg_demo_{}", fixture.name);
+        let url = format!("{bridge_url}/v1/webhooks/{DEMO_ORG}");
+        let (status, answer) = post_signed(&http, &url, &secret, &webhook_id, &fixture.body).await?;
+        if status != 202 {
+            println!("{:<28} HTTP {status}: {answer}", fixture.name);
+            failures += 1;
+            continue;
+        }
+        let record = wait_settled(&http, &bridge_url, &admin_token, &fixture.session_id).await?;
+        let requests = sandbox.requests().iter().filter(|r| r.kind != "token").count() - before;
+        let got = Expected {
+            state: record["state"].as_str().unwrap_or_default().to_owned(),
+            contact_match: record["contact_match"].as_str().map(str::to_owned),
+            code: record["last_error"]["code"].as_str().map(str::to_owned),
+        };
+        if let (Some(c), Some(u)) = (record["created_at"].as_str(), record["updated_at"].as_str()) {
+            settle_ms.push(millis_between(c, u));
+        }
+        let ok = got == fixture.expected;
+        if !ok {
+            failures += 1;
+        }
+        println!(
+            "{:<28} session={:<38} channel={:<9} contact={:<10} outcome={:<9}{} dynamics365_chat_id={} dataverse_requests={} {}",
+            fixture.name,
+            fixture.session_id,
+            record["channel"].as_str().unwrap_or_default(),
+            got.contact_match.as_deref().unwrap_or("-"),
+            got.state,
+            got.code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+            record["dynamics365_chat_id"].as_str().unwrap_or("-"),
+            requests,
+            if ok { "ok".to_owned() } else { format!("EXPECTED {:?}", fixture.expected) },
+        );
+    }
+    settle_ms.sort_unstable();
+    if !settle_ms.is_empty() {
+        println!(
+            "webhook 202 → settled: median {} ms, max {} ms; {} work items in the sandbox",
+            settle_ms[settle_ms.len() / 2],
+            settle_ms[settle_ms.len() - 1],
+            sandbox.work_items().len()
+        );
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    if failures == 0 {
+        println!("all {} fixtures had their expected outcome", fixtures.len());
+        Ok(())
+    } else {
+        Err(format!("{failures} of {} fixtures did not have their expected outcome", fixtures.len()))
+    }
+}
+
+fn millis_between(from: &str, to: &str) -> i64 {
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or_default()
+    };
+    parse(to) - parse(from)
+}
+
+async fn wait_settled(http: &reqwest::Client, bridge: &str, token: &str, session: &str) -> CliResult<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = format!("{bridge}/v1/orgs/{DEMO_ORG}/sessions/{}", percent_encoding::utf8_percent_encode(session, percent_encoding::NON_ALPHANUMERIC));
+    loop {
+        let record: Value = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if matches!(record["state"].as_str(), Some("succeeded" | "failed" | "skipped")) {
+            return Ok(record);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("session {session} did not settle within 30 s: {record}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

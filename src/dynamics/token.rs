@@ -1,0 +1,279 @@
+//! Entra ID client-credentials tokens for Dataverse, through the `oauth2` crate, with a
+//! per-connection cache.
+//!
+//! Request: `POST {authority}/{tenant}/oauth2/v2.0/token`, form
+//! `grant_type=client_credentials&client_id&client_secret&scope={environment_url}/.default`
+//! (Microsoft identity platform, "OAuth 2.0 client credentials flow"). A token is reused until
+//! 5 minutes before it expires; one refresh per connection is in flight at a time (the
+//! slot's async mutex is held across the request, so concurrent callers wait for it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oauth2::basic::BasicClient;
+use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::domain::EnvironmentUrl;
+
+/// How long before expiry a cached token is replaced.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// The app registration credentials of one connection. `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Directory (tenant) ID: a GUID or a verified domain.
+    pub tenant_id: String,
+    /// Application (client) ID.
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub environment_url: EnvironmentUrl,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"(redacted)")
+            .field("environment_url", &self.environment_url)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Identifies these exact credentials (secret included, hashed) so a changed connection
+    /// never reuses a token fetched with the old one.
+    fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.tenant_id.as_str(),
+            self.client_id.as_str(),
+            self.client_secret.expose_secret(),
+            self.environment_url.as_str(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// An access token and when it stops being valid.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub secret: SecretString,
+    pub expires_at: Instant,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(redacted)")
+    }
+}
+
+/// Why no token was obtained.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Entra ID answered with an OAuth error (`{"error","error_description":"AADSTSnnnn: …"}`).
+    #[error("Entra ID refused the token request (HTTP {status}): {error}: {description}")]
+    Refused {
+        status: u16,
+        error: String,
+        description: String,
+        /// The AADSTS number at the start of `error_description`, if any.
+        aadsts: Option<u32>,
+    },
+    /// HTTP 429 from the token endpoint.
+    #[error("Entra ID throttled the token request (HTTP 429)")]
+    Throttled { retry_after: Option<Duration> },
+    /// Connection failure, timeout, a 5xx, or an answer that is not an OAuth response.
+    #[error("the Entra ID token endpoint is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The error type of the HTTP function handed to `oauth2`.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct HttpError(#[from] reqwest::Error);
+
+#[derive(Default)]
+struct Slot {
+    token: tokio::sync::Mutex<Option<AccessToken>>,
+}
+
+/// Fetches and caches tokens. Cheap to share (`Arc`).
+pub struct TokenProvider {
+    http: reqwest::Client,
+    authority: String,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl TokenProvider {
+    /// `authority` is e.g. `https://login.microsoftonline.com` (no trailing slash needed).
+    /// `http` must not follow redirects (a redirect would resend the secret elsewhere).
+    pub fn new(http: reqwest::Client, authority: &str) -> Self {
+        Self {
+            http,
+            authority: authority.trim_end_matches('/').to_owned(),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, creds: &Credentials) -> Arc<Slot> {
+        let mut slots = self.slots.lock().expect("token cache poisoned");
+        slots.entry(creds.fingerprint()).or_default().clone()
+    }
+
+    /// A valid token for `creds`: the cached one while it has more than the refresh margin
+    /// left, otherwise a new one. Concurrent callers for the same credentials share one
+    /// request.
+    pub async fn token(&self, creds: &Credentials) -> Result<SecretString, TokenError> {
+        let slot = self.slot(creds);
+        let mut cached = slot.token.lock().await;
+        if let Some(token) = cached.as_ref() {
+            if Instant::now() + REFRESH_MARGIN < token.expires_at {
+                return Ok(token.secret.clone());
+            }
+        }
+        let fresh = self.fetch(creds).await?;
+        let secret = fresh.secret.clone();
+        *cached = Some(fresh);
+        Ok(secret)
+    }
+
+    /// Drops the cached token for `creds` if it is still `rejected` (Dataverse answered 401
+    /// to it), so the next call fetches a new one. A newer token is left alone.
+    pub async fn invalidate(&self, creds: &Credentials, rejected: &SecretString) {
+        let slot = self.slot(creds);
+        let mut cached = slot.token.lock().await;
+        if cached
+            .as_ref()
+            .is_some_and(|t| t.secret.expose_secret() == rejected.expose_secret())
+        {
+            *cached = None;
+        }
+    }
+
+    /// Puts a freshly fetched token in the cache, so the calls that follow reuse it.
+    pub async fn prime(&self, creds: &Credentials, token: AccessToken) {
+        *self.slot(creds).token.lock().await = Some(token);
+    }
+
+    /// Requests a new token, bypassing the cache (used by connection tests).
+    pub async fn fetch(&self, creds: &Credentials) -> Result<AccessToken, TokenError> {
+        let token_url = TokenUrl::new(format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.authority, creds.tenant_id
+        ))
+        .map_err(|e| TokenError::Unavailable(format!("invalid token URL: {e}")))?;
+        let client = BasicClient::new(ClientId::new(creds.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                creds.client_secret.expose_secret().to_owned(),
+            ))
+            .set_auth_type(AuthType::RequestBody)
+            .set_token_uri(token_url);
+
+        // oauth2 drops the HTTP status and headers of an error answer; keep what we need.
+        let seen: Arc<Mutex<Option<(u16, Option<Duration>)>>> = Arc::default();
+        let http_fn = |request: oauth2::HttpRequest| {
+            let http = self.http.clone();
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let response = http
+                    .request(parts.method, parts.uri.to_string())
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let retry_after = super::retry_after(response.headers());
+                *seen.lock().expect("poisoned") = Some((status.as_u16(), retry_after));
+                let mut builder = oauth2::http::Response::builder().status(status.as_u16());
+                for (name, value) in response.headers() {
+                    builder = builder.header(name.as_str(), value.as_bytes());
+                }
+                let bytes = response.bytes().await?;
+                Ok::<_, HttpError>(builder.body(bytes.to_vec()).expect("valid response parts"))
+            }
+        };
+
+        let started = Instant::now();
+        let result = client
+            .exchange_client_credentials()
+            .add_scope(Scope::new(format!("{}/.default", creds.environment_url)))
+            .request_async(&http_fn)
+            .await;
+        let (status, retry_after) = seen.lock().expect("poisoned").unwrap_or((0, None));
+        match result {
+            Ok(response) => {
+                let lifetime = response
+                    .expires_in()
+                    .unwrap_or(Duration::from_secs(3599));
+                tracing::debug!(
+                    tenant_id = %creds.tenant_id,
+                    client_id = %creds.client_id,
+                    expires_in_s = lifetime.as_secs(),
+                    "fetched an Entra ID token"
+                );
+                Ok(AccessToken {
+                    secret: SecretString::from(response.access_token().secret().to_owned()),
+                    expires_at: started + lifetime,
+                })
+            }
+            Err(_) if status == 429 => Err(TokenError::Throttled { retry_after }),
+            Err(_) if status >= 500 => Err(TokenError::Unavailable(format!("HTTP {status}"))),
+            Err(RequestTokenError::ServerResponse(err)) => {
+                let description = err.error_description().cloned().unwrap_or_default();
+                Err(TokenError::Refused {
+                    status,
+                    error: err.error().to_string(),
+                    aadsts: parse_aadsts(&description),
+                    description,
+                })
+            }
+            Err(RequestTokenError::Request(err)) => Err(TokenError::Unavailable(
+                super::describe_transport_error(&err.0),
+            )),
+            Err(RequestTokenError::Parse(err, _)) => Err(TokenError::Unavailable(format!(
+                "HTTP {status} with a body that is not an OAuth response ({err})"
+            ))),
+            Err(RequestTokenError::Other(why)) => {
+                Err(TokenError::Unavailable(format!("HTTP {status}: {why}")))
+            }
+        }
+    }
+}
+
+/// `"AADSTS7000215: Invalid client secret…"` → `Some(7000215)`.
+fn parse_aadsts(description: &str) -> Option<u32> {
+    let rest = description.strip_prefix("AADSTS")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aadsts_number_is_read_from_the_description() {
+        assert_eq!(parse_aadsts("AADSTS7000215: Invalid client secret"), Some(7000215));
+        assert_eq!(parse_aadsts("something else"), None);
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let creds = Credentials {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            client_secret: SecretString::from("super-secret-value".to_owned()),
+            environment_url: EnvironmentUrl::parse("https://x.crm.dynamics.com", false).unwrap(),
+        };
+        assert!(!format!("{creds:?}").contains("super-secret-value"));
+    }
+}

@@ -1,0 +1,110 @@
+//! The API's error type, mapped once to `application/problem+json` (RFC 9457).
+//!
+//! Every problem carries a stable snake_case `code`; validation problems list
+//! `errors: [{pointer, message}]` with JSON Pointers into the request body. 5xx bodies say
+//! nothing internal; their cause is logged once, inside the request's span.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+use crate::webhook::{FieldError, SignatureError};
+
+/// Everything an API route can refuse with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    #[error("the request body is not valid JSON: {}", .0.message)]
+    MalformedJson(FieldError),
+    #[error("the request body does not have the expected shape: {} {}", .0.pointer, .0.message)]
+    InvalidShape(FieldError),
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error("a valid admin token is required (Authorization: Bearer <HANDOFF_ADMIN_TOKEN>)")]
+    Unauthorized,
+    #[error("there is no org '{0}'")]
+    UnknownOrg(String),
+    #[error("org '{org}' has no handoff for session '{session}'")]
+    UnknownSession { org: String, session: String },
+    #[error("org '{0}' has no Dynamics connection")]
+    NotConnected(String),
+    #[error("the store is unavailable; nothing was stored, try again")]
+    StoreUnavailable(#[from] StoreError),
+}
+
+impl ApiError {
+    /// The HTTP status and stable `code` of each error: the one table of codes.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BodyUnreadable => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::InvalidShape(_) => (StatusCode::BAD_REQUEST, "invalid_shape"),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Signature(e) => (StatusCode::UNAUTHORIZED, e.code()),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::UnknownOrg(_) => (StatusCode::NOT_FOUND, "unknown_org"),
+            Self::UnknownSession { .. } => (StatusCode::NOT_FOUND, "unknown_session"),
+            Self::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
+            Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        }
+    }
+}
+
+/// Writes an `application/problem+json` response.
+pub fn problem(status: StatusCode, code: &str, detail: &str, errors: Option<&[FieldError]>) -> Response {
+    let mut body = json!({
+        "type": format!("urn:handoff-bridge:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "code": code,
+        "detail": detail,
+    });
+    if let Some(errors) = errors {
+        body["errors"] = json!(errors);
+    }
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(code, error = %self, cause = ?std::error::Error::source(&self).map(ToString::to_string), "request failed");
+        }
+        let single;
+        let errors = match &self {
+            Self::Validation(errors) => Some(errors.as_slice()),
+            Self::MalformedJson(e) | Self::InvalidShape(e) => {
+                single = [e.clone()];
+                Some(&single[..])
+            }
+            _ => None,
+        };
+        let mut response = problem(status, code, &self.to_string(), errors);
+        match self {
+            Self::StoreUnavailable(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::Unauthorized => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

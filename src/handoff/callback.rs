@@ -1,0 +1,229 @@
+//! Signed callbacks to the widget backend: `handoff.succeeded` and `handoff.failed`.
+//!
+//! Each event is written to the `callbacks` outbox in the same transaction as the handoff's
+//! outcome, then delivered by the worker, signed per Standard Webhooks with the org's current
+//! webhook secret. Its `webhook-id` is deterministic (`msg_` + UUIDv5 of org, session and
+//! event), so a redelivery after a crash is recognisably the same event.
+
+use std::time::Instant;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::retry::Class;
+use super::work_item::KEY_NAMESPACE;
+use crate::catalog::{self, Diagnosis};
+use crate::domain::WorkstreamId;
+use crate::store::{now_ms, rfc3339, CallbackRow, ContactMatch, HandoffRow, NewCallback, NewEvent, OrgRow};
+use crate::webhook::WebhookSecret;
+use crate::Context;
+
+/// The deterministic `webhook-id` of an event about a session.
+pub fn webhook_id(org_id: &str, session_id: &str, event_type: &str) -> String {
+    let id = Uuid::new_v5(
+        &KEY_NAMESPACE,
+        format!("callback:{org_id}/{session_id}/{event_type}").as_bytes(),
+    );
+    format!("msg_{}", id.simple())
+}
+
+/// `handoff.succeeded`, when the org has a callback URL.
+pub fn succeeded_event(
+    org: &OrgRow,
+    handoff: &HandoffRow,
+    chat_id: &str,
+    contact_id: Option<Uuid>,
+    contact_match: Option<ContactMatch>,
+    workstream: Option<WorkstreamId>,
+) -> Option<NewCallback> {
+    org.callback_url.as_ref()?;
+    let event_type = "handoff.succeeded";
+    let payload = json!({
+        "event": event_type,
+        "organization_id": org.org_id,
+        "data": {
+            "session_id": handoff.session_id,
+            "dynamics365_chat_id": chat_id,
+            "contact_id": contact_id,
+            "contact_match": contact_match.map(ContactMatch::as_str),
+            "workstream_id": workstream.map(|w| w.to_string()),
+            "handed_off_at": rfc3339(now_ms()),
+        }
+    });
+    Some(NewCallback {
+        webhook_id: webhook_id(&org.org_id, &handoff.session_id, event_type),
+        event_type,
+        payload: payload.to_string(),
+    })
+}
+
+/// `handoff.failed`, when the org has a callback URL.
+pub fn failed_event(org: &OrgRow, handoff: &HandoffRow, diag: &Diagnosis) -> Option<NewCallback> {
+    org.callback_url.as_ref()?;
+    let event_type = "handoff.failed";
+    let payload = json!({
+        "event": event_type,
+        "organization_id": org.org_id,
+        "data": {
+            "session_id": handoff.session_id,
+            "error": { "code": diag.code, "message": diag.message, "hint": diag.hint },
+        }
+    });
+    Some(NewCallback {
+        webhook_id: webhook_id(&org.org_id, &handoff.session_id, event_type),
+        event_type,
+        payload: payload.to_string(),
+    })
+}
+
+/// Delivers one claimed callback and records the result (fenced by `lease_id`).
+pub async fn deliver(ctx: &Context, callback: &CallbackRow, lease_id: &str) -> Result<(), crate::store::StoreError> {
+    let started = Instant::now();
+    let result = send(ctx, callback).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let now = now_ms();
+    let attempts = u32::try_from(callback.attempts).unwrap_or(u32::MAX);
+    let (state, next, error, kind) = match result {
+        Ok(status) => {
+            tracing::info!(webhook_id = %callback.webhook_id, status, duration_ms, "callback delivered");
+            ("delivered", now, None, "callback_delivered")
+        }
+        Err((detail, class)) => {
+            tracing::info!(webhook_id = %callback.webhook_id, %detail, duration_ms, "callback attempt failed");
+            let window = ctx.settings.retry.give_up_after.as_millis() as i64;
+            match class {
+                Class::Transient { retry_after } if now - callback.created_at < window => {
+                    let delay = ctx.settings.retry.delay(attempts, retry_after);
+                    ("pending", now + delay.as_millis() as i64, Some(detail), "callback_retry_scheduled")
+                }
+                _ => ("failed", now, Some(detail), "callback_failed"),
+            }
+        }
+    };
+    let mut detail = json!({
+        "webhook_id": callback.webhook_id,
+        "event": callback.event_type,
+        "attempt": callback.attempts,
+        "duration_ms": duration_ms,
+    });
+    if let Some(error) = &error {
+        detail["error"] = json!(error);
+        if state == "failed" {
+            detail["code"] = json!(catalog::CALLBACK_FAILED.code);
+        }
+    }
+    let event = NewEvent { at: now, kind, detail };
+    ctx.store
+        .finish_callback(callback, lease_id, state, next, error.as_deref(), &event)
+        .await?;
+    Ok(())
+}
+
+/// Sends the signed POST; `Ok(status)` on 2xx. Every failure is transient (the endpoint may
+/// be mid-deploy), bounded by the retry window.
+async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Class)> {
+    let transient = |detail: String| (detail, Class::Transient { retry_after: None });
+    let org = ctx
+        .store
+        .org(&callback.org_id)
+        .await
+        .map_err(|e| transient(e.to_string()))?
+        .ok_or_else(|| ("the org no longer exists".to_owned(), Class::Permanent))?;
+    let Some(url) = org.callback_url.as_deref() else {
+        return Err(("the org no longer has a callback_url".to_owned(), Class::Permanent));
+    };
+    let secret_text = ctx
+        .key
+        .open(&super::webhook_secret_aad(&org.org_id), &org.webhook_secret_enc)
+        .map_err(|e| (e.to_string(), Class::Permanent))?;
+    let secret = WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&secret_text))
+        .map_err(|e| (e, Class::Permanent))?;
+    let timestamp = now_ms() / 1000;
+    let body = callback.payload.as_bytes();
+    let response = ctx
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &callback.webhook_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", secret.sign(&callback.webhook_id, timestamp, body))
+        .body(callback.payload.clone())
+        .send()
+        .await
+        .map_err(|e| transient(crate::dynamics::describe_transport_error(&e)))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(status.as_u16())
+    } else {
+        let retry_after = crate::dynamics::retry_after(response.headers());
+        Err((format!("HTTP {}", status.as_u16()), Class::Transient { retry_after }))
+    }
+}
+
+/// Whether an address is one a callback may reach: not loopback, private, link-local
+/// (which includes the cloud metadata address 169.254.169.254), shared (CGNAT),
+/// unspecified, multicast, documentation or otherwise reserved.
+pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// Checks an org's `callback_url`: `https://` on a host whose every address is public
+/// (resolved now). With `allow_insecure`, an `http://` or `https://` loopback URL is
+/// admitted too (a local widget backend in development). Returns the normalised URL or
+/// why it was refused.
+pub async fn check_callback_url(raw: &str, allow_insecure: bool) -> Result<String, String> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("is not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials".into());
+    }
+    if allow_insecure && crate::domain::is_loopback_host(&url) && matches!(url.scheme(), "http" | "https") {
+        return Ok(url.to_string());
+    }
+    if url.scheme() != "https" {
+        return Err("must start with https://".into());
+    }
+    let host = url.host_str().ok_or("has no host")?.to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<_> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| format!("host '{host}' could not be resolved ({e})"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("host '{host}' has no address"));
+    }
+    if let Some(bad) = addrs.iter().find(|a| !is_public_ip(a.ip())) {
+        return Err(format!(
+            "host '{host}' resolves to {}, a loopback, private, link-local or reserved address",
+            bad.ip()
+        ));
+    }
+    Ok(url.to_string())
+}

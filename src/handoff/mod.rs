@@ -1,0 +1,330 @@
+//! The handoff job: contact → live work item → write-back, and the worker that runs it.
+//!
+//! One attempt reads the stored session, resolves the contact by verified email, creates the
+//! live work item with its deterministic key, and returns an [`Outcome`] that the store
+//! writes in one transaction with the attempt's events and the callback (outbox). This
+//! module knows nothing about HTTP routes.
+
+pub mod callback;
+pub mod retry;
+pub mod work_item;
+pub mod worker;
+
+use std::time::Instant;
+
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::catalog::{self, Diagnosis, Failure};
+use crate::domain::{EnvironmentUrl, OrgId, WorkstreamId};
+use crate::dynamics::{CreateOutcome, Credentials, DataverseClient, DataverseError};
+use crate::store::{Claim, ContactMatch, HandoffState, NewEvent, Outcome, OrgRow, ConnectionRow};
+use crate::webhook::envelope::Session;
+use crate::webhook::HandoffRequest;
+use crate::Context;
+use retry::Class;
+
+/// The `aad` under which an org's client secret is sealed.
+pub fn client_secret_aad(org_id: &str) -> String {
+    format!("client_secret:{org_id}")
+}
+
+/// The `aad` under which an org's webhook secret is sealed.
+pub fn webhook_secret_aad(org_id: &str) -> String {
+    format!("webhook_secret:{org_id}")
+}
+
+/// Reads a stored connection back into credentials (decrypting the client secret).
+pub fn credentials(ctx: &Context, conn: &ConnectionRow) -> Result<(Credentials, WorkstreamId), Diagnosis> {
+    let secret: SecretString = ctx
+        .key
+        .open(&client_secret_aad(&conn.org_id), &conn.client_secret_enc)
+        .map_err(|e| catalog::CONNECTION_SECRET_UNREADABLE.diagnose(e.to_string()))?;
+    let environment_url = EnvironmentUrl::parse(&conn.environment_url, ctx.settings.allow_insecure_dynamics)
+        .map_err(|why| catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}")))?;
+    let workstream = WorkstreamId::parse(&conn.default_queue_id)
+        .map_err(|why| catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}")))?;
+    Ok((
+        Credentials {
+            tenant_id: conn.tenant_id.clone(),
+            client_id: conn.client_id.clone(),
+            client_secret: secret,
+            environment_url,
+        },
+        workstream,
+    ))
+}
+
+/// What one attempt has learned so far; carried into whichever outcome ends it.
+struct Progress {
+    events: Vec<NewEvent>,
+    contact_match: Option<ContactMatch>,
+    contact_id: Option<Uuid>,
+}
+
+impl Progress {
+    fn event(&mut self, kind: &'static str, detail: serde_json::Value) {
+        self.events.push(NewEvent {
+            at: crate::store::now_ms(),
+            kind,
+            detail,
+        });
+    }
+}
+
+/// Runs one attempt of a claimed handoff and says how it ended. Never panics on remote
+/// errors; every failure becomes a diagnosed outcome.
+pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
+    let handoff = &claim.handoff;
+    let mut progress = Progress {
+        events: Vec::new(),
+        contact_match: None,
+        contact_id: None,
+    };
+    progress.event("attempt_started", json!({ "attempt": handoff.attempts }));
+
+    let request = match decode(handoff.payload_version, &handoff.org_id, &handoff.payload) {
+        Ok(r) => r,
+        Err(detail) => return fail(claim, None, progress, catalog::PAYLOAD_UNREADABLE.diagnose(detail)),
+    };
+    let org = match ctx.store.org(&handoff.org_id).await {
+        Ok(Some(org)) => org,
+        Ok(None) => return fail(claim, None, progress, catalog::PAYLOAD_UNREADABLE.diagnose("the org was deleted".to_owned())),
+        Err(e) => return retry_later(ctx, claim, None, progress, store_trouble(&e), None),
+    };
+
+    if request.channel.stream_source().is_none() {
+        progress.event("skipped", json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": request.channel.as_str() }));
+        let diag = catalog::UNSUPPORTED_CHANNEL.diagnose(format!("channel '{}'", request.channel.as_str()));
+        return finished(claim, &org, HandoffState::Skipped, progress, Some(diag), None, None);
+    }
+
+    let conn = match ctx.store.connection(&handoff.org_id).await {
+        Ok(Some(conn)) => conn,
+        Ok(None) => return retry_later(ctx, claim, Some(&org), progress, catalog::NOT_CONNECTED.diagnose(None), None),
+        Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
+    };
+    let (creds, workstream) = match credentials(ctx, &conn) {
+        Ok(c) => c,
+        Err(diag) => return fail(claim, Some(&org), progress, diag),
+    };
+    let client = DataverseClient::new(ctx.http.clone(), ctx.tokens.clone(), creds);
+
+    if let Err(err) = resolve_contact(&client, &request, conn.create_contact_if_missing, &mut progress).await {
+        return dataverse_failed(ctx, claim, &org, "contact", progress, &err, None);
+    }
+
+    let org_id = OrgId::parse(&handoff.org_id).expect("stored org ids are valid");
+    let activityid = work_item::activity_id(&org_id, &request.session_id);
+    let body = work_item::create_body(&request, activityid, workstream, progress.contact_id)
+        .expect("live chat channels have a stream source");
+    let started = Instant::now();
+    match client.create_live_work_item(activityid, &body).await {
+        Ok(created) => {
+            progress.event(
+                "work_item_created",
+                json!({
+                    "activityid": activityid,
+                    "already_existed": created == CreateOutcome::AlreadyExisted,
+                    "workstream_id": workstream.to_string(),
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                }),
+            );
+            let chat_id = activityid.to_string();
+            let mut outcome = finished(claim, &org, HandoffState::Succeeded, progress, None, Some(chat_id), Some(workstream));
+            outcome.error = None;
+            outcome
+        }
+        Err(err) => dataverse_failed(ctx, claim, &org, "work_item", progress, &err, Some(catalog::WORK_ITEM_REJECTED)),
+    }
+}
+
+/// Rebuilds the validated request from a stored payload.
+fn decode(version: i64, org_id: &str, payload: &str) -> Result<HandoffRequest, String> {
+    if version != 1 {
+        return Err(format!("payload version {version} is not known to this build"));
+    }
+    let session: Session = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+    let org = OrgId::parse(org_id)?;
+    HandoffRequest::from_session(&org, &session).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{} {}", e.pointer, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Sets `contact_match` (and `contact_id`) on `progress`. Only a verified email is looked up;
+/// `$top=2` is enough to tell one match from several.
+async fn resolve_contact(
+    client: &DataverseClient,
+    request: &HandoffRequest,
+    create_if_missing: bool,
+    progress: &mut Progress,
+) -> Result<(), DataverseError> {
+    let customer = &request.customer;
+    let Some(email) = &customer.verified_email else {
+        progress.contact_match = Some(if customer.email.is_some() {
+            ContactMatch::Unverified
+        } else {
+            ContactMatch::Anonymous
+        });
+        return Ok(());
+    };
+    let started = Instant::now();
+    let found = client.find_contacts_by_email(email.as_str()).await?;
+    let (matched, id) = match found.as_slice() {
+        [one] => (ContactMatch::Linked, Some(one.contactid)),
+        [] if create_if_missing => {
+            let org = &request.org_id;
+            let id = work_item::contact_id(org, email.as_str());
+            let body = work_item::contact_body(id, customer.name.as_deref(), email.as_str(), customer.phone.as_deref());
+            client.create_contact(&body).await?;
+            (ContactMatch::Created, Some(id))
+        }
+        [] => (ContactMatch::NotFound, None),
+        _ => (ContactMatch::Ambiguous, None),
+    };
+    progress.event(
+        "contact_resolved",
+        json!({
+            "contact_match": matched.as_str(),
+            "contact_id": id,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }),
+    );
+    progress.contact_match = Some(matched);
+    progress.contact_id = id;
+    Ok(())
+}
+
+fn store_trouble(err: &crate::store::StoreError) -> Diagnosis {
+    catalog::STORE_UNAVAILABLE.diagnose(err.to_string())
+}
+
+/// Classifies a Dataverse failure at `step` and turns it into a retry or a failure.
+/// `rejected` replaces the generic `dataverse_rejected` entry for this step's 4xx answers.
+fn dataverse_failed(
+    ctx: &Context,
+    claim: &Claim,
+    org: &OrgRow,
+    step: &'static str,
+    mut progress: Progress,
+    err: &DataverseError,
+    rejected: Option<Failure>,
+) -> Outcome {
+    let mut diag = catalog::dataverse_failure(err);
+    if let Some(entry) = rejected.filter(|_| diag.code == catalog::DATAVERSE_REJECTED.code) {
+        diag = entry.diagnose(diag.detail.clone());
+    }
+    let class = retry::classify(err);
+    progress.event(
+        "attempt_failed",
+        json!({
+            "step": step,
+            "code": diag.code,
+            "http_status": err.status(),
+            "dataverse_code": err.code(),
+            "transient": matches!(class, Class::Transient { .. }),
+        }),
+    );
+    match class {
+        Class::Transient { retry_after } => retry_later(ctx, claim, Some(org), progress, diag, retry_after),
+        Class::Permanent => fail(claim, Some(org), progress, diag),
+    }
+}
+
+/// Back to `queued` with a later `next_attempt_at`, or `failed` with `retries_exhausted`
+/// once the policy's window has passed.
+fn retry_later(
+    ctx: &Context,
+    claim: &Claim,
+    org: Option<&OrgRow>,
+    mut progress: Progress,
+    diag: Diagnosis,
+    retry_after: Option<std::time::Duration>,
+) -> Outcome {
+    let now = crate::store::now_ms();
+    let policy = ctx.settings.retry;
+    let first = claim.handoff.first_attempt_at.unwrap_or(now);
+    if now - first >= policy.give_up_after.as_millis() as i64 {
+        let exhausted = catalog::RETRIES_EXHAUSTED.diagnose(format!(
+            "last error: {} ({})",
+            diag.code,
+            diag.detail.as_deref().unwrap_or(&diag.message)
+        ));
+        return fail(claim, org, progress, exhausted);
+    }
+    let attempts = u32::try_from(claim.handoff.attempts).unwrap_or(u32::MAX);
+    let delay = policy.delay(attempts, retry_after);
+    let next = now + delay.as_millis() as i64;
+    progress.event(
+        "retry_scheduled",
+        json!({ "code": diag.code, "delay_ms": delay.as_millis() as u64, "retry_after_s": retry_after.map(|d| d.as_secs()) }),
+    );
+    Outcome {
+        state: HandoffState::Queued,
+        contact_match: progress.contact_match,
+        contact_id: progress.contact_id.map(|u| u.to_string()),
+        dynamics365_chat_id: None,
+        workstream_id: None,
+        next_attempt_at: Some(next),
+        error: Some(diag),
+        events: progress.events,
+        callback: None,
+    }
+}
+
+fn fail(claim: &Claim, org: Option<&OrgRow>, mut progress: Progress, diag: Diagnosis) -> Outcome {
+    progress.event("failed", json!({ "code": diag.code }));
+    let callback = org.and_then(|org| callback::failed_event(org, &claim.handoff, &diag));
+    Outcome {
+        state: HandoffState::Failed,
+        contact_match: progress.contact_match,
+        contact_id: progress.contact_id.map(|u| u.to_string()),
+        dynamics365_chat_id: None,
+        workstream_id: None,
+        next_attempt_at: None,
+        error: Some(diag),
+        events: progress.events,
+        callback,
+    }
+}
+
+fn finished(
+    claim: &Claim,
+    org: &OrgRow,
+    state: HandoffState,
+    mut progress: Progress,
+    diag: Option<Diagnosis>,
+    chat_id: Option<String>,
+    workstream: Option<WorkstreamId>,
+) -> Outcome {
+    let callback = match (&chat_id, state) {
+        (Some(chat_id), HandoffState::Succeeded) => {
+            progress.event("succeeded", json!({ "dynamics365_chat_id": chat_id }));
+            callback::succeeded_event(
+                org,
+                &claim.handoff,
+                chat_id,
+                progress.contact_id,
+                progress.contact_match,
+                workstream,
+            )
+        }
+        _ => None,
+    };
+    Outcome {
+        state,
+        contact_match: progress.contact_match,
+        contact_id: progress.contact_id.map(|u| u.to_string()),
+        dynamics365_chat_id: chat_id,
+        workstream_id: workstream.map(|w| w.to_string()),
+        next_attempt_at: None,
+        error: diag,
+        events: progress.events,
+        callback,
+    }
+}

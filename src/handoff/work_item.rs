@@ -1,0 +1,174 @@
+//! The `msdyn_ocliveworkitem` create body (SPEC §6 step 3) and its deterministic key.
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::domain::{OrgId, SessionId, WorkstreamId};
+use crate::webhook::HandoffRequest;
+
+/// Namespace of the UUIDv5 keys the bridge chooses for Dataverse rows. Fixed forever: changing
+/// it would let a replay create a second live work item for a session.
+pub const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2d8e_4b0a_5e7c_9a3d_1e2f_7b6c_5d40);
+
+/// `activityid` of the live work item of one session: UUIDv5 of `"{org_id}/{session_id}"`
+/// (an org id cannot contain `/`, so the name is unambiguous).
+pub fn activity_id(org: &OrgId, session: &SessionId) -> Uuid {
+    Uuid::new_v5(&KEY_NAMESPACE, format!("{org}/{session}").as_bytes())
+}
+
+/// `contactid` of a contact the bridge creates for an email in an org (UUIDv5 of
+/// `"contact:{org_id}/{email}"`), so a retried create cannot make two.
+pub fn contact_id(org: &OrgId, email: &str) -> Uuid {
+    Uuid::new_v5(&KEY_NAMESPACE, format!("contact:{org}/{}", email.to_lowercase()).as_bytes())
+}
+
+/// Cuts `text` to at most `max` UTF-16 code units, at a character boundary. Dataverse
+/// string lengths count UTF-16 code units (.NET `string.Length`), so an emoji takes two;
+/// counting code units keeps every cut within the column's limit.
+pub fn cut(text: &str, max: usize) -> String {
+    let mut used = 0;
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        used += c.len_utf16();
+        if used > max {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    text[..end].to_owned()
+}
+
+/// Column limits from the table reference (DATAVERSE.md): `subject` String(200),
+/// `msdyn_title` String(4000), `description` Memo(2000), context item `msdyn_value`
+/// String(4000).
+const SUBJECT_MAX: usize = 200;
+const TITLE_MAX: usize = 4000;
+const DESCRIPTION_MAX: usize = 2000;
+const CONTEXT_VALUE_MAX: usize = 4000;
+/// `msdyn_datatype` 192350000 = Text.
+const TEXT_DATATYPE: i64 = 192_350_000;
+
+fn context_item(name: &str, value: &str) -> Value {
+    json!({
+        "msdyn_name": name,
+        "msdyn_value": cut(value, CONTEXT_VALUE_MAX),
+        "msdyn_datatype": TEXT_DATATYPE,
+        "msdyn_isdisplayable": true,
+    })
+}
+
+/// The body of `POST msdyn_ocliveworkitems` for a handoff: client-chosen `activityid`,
+/// summary as subject/title, a description that keeps the customer's details even when the
+/// summary is cut, the workstream and (when linked or created) contact bindings, and the
+/// context items deep-inserted. Returns `None` for a channel that is not a live chat.
+pub fn create_body(
+    request: &HandoffRequest,
+    activityid: Uuid,
+    workstream: WorkstreamId,
+    contact: Option<Uuid>,
+) -> Option<Value> {
+    let channel = request.channel.stream_source()?;
+    let customer = &request.customer;
+
+    let mut details = Vec::new();
+    if let Some(name) = &customer.name {
+        details.push(format!("Customer: {name}"));
+    }
+    if let Some(email) = &customer.email {
+        details.push(format!("Email: {}", email.as_str()));
+    }
+    if let Some(phone) = &customer.phone {
+        details.push(format!("Phone: {phone}"));
+    }
+    let details = details.join("\n");
+    let description = if details.is_empty() {
+        cut(&request.summary, DESCRIPTION_MAX)
+    } else {
+        let tail = format!("\n\n{details}");
+        let room = DESCRIPTION_MAX.saturating_sub(tail.encode_utf16().count());
+        cut(&format!("{}{tail}", cut(&request.summary, room)), DESCRIPTION_MAX)
+    };
+
+    let mut items = vec![
+        context_item("sessionId", request.session_id.as_str()),
+        context_item("channel", request.channel.as_str()),
+    ];
+    if let Some(name) = &customer.name {
+        items.push(context_item("customerName", name));
+    }
+    if let Some(email) = &customer.email {
+        items.push(context_item("customerEmail", email.as_str()));
+    }
+    if let Some(phone) = &customer.phone {
+        items.push(context_item("customerPhone", phone));
+    }
+
+    let mut body = Map::new();
+    body.insert("activityid".into(), json!(activityid));
+    body.insert("subject".into(), json!(cut(&request.summary, SUBJECT_MAX)));
+    body.insert("msdyn_title".into(), json!(cut(&request.summary, TITLE_MAX)));
+    body.insert("description".into(), json!(description));
+    body.insert("msdyn_channel".into(), json!(channel));
+    body.insert(
+        "msdyn_liveworkstreamid_msdyn_ocliveworkitem@odata.bind".into(),
+        json!(format!("/msdyn_liveworkstreams({workstream})")),
+    );
+    if let Some(contact) = contact {
+        body.insert(
+            "msdyn_customer_msdyn_ocliveworkitem_contact@odata.bind".into(),
+            json!(format!("/contacts({contact})")),
+        );
+    }
+    body.insert(
+        "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid".into(),
+        Value::Array(items),
+    );
+    Some(Value::Object(body))
+}
+
+/// The body of `POST contacts` for a verified visitor with no contact
+/// (`create_contact_if_missing`): `lastname` is required on create, so a one-word name (or
+/// none) goes there.
+pub fn contact_body(contactid: Uuid, name: Option<&str>, email: &str, phone: Option<&str>) -> Value {
+    let name = name.map(str::trim).unwrap_or_default();
+    let (first, last) = match name.rsplit_once(' ') {
+        Some((first, last)) => (Some(first.trim()), last),
+        None if !name.is_empty() => (None, name),
+        None => (None, email.split('@').next().unwrap_or(email)),
+    };
+    let mut body = json!({
+        "contactid": contactid,
+        "lastname": cut(last, 50),
+        "emailaddress1": email,
+    });
+    if let Some(first) = first {
+        body["firstname"] = json!(cut(first, 50));
+    }
+    if let Some(phone) = phone {
+        body["telephone1"] = json!(cut(phone, 50));
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_counts_utf16_units_and_never_splits_a_character() {
+        assert_eq!(cut("héllo", 2), "hé");
+        assert_eq!(cut("a😀b", 2), "a", "the emoji needs two units");
+        assert_eq!(cut("a😀b", 3), "a😀");
+        assert_eq!(cut("日本語", 10), "日本語");
+    }
+
+    #[test]
+    fn keys_are_stable_and_distinct() {
+        let org = OrgId::parse("acme").unwrap();
+        let a = activity_id(&org, &SessionId::parse("s1").unwrap());
+        assert_eq!(a, activity_id(&org, &SessionId::parse("s1").unwrap()));
+        assert_ne!(a, activity_id(&org, &SessionId::parse("s2").unwrap()));
+        assert_ne!(a, activity_id(&OrgId::parse("acme2").unwrap(), &SessionId::parse("s1").unwrap()));
+        assert_eq!(a.get_version_num(), 5);
+    }
+}

@@ -1,0 +1,260 @@
+//! Admin API (SPEC §5): orgs, the Dynamics connection, handoff records. Behind the admin
+//! token (see `require_admin`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::ApiJson;
+use super::views;
+use crate::connection::{self, Check, ConnectionInput};
+use crate::domain::OrgId;
+use crate::error::ApiError;
+use crate::handoff::{callback::check_callback_url, client_secret_aad, webhook_secret_aad};
+use crate::store::{now_ms, rfc3339, ConnectionRow, HandoffState, OrgRow};
+use crate::webhook::{FieldError, WebhookSecret};
+use crate::Context;
+
+/// How long a rotated-out webhook secret is still accepted (SPEC §5).
+pub const SECRET_GRACE_MS: i64 = 24 * 3600 * 1000;
+
+fn org_id(raw: &str) -> Result<OrgId, ApiError> {
+    OrgId::parse(raw).map_err(|why| ApiError::Validation(vec![FieldError::new("/org_id", format!("(in the URL) {why}"))]))
+}
+
+async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, ApiError> {
+    let id = OrgId::parse(raw).map_err(|_| ApiError::UnknownOrg(raw.to_owned()))?;
+    ctx.store
+        .org(id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::UnknownOrg(raw.to_owned()))
+}
+
+/// `PUT /v1/orgs/{org_id}` body.
+#[derive(Debug, Deserialize)]
+pub struct OrgInput {
+    pub name: Option<String>,
+    pub callback_url: Option<String>,
+}
+
+/// Creates (201, with the new `webhook_secret`, shown this once) or updates (200) an org.
+pub async fn put_org(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+    ApiJson(input): ApiJson<OrgInput>,
+) -> Result<Response, ApiError> {
+    let id = org_id(&raw)?;
+    let mut errors = Vec::new();
+    let name = input.name.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        errors.push(FieldError::new("/name", "is required, 1 to 200 characters"));
+    }
+    let callback_url = match input.callback_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        None => None,
+        Some(raw) => match check_callback_url(raw, ctx.settings.allow_insecure_dynamics).await {
+            Ok(url) => Some(url),
+            Err(why) => {
+                errors.push(FieldError::new("/callback_url", why));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let now = now_ms();
+    let secret = WebhookSecret::generate();
+    let created = ctx
+        .store
+        .create_org(&OrgRow {
+            org_id: id.to_string(),
+            name: name.clone(),
+            callback_url: callback_url.clone(),
+            webhook_secret_enc: ctx.key.seal(&webhook_secret_aad(id.as_str()), secret.expose()),
+            previous_webhook_secret_enc: None,
+            previous_secret_expires_at: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    if !created {
+        ctx.store.update_org(id.as_str(), &name, callback_url.as_deref(), now).await?;
+    }
+    let org = existing_org(&ctx, id.as_str()).await?;
+    let mut body = views::org(&org);
+    if created {
+        body["webhook_secret"] = json!(secret.expose());
+        Ok((StatusCode::CREATED, Json(body)).into_response())
+    } else {
+        Ok((StatusCode::OK, Json(body)).into_response())
+    }
+}
+
+/// `GET /v1/orgs/{org_id}`: the org, never its secret.
+pub async fn get_org(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(views::org(&existing_org(&ctx, &raw).await?)))
+}
+
+/// `POST /v1/orgs/{org_id}/webhook-secret`: a new secret; the old one is accepted for 24 h.
+pub async fn rotate_secret(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let now = now_ms();
+    let secret = WebhookSecret::generate();
+    let sealed = ctx.key.seal(&webhook_secret_aad(&org.org_id), secret.expose());
+    ctx.store
+        .rotate_webhook_secret(&org.org_id, &sealed, now + SECRET_GRACE_MS, now)
+        .await?;
+    Ok(Json(json!({
+        "webhook_secret": secret.expose(),
+        "previous_secret_valid_until": rfc3339(now + SECRET_GRACE_MS),
+    })))
+}
+
+/// `POST /v1/orgs/{org_id}/connection/test`: runs the checks, saves nothing.
+pub async fn test_connection(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+    ApiJson(input): ApiJson<ConnectionInput>,
+) -> Result<Response, ApiError> {
+    existing_org(&ctx, &raw).await?;
+    let (checks, _) = connection::run_checks(&ctx.http, &ctx.tokens, &input, ctx.settings.allow_insecure_dynamics).await;
+    let status = if connection::all_passed(&checks) { "passed" } else { "failed" };
+    Ok(Json(json!({ "status": status, "checks": checks })).into_response())
+}
+
+/// `PUT /v1/orgs/{org_id}/connection`: runs the checks and saves only if all pass (200);
+/// otherwise 422 and the previous connection stays as it was.
+pub async fn save_connection(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+    ApiJson(input): ApiJson<ConnectionInput>,
+) -> Result<Response, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let (checks, valid) = connection::run_checks(&ctx.http, &ctx.tokens, &input, ctx.settings.allow_insecure_dynamics).await;
+    let valid = match valid {
+        Some(valid) if connection::all_passed(&checks) => valid,
+        _ => {
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "status": "failed", "checks": checks })),
+            )
+                .into_response())
+        }
+    };
+    let now = now_ms();
+    let creds = &valid.credentials;
+    ctx.store
+        .save_connection(&ConnectionRow {
+            org_id: org.org_id.clone(),
+            tenant_id: creds.tenant_id.clone(),
+            client_id: creds.client_id.clone(),
+            client_secret_enc: connection::crypto::seal_secret(&ctx.key, &client_secret_aad(&org.org_id), &creds.client_secret),
+            environment_url: creds.environment_url.to_string(),
+            default_queue_id: valid.workstream.to_string(),
+            create_contact_if_missing: valid.create_contact_if_missing,
+            status: "active".into(),
+            checks: serde_json::to_string(&checks).expect("checks serialize"),
+            last_checked_at: now,
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    // Handoffs waiting for a connection can go now.
+    ctx.wake.notify_one();
+    Ok(Json(json!({ "status": "active", "checks": checks })).into_response())
+}
+
+/// `GET /v1/orgs/{org_id}/connection`: status and settings, never the secret.
+pub async fn get_connection(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let Some(conn) = ctx.store.connection(&org.org_id).await? else {
+        return Ok(Json(json!({ "status": "not_connected" })));
+    };
+    let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
+    Ok(Json(json!({
+        "status": conn.status,
+        "tenant_id": conn.tenant_id,
+        "client_id": conn.client_id,
+        "environment_url": conn.environment_url,
+        "default_queue_id": conn.default_queue_id,
+        "create_contact_if_missing": conn.create_contact_if_missing,
+        "client_secret_set": true,
+        "last_checked_at": rfc3339(conn.last_checked_at),
+        "checks": checks,
+    })))
+}
+
+/// `DELETE /v1/orgs/{org_id}/connection`: forgets the credentials; 204, or 404 when there
+/// was no connection. Records already in Dynamics stay.
+pub async fn delete_connection(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    if ctx.store.delete_connection(&org.org_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotConnected(org.org_id))
+    }
+}
+
+/// `GET /v1/orgs/{org_id}/sessions/{session_id}`: the handoff record with its timeline.
+pub async fn get_session(
+    State(ctx): State<Arc<Context>>,
+    Path((raw, session_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let handoff = ctx
+        .store
+        .handoff(&org.org_id, &session_id)
+        .await?
+        .ok_or_else(|| ApiError::UnknownSession { org: org.org_id.clone(), session: session_id.clone() })?;
+    let events = ctx.store.events(&handoff.handoff_id).await?;
+    let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
+    Ok(Json(views::handoff_record(&handoff, &events, &callbacks)))
+}
+
+/// Query of the session list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// `GET /v1/orgs/{org_id}/sessions?state=…&limit=…`: recent handoffs, newest first
+/// (`limit` 1–500, default 50).
+pub async fn list_sessions(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let mut errors = Vec::new();
+    let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match HandoffState::parse(s) {
+            Some(state) => Some(state),
+            None => {
+                errors.push(FieldError::new("/state", "(query) must be one of queued, processing, succeeded, failed, skipped"));
+                None
+            }
+        },
+    };
+    let limit = match query.limit.as_deref() {
+        None => 50,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new("/limit", "(query) must be a whole number from 1 to 500"));
+                50
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let rows = ctx.store.recent_handoffs(&org.org_id, state, limit).await?;
+    Ok(Json(json!({ "sessions": rows.iter().map(views::handoff_summary).collect::<Vec<_>>() })))
+}

@@ -1,0 +1,79 @@
+//! HTTP routes only: parse, call the domain, map to responses.
+
+pub mod admin;
+pub mod extract;
+pub mod views;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::Context;
+
+/// The whole HTTP API.
+pub fn router(ctx: Arc<Context>) -> Router {
+    let admin = Router::new()
+        .route("/v1/orgs/{org_id}", put(admin::put_org).get(admin::get_org))
+        .route("/v1/orgs/{org_id}/webhook-secret", post(admin::rotate_secret))
+        .route("/v1/orgs/{org_id}/connection/test", post(admin::test_connection))
+        .route(
+            "/v1/orgs/{org_id}/connection",
+            put(admin::save_connection)
+                .get(admin::get_connection)
+                .delete(admin::delete_connection),
+        )
+        .route("/v1/orgs/{org_id}/sessions", get(admin::list_sessions))
+        .route("/v1/orgs/{org_id}/sessions/{session_id}", get(admin::get_session))
+        .route_layer(middleware::from_fn_with_state(ctx.clone(), require_admin));
+    Router::new()
+        .route("/v1/webhooks/{org_id}", post(webhooks::receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(admin)
+        .layer(middleware::from_fn(log_request))
+        .with_state(ctx)
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+async fn require_admin(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let expected = ctx.admin_token.expose_secret();
+    if given.as_bytes().ct_eq(expected.as_bytes()).into() {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// One span and one log line per request: `request_id`, method, route path, status,
+/// `duration_ms`. Query strings and headers are not logged.
+async fn log_request(req: Request, next: Next) -> Response {
+    let request_id = Uuid::new_v4();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", %request_id, %method, %path);
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| tracing::info!(status, duration_ms, "request finished"));
+    if let Ok(value) = request_id.to_string().parse() {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

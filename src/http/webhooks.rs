@@ -1,0 +1,119 @@
+//! `POST /v1/webhooks/{org_id}`: verify, validate, store, answer.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::extract::{is_json, parse_body, read_body};
+use super::views;
+use crate::domain::OrgId;
+use crate::error::ApiError;
+use crate::handoff::webhook_secret_aad;
+use crate::store::{now_ms, Intake, NewHandoff, OrgRow};
+use crate::webhook::envelope::EnvelopeHead;
+use crate::webhook::signature::{verify, SignatureHeaders};
+use crate::webhook::{Envelope, WebhookSecret, HANDOFF_EVENT};
+use crate::Context;
+
+/// Largest webhook body, in bytes (SPEC §4).
+pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
+
+/// The secrets a delivery may be signed with: the current one, and the previous one until
+/// its grace period ends.
+fn signing_secrets(ctx: &Context, org: &OrgRow, now: i64) -> Vec<WebhookSecret> {
+    let aad = webhook_secret_aad(&org.org_id);
+    let mut sealed = vec![org.webhook_secret_enc.as_str()];
+    if let (Some(prev), Some(until)) = (&org.previous_webhook_secret_enc, org.previous_secret_expires_at) {
+        if now < until {
+            sealed.push(prev);
+        }
+    }
+    sealed
+        .into_iter()
+        .filter_map(|s| match ctx.key.open(&aad, s) {
+            Ok(text) => WebhookSecret::parse(text.expose_secret()).ok(),
+            Err(e) => {
+                tracing::error!(org_id = %org.org_id, error = %e, "a webhook secret cannot be decrypted");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Receives a handoff webhook. Answers 202 only after the handoff is committed.
+pub async fn receive(
+    State(ctx): State<Arc<Context>>,
+    Path(org_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let org_id = OrgId::parse(&org_id).map_err(|_| ApiError::UnknownOrg(org_id.clone()))?;
+    let org = ctx
+        .store
+        .org(org_id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::UnknownOrg(org_id.to_string()))?;
+    let body = read_body(body, WEBHOOK_BODY_LIMIT).await?;
+
+    let now = now_ms();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let webhook_id = verify(
+        &signing_secrets(&ctx, &org, now),
+        SignatureHeaders {
+            id: header("webhook-id"),
+            timestamp: header("webhook-timestamp"),
+            signature: header("webhook-signature"),
+        },
+        &body,
+        now / 1000,
+    )?;
+
+    let head: EnvelopeHead = parse_body(&body)?;
+    if head.event != HANDOFF_EVENT {
+        tracing::info!(event = %head.event, "ignored an event the bridge does not handle");
+        return Ok((StatusCode::OK, Json(json!({ "status": "ignored", "event": head.event }))).into_response());
+    }
+    let envelope: Envelope = parse_body(&body)?;
+    let request = envelope.validate(&org_id).map_err(ApiError::Validation)?;
+    let payload = serde_json::to_string(&envelope.data.session).expect("a session serializes");
+
+    let intake = ctx
+        .store
+        .intake(
+            NewHandoff {
+                org_id: org_id.as_str(),
+                session_id: request.session_id.as_str(),
+                webhook_id,
+                channel: request.channel.as_str(),
+                payload,
+            },
+            now,
+        )
+        .await?;
+    match intake {
+        Intake::Stored(h) => {
+            tracing::info!(session_id = %h.session_id, handoff_id = %h.handoff_id, "handoff queued");
+            ctx.wake.notify_one();
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "handoff_id": h.handoff_id, "session_id": h.session_id, "state": "queued" })),
+            )
+                .into_response())
+        }
+        Intake::Duplicate(h) => {
+            tracing::info!(session_id = %h.session_id, handoff_id = %h.handoff_id, "duplicate delivery");
+            let mut record = views::handoff_summary(&h);
+            record["duplicate"] = json!(true);
+            Ok((StatusCode::OK, Json(record)).into_response())
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! handoff-bridge: hands AI chat-widget sessions (OpenCX) over to human representatives in
+//! Microsoft Dynamics 365 Omnichannel.
+//!
+//! Data flows one way: `http → webhook → store → handoff worker → dynamics → store →
+//! callback`. [`App::build`] makes the service from a [`Config`]; [`App::serve`] runs it on
+//! a listener it is given, so tests bind port 0 and run everything in-process.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod demo;
+pub mod domain;
+pub mod dynamics;
+pub mod error;
+pub mod handoff;
+pub mod http;
+pub mod sandbox;
+pub mod store;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use connection::crypto::EncryptionKey;
+use dynamics::TokenProvider;
+use handoff::retry::RetryPolicy;
+use store::{Store, StoreError};
+
+/// Worker and safety settings that the handoff code reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Admits `http://` loopback environment, authority and callback URLs (development).
+    pub allow_insecure_dynamics: bool,
+    pub retry: RetryPolicy,
+    /// How long a claimed job is owned before another worker may take it.
+    pub lease: Duration,
+    /// Jobs run at once by this process's worker.
+    pub concurrency: usize,
+}
+
+/// Everything a request handler or a job needs. Shared as `Arc<Context>`.
+pub struct Context {
+    pub store: Store,
+    pub key: EncryptionKey,
+    /// Outbound HTTP (Entra ID, Dataverse, callbacks): timeouts set, no redirects.
+    pub http: reqwest::Client,
+    pub tokens: Arc<TokenProvider>,
+    pub settings: Settings,
+    pub admin_token: SecretString,
+    /// Wakes the worker when work arrives.
+    pub wake: Notify,
+    /// Signalled each time a job's outcome is recorded (tests and `demo` wait on it).
+    pub settled: Notify,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The built service.
+pub struct App {
+    ctx: Arc<Context>,
+}
+
+impl App {
+    /// Connects the store (running migrations) and builds the service.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let store = Store::connect(&config.database_url).await?;
+        let http = dynamics::http_client(config.request_timeout);
+        let tokens = Arc::new(TokenProvider::new(http.clone(), &config.entra_authority));
+        Ok(Self {
+            ctx: Arc::new(Context {
+                store,
+                key: config.encryption_key,
+                http,
+                tokens,
+                settings: config.settings,
+                admin_token: config.admin_token,
+                wake: Notify::new(),
+                settled: Notify::new(),
+            }),
+        })
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// The HTTP API.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.ctx.clone())
+    }
+
+    /// Runs every job that is due now and returns how many ran (tests drain with this).
+    pub async fn run_due(&self) -> Result<usize, StoreError> {
+        handoff::worker::run_due(&self.ctx).await
+    }
+
+    /// Starts the background worker.
+    pub fn spawn_worker(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(handoff::worker::run(self.ctx.clone(), shutdown))
+    }
+
+    /// Serves the API on `listener` and runs the worker until `shutdown` is cancelled.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let worker = self.spawn_worker(shutdown.clone());
+        let stop = shutdown.clone();
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        let _ = worker.await;
+        self.ctx.store.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,378 @@
+//! The sandbox: an in-process emulator of the Entra ID token endpoint and the Dataverse Web
+//! API subset the bridge uses, on one loopback port, seeded from
+//! `fixtures/sandbox/seed.json`.
+//!
+//! It records every request (`GET /_sandbox/requests`) and takes injected faults
+//! (`POST /_sandbox/faults`): an error status, a delay, a reset before handling, or
+//! "commit, then drop the response". Production code never calls into it; it shares no
+//! request-building or parsing code with the Dataverse client.
+
+mod dataverse;
+mod entra;
+pub mod odata;
+mod schema;
+mod seed;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub use seed::{DemoConnection, Seed};
+
+/// One request as the sandbox saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    pub seq: u64,
+    /// `token`, `whoami`, `contacts`, `create_contact`, `workstream`, `queue`,
+    /// `create_work_item`, `get_work_item`, `list_work_items`, or `other`.
+    pub kind: String,
+    pub method: String,
+    pub path: String,
+    /// The query string as sent (still percent-encoded).
+    pub raw_query: Option<String>,
+    pub status: u16,
+    /// Dataverse error code of the answer, if any.
+    pub error_code: Option<String>,
+    /// The JSON body of a POST to Dataverse.
+    pub body: Option<Value>,
+    /// `OData-Version`, `OData-MaxVersion`, `Accept`, `Content-Type` as sent.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What an injected fault does.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Answer with this status and a Dataverse- or Entra-shaped error.
+    Status {
+        status: u16,
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
+    },
+    /// Wait before handling.
+    Delay { ms: u64 },
+    /// Close the connection without an answer, before handling.
+    Reset,
+    /// Handle the request (commit), then close the connection without an answer.
+    DropAfterCommit,
+}
+
+/// A fault for the next `count` requests of `kind` (`any` matches every kind).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Fault {
+    pub kind: String,
+    #[serde(flatten)]
+    pub action: FaultAction,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+struct IssuedToken {
+    client_id: String,
+    expires_at: tokio::time::Instant,
+}
+
+/// The sandbox's data: the seed plus everything created since.
+struct SandboxState {
+    seed: Seed,
+    url: String,
+    tokens: HashMap<String, IssuedToken>,
+    contacts: Vec<Value>,
+    work_items: BTreeMap<Uuid, Value>,
+    requests: Vec<LoggedRequest>,
+    faults: Vec<Fault>,
+    next_seq: u64,
+}
+
+type Shared = Arc<Mutex<SandboxState>>;
+
+/// A running sandbox. Dropping it stops the server.
+pub struct Sandbox {
+    state: Shared,
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Lets a handler close its connection without answering.
+#[derive(Clone)]
+struct DropSwitch(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl DropSwitch {
+    fn pull(&self) {
+        if let Some(tx) = self.0.lock().expect("poisoned").take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Sandbox {
+    /// Binds `addr` (use port 0 for a free port) and serves until dropped.
+    pub async fn start(seed: Seed, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let contacts = seed.contacts.clone();
+        let state = Arc::new(Mutex::new(SandboxState {
+            seed,
+            url,
+            tokens: HashMap::new(),
+            contacts,
+            work_items: BTreeMap::new(),
+            requests: Vec::new(),
+            faults: Vec::new(),
+            next_seq: 1,
+        }));
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, router(state.clone()), stop.clone()));
+        Ok(Self { state, addr, stop })
+    }
+
+    /// `http://127.0.0.1:PORT`: both the Entra authority and the environment URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The seed's ready-made connection for the demo org.
+    pub fn demo_connection(&self) -> DemoConnection {
+        self.state.lock().expect("poisoned").seed.demo.clone()
+    }
+
+    /// Every request so far, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.state.lock().expect("poisoned").requests.clone()
+    }
+
+    /// Every live work item, with its context items under
+    /// `msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid`.
+    pub fn work_items(&self) -> Vec<Value> {
+        self.state.lock().expect("poisoned").work_items.values().cloned().collect()
+    }
+
+    /// Every contact (seeded and created).
+    pub fn contacts(&self) -> Vec<Value> {
+        self.state.lock().expect("poisoned").contacts.clone()
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.state.lock().expect("poisoned").faults.push(fault);
+    }
+
+    /// Makes every token issued so far expire now (Dataverse then answers 401).
+    pub fn expire_tokens(&self) {
+        let now = tokio::time::Instant::now();
+        for t in self.state.lock().expect("poisoned").tokens.values_mut() {
+            t.expires_at = now;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, router: Router, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        let router = router.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (tx, rx) = oneshot::channel();
+            let switch = DropSwitch(Arc::new(Mutex::new(Some(tx))));
+            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(switch.clone());
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = rx => {} // dropped: the socket closes with no answer
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route("/api/data/v9.2/{*path}", any(dataverse::handle))
+        .route("/_sandbox/requests", get(admin_requests))
+        .route("/_sandbox/work-items", get(admin_work_items))
+        .route("/_sandbox/faults", post(admin_fault))
+        .with_state(state)
+}
+
+async fn admin_requests(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({ "requests": state.lock().expect("poisoned").requests }))
+}
+
+async fn admin_work_items(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({ "value": state.lock().expect("poisoned").work_items.values().collect::<Vec<_>>() }))
+}
+
+async fn admin_fault(State(state): State<Shared>, Json(fault): Json<Fault>) -> StatusCode {
+    state.lock().expect("poisoned").faults.push(fault);
+    StatusCode::NO_CONTENT
+}
+
+/// Takes the first matching fault, counting it down.
+fn take_fault(state: &Shared, kind: &str) -> Option<FaultAction> {
+    let mut s = state.lock().expect("poisoned");
+    let i = s.faults.iter().position(|f| f.kind == kind || f.kind == "any")?;
+    let action = s.faults[i].action.clone();
+    s.faults[i].count -= 1;
+    if s.faults[i].count == 0 {
+        s.faults.remove(i);
+    }
+    Some(action)
+}
+
+/// What a handler hands back to [`respond`]: the answer plus what to log.
+struct Handled {
+    response: Response,
+    status: u16,
+    error_code: Option<String>,
+}
+
+impl Handled {
+    fn json(status: StatusCode, body: Value) -> Self {
+        Self {
+            response: (status, Json(body)).into_response(),
+            status: status.as_u16(),
+            error_code: None,
+        }
+    }
+
+    /// A Dataverse error: `{"error":{"code":"0x…","message":…}}`.
+    fn dataverse_error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            response: (status, Json(json!({ "error": { "code": code, "message": message.into() } }))).into_response(),
+            status: status.as_u16(),
+            error_code: Some(code.to_owned()),
+        }
+    }
+}
+
+/// Applies faults around `handle`, logs the request, and answers (or drops the connection).
+async fn respond<F, Fut>(state: &Shared, req_meta: RequestMeta, switch: Option<DropSwitch>, handle: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Handled>,
+{
+    let fault = take_fault(state, &req_meta.kind);
+    if let Some(FaultAction::Delay { ms }) = &fault {
+        tokio::time::sleep(Duration::from_millis(*ms)).await;
+    }
+    let handled = match &fault {
+        Some(FaultAction::Reset) => {
+            log(state, &req_meta, 0, None);
+            if let Some(s) = &switch {
+                s.pull();
+            }
+            return std::future::pending().await;
+        }
+        Some(FaultAction::Status { status, retry_after_secs }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut h = if req_meta.kind == "token" {
+                entra::error_body(status, "temporarily_unavailable", 0, "injected fault")
+            } else {
+                let code = if status == StatusCode::TOO_MANY_REQUESTS { "0x80072322" } else { "0x80040216" };
+                Handled::dataverse_error(status, code, "injected fault")
+            };
+            if let Some(secs) = retry_after_secs {
+                if let Ok(v) = secs.to_string().parse() {
+                    h.response.headers_mut().insert("retry-after", v);
+                }
+            }
+            h
+        }
+        _ => handle().await,
+    };
+    log(state, &req_meta, handled.status, handled.error_code.clone());
+    if fault == Some(FaultAction::DropAfterCommit) {
+        if let Some(s) = &switch {
+            s.pull();
+            return std::future::pending().await;
+        }
+    }
+    handled.response
+}
+
+/// The parts of a request the log keeps.
+struct RequestMeta {
+    kind: String,
+    method: String,
+    path: String,
+    raw_query: Option<String>,
+    body: Option<Value>,
+    headers: BTreeMap<String, String>,
+}
+
+impl RequestMeta {
+    fn of(kind: &str, parts: &axum::http::request::Parts, body: Option<Value>) -> Self {
+        let headers = ["odata-version", "odata-maxversion", "accept", "content-type"]
+            .iter()
+            .filter_map(|h| {
+                parts
+                    .headers
+                    .get(*h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| (h.to_string(), v.to_owned()))
+            })
+            .collect();
+        Self {
+            kind: kind.to_owned(),
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            raw_query: parts.uri.query().map(str::to_owned),
+            body,
+            headers,
+        }
+    }
+}
+
+fn log(state: &Shared, meta: &RequestMeta, status: u16, error_code: Option<String>) {
+    let mut s = state.lock().expect("poisoned");
+    let seq = s.next_seq;
+    s.next_seq += 1;
+    s.requests.push(LoggedRequest {
+        seq,
+        kind: meta.kind.clone(),
+        method: meta.method.clone(),
+        path: meta.path.clone(),
+        raw_query: meta.raw_query.clone(),
+        status,
+        error_code,
+        body: meta.body.clone(),
+        headers: meta.headers.clone(),
+    });
+}

@@ -1,0 +1,153 @@
+//! Persistence: orgs, connections, handoffs with their events, and the callback outbox.
+//!
+//! One schema, two backends through `sqlx::Any`: an embedded SQLite file (default; WAL
+//! journal, `synchronous=FULL`, so a commit is on disk before the webhook is answered) and
+//! PostgreSQL. Queries use `$n` placeholders and SQL both accept; the one difference
+//! (row claiming, which takes `FOR UPDATE SKIP LOCKED` on Postgres) is chosen by
+//! [`Backend`]. Times are Unix milliseconds.
+
+pub mod handoffs;
+pub mod orgs;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use handoffs::{
+    CallbackRow, Claim, ContactMatch, EventRow, HandoffRow, HandoffState, Intake, NewCallback,
+    NewEvent, NewHandoff, Outcome,
+};
+pub use orgs::{ConnectionRow, OrgRow};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused the statement.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+    /// A migration failed at startup.
+    #[error("the database schema could not be migrated: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not parse (a row written by a newer version, or damage).
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    /// The URL names no supported backend.
+    #[error("HANDOFF_DATABASE_URL must start with sqlite:// or postgres:// (got '{0}')")]
+    UnsupportedUrl(String),
+}
+
+/// The database handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+impl Store {
+    /// Connects and runs migrations. `url` is `sqlite://path` (the file is created if
+    /// missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let mut url = format!("sqlite:{rest}");
+            if !url.contains("mode=") {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str("mode=rwc");
+            }
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            let shown = url.split('@').next_back().unwrap_or(url);
+            return Err(StoreError::UnsupportedUrl(shown.to_owned()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Succeeds when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection (on shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Unix milliseconds as RFC 3339 UTC with millisecond precision, e.g. `2026-11-20T10:01:02.123Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.format(&format).unwrap_or_default()
+}
+
+fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(name).map_err(StoreError::Unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_has_milliseconds_and_zulu() {
+        assert_eq!(super::rfc3339(1_763_632_862_123), "2025-11-20T10:01:02.123Z");
+    }
+}

@@ -1,0 +1,201 @@
+//! Orgs (tenants) and their Dynamics connections. Secrets are stored sealed
+//! (see `connection::crypto`); this module never sees them in clear.
+
+use sqlx::any::AnyRow;
+
+use super::{col, Store, StoreError};
+
+/// One stored org.
+#[derive(Debug, Clone)]
+pub struct OrgRow {
+    pub org_id: String,
+    pub name: String,
+    pub callback_url: Option<String>,
+    /// The current webhook secret, sealed.
+    pub webhook_secret_enc: String,
+    /// The secret before the last rotation, sealed; accepted until `previous_secret_expires_at`.
+    pub previous_webhook_secret_enc: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const ORG_COLUMNS: &str = "org_id, name, callback_url, webhook_secret_enc, previous_webhook_secret_enc, \
+     previous_secret_expires_at, created_at, updated_at";
+
+impl OrgRow {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            org_id: col(row, "org_id")?,
+            name: col(row, "name")?,
+            callback_url: col(row, "callback_url")?,
+            webhook_secret_enc: col(row, "webhook_secret_enc")?,
+            previous_webhook_secret_enc: col(row, "previous_webhook_secret_enc")?,
+            previous_secret_expires_at: col(row, "previous_secret_expires_at")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        })
+    }
+}
+
+/// One org's saved Dynamics connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionRow {
+    pub org_id: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// The client secret, sealed.
+    pub client_secret_enc: String,
+    pub environment_url: String,
+    /// The workstream GUID (OpenCX's name for the setting).
+    pub default_queue_id: String,
+    pub create_contact_if_missing: bool,
+    /// `active` or `failing`.
+    pub status: String,
+    /// The last check results, as the JSON array the API returns.
+    pub checks: String,
+    pub last_checked_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const CONNECTION_COLUMNS: &str = "org_id, tenant_id, client_id, client_secret_enc, environment_url, \
+     default_queue_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at";
+
+impl ConnectionRow {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let flag: i64 = col(row, "create_contact_if_missing")?;
+        Ok(Self {
+            org_id: col(row, "org_id")?,
+            tenant_id: col(row, "tenant_id")?,
+            client_id: col(row, "client_id")?,
+            client_secret_enc: col(row, "client_secret_enc")?,
+            environment_url: col(row, "environment_url")?,
+            default_queue_id: col(row, "default_queue_id")?,
+            create_contact_if_missing: flag != 0,
+            status: col(row, "status")?,
+            checks: col(row, "checks")?,
+            last_checked_at: col(row, "last_checked_at")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        })
+    }
+}
+
+impl Store {
+    pub async fn org(&self, org_id: &str) -> Result<Option<OrgRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ORG_COLUMNS} FROM orgs WHERE org_id = $1"))
+            .bind(org_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(OrgRow::from_row).transpose()
+    }
+
+    /// Every org, by id.
+    pub async fn orgs(&self) -> Result<Vec<OrgRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {ORG_COLUMNS} FROM orgs ORDER BY org_id"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(OrgRow::from_row).collect()
+    }
+
+    /// Creates an org; `false` if it already exists (nothing changed).
+    pub async fn create_org(&self, org: &OrgRow) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO orgs (org_id, name, callback_url, webhook_secret_enc, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (org_id) DO NOTHING",
+        )
+        .bind(&org.org_id)
+        .bind(&org.name)
+        .bind(org.callback_url.as_deref())
+        .bind(&org.webhook_secret_enc)
+        .bind(org.created_at)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Updates an org's name and callback URL.
+    pub async fn update_org(&self, org_id: &str, name: &str, callback_url: Option<&str>, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orgs SET name = $1, callback_url = $2, updated_at = $3 WHERE org_id = $4")
+            .bind(name)
+            .bind(callback_url)
+            .bind(now)
+            .bind(org_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Makes `new_secret_enc` the current webhook secret; the current one stays valid until
+    /// `previous_expires_at`.
+    pub async fn rotate_webhook_secret(
+        &self,
+        org_id: &str,
+        new_secret_enc: &str,
+        previous_expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE orgs SET previous_webhook_secret_enc = webhook_secret_enc, \
+             previous_secret_expires_at = $1, webhook_secret_enc = $2, updated_at = $3 WHERE org_id = $4",
+        )
+        .bind(previous_expires_at)
+        .bind(new_secret_enc)
+        .bind(now)
+        .bind(org_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn connection(&self, org_id: &str) -> Result<Option<ConnectionRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE org_id = $1"
+        ))
+        .bind(org_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(ConnectionRow::from_row).transpose()
+    }
+
+    /// Creates or replaces an org's connection (one statement: the previous one stays until
+    /// this commits).
+    pub async fn save_connection(&self, c: &ConnectionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO connections (org_id, tenant_id, client_id, client_secret_enc, environment_url, \
+             default_queue_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+             ON CONFLICT (org_id) DO UPDATE SET tenant_id = excluded.tenant_id, client_id = excluded.client_id, \
+             client_secret_enc = excluded.client_secret_enc, environment_url = excluded.environment_url, \
+             default_queue_id = excluded.default_queue_id, \
+             create_contact_if_missing = excluded.create_contact_if_missing, status = excluded.status, \
+             checks = excluded.checks, last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
+        )
+        .bind(&c.org_id)
+        .bind(&c.tenant_id)
+        .bind(&c.client_id)
+        .bind(&c.client_secret_enc)
+        .bind(&c.environment_url)
+        .bind(&c.default_queue_id)
+        .bind(i64::from(c.create_contact_if_missing))
+        .bind(&c.status)
+        .bind(&c.checks)
+        .bind(c.last_checked_at)
+        .bind(c.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes an org's connection; `false` if there was none.
+    pub async fn delete_connection(&self, org_id: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM connections WHERE org_id = $1")
+            .bind(org_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(deleted == 1)
+    }
+}

@@ -1,0 +1,338 @@
+//! The OpenCX webhook envelope (`conversation.handoff_to_human`) and its validation.
+//!
+//! Field names follow OpenCX's public API (SPEC §4). Parsing happens in two stages so that
+//! every rejection can name its field: a type mismatch is a 400 with the JSON Pointer that
+//! serde stopped at; content rules (empty summary, org mismatch, bad email…) are a 422 with
+//! one entry per broken field.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, EmailAddress, OrgId, SessionId, VerifiedEmail};
+
+/// The one event the bridge acts on; others are acknowledged and ignored.
+pub const HANDOFF_EVENT: &str = "conversation.handoff_to_human";
+
+/// One broken field: a JSON Pointer (RFC 6901) into the request body and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The head of any envelope: enough to decide whether the event is one the bridge handles.
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeHead {
+    pub event: String,
+}
+
+/// A `conversation.handoff_to_human` envelope, as sent.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Envelope {
+    pub event: String,
+    pub organization_id: Option<String>,
+    pub data: EnvelopeData,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct EnvelopeData {
+    pub session: Session,
+}
+
+/// `data.session` as OpenCX sends it. Stored as the handoff's payload (version 1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Session {
+    pub id: Option<String>,
+    pub channel: Option<ChannelRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<SessionContact>,
+    pub handoff: Option<HandoffInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChannelRef {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// The visitor. Absent or null for an anonymous visitor; `verified` defaults to false.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SessionContact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HandoffInfo {
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HistoryMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Parses JSON into `T`; on failure returns the JSON Pointer of the value serde stopped at
+/// and serde's message (e.g. `invalid type: integer, expected a string`).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let pointer = pointer_of(err.path());
+        let inner = err.into_inner();
+        FieldError::new(pointer, strip_position(&inner))
+    })?;
+    de.end()
+        .map_err(|e| FieldError::new("", strip_position(&e)))?;
+    Ok(value)
+}
+
+fn strip_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.find(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        out.push('/');
+        match segment {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } => out.push_str(&key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => out.push_str(variant),
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
+}
+
+/// The customer as the representative should see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub email: Option<EmailAddress>,
+    pub phone: Option<String>,
+    /// The email, when (and only when) OpenCX marked it verified: the lookup key for a contact.
+    pub verified_email: Option<VerifiedEmail>,
+}
+
+/// A validated handoff: everything the worker needs, every rule already checked.
+#[derive(Debug, Clone)]
+pub struct HandoffRequest {
+    pub org_id: OrgId,
+    pub session_id: SessionId,
+    pub channel: Channel,
+    pub customer: Customer,
+    pub summary: String,
+    pub language: Option<String>,
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+impl HandoffRequest {
+    /// Checks the content rules of SPEC §4 for a session of `org_id`. Every broken field is
+    /// reported, each with its JSON Pointer in the envelope.
+    pub fn from_session(org_id: &OrgId, session: &Session) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let at = |field: &str| format!("/data/session/{field}");
+
+        let session_id = match session.id.as_deref().map(SessionId::parse) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(why)) => {
+                errors.push(FieldError::new(at("id"), why));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(at("id"), "is required"));
+                None
+            }
+        };
+
+        let channel = match session.channel.as_ref().and_then(|c| c.kind.as_deref()) {
+            Some(kind) if !kind.is_empty() && kind.len() <= 50 => Some(Channel::parse(kind)),
+            Some(_) => {
+                errors.push(FieldError::new(at("channel/type"), "must be 1 to 50 characters"));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(
+                    at("channel/type"),
+                    "is required (web, sms, whatsapp, email, phone_voice, web_voice or api)",
+                ));
+                None
+            }
+        };
+
+        let contact = session.contact.clone().unwrap_or_default();
+        let name = non_empty(&contact.name);
+        if name.as_ref().is_some_and(|n| n.chars().count() > 160) {
+            errors.push(FieldError::new(
+                at("contact/name"),
+                "must be at most 160 characters (the length of contact.fullname)",
+            ));
+        }
+        let phone = non_empty(&contact.phone_number);
+        if phone.as_ref().is_some_and(|p| p.chars().count() > 50) {
+            errors.push(FieldError::new(
+                at("contact/phone_number"),
+                "must be at most 50 characters (the length of contact.telephone1)",
+            ));
+        }
+        let email = match non_empty(&contact.email).map(|e| EmailAddress::parse(&e)) {
+            Some(Ok(email)) => Some(email),
+            Some(Err(why)) => {
+                errors.push(FieldError::new(at("contact/email"), why));
+                None
+            }
+            None => None,
+        };
+
+        let summary = session.handoff.as_ref().and_then(|h| non_empty(&h.summary));
+        if summary.is_none() {
+            errors.push(FieldError::new(
+                at("handoff/summary"),
+                "is required and must not be empty: it becomes the live work item's subject",
+            ));
+        }
+
+        match (session_id, channel, summary) {
+            (Some(session_id), Some(channel), Some(summary)) if errors.is_empty() => Ok(Self {
+                org_id: org_id.clone(),
+                session_id,
+                channel,
+                customer: Customer {
+                    name,
+                    verified_email: email
+                        .clone()
+                        .and_then(|e| VerifiedEmail::from_contact(e, contact.verified)),
+                    email,
+                    phone,
+                },
+                summary,
+                language: non_empty(&session.language),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl Envelope {
+    /// Validates a handoff envelope posted to `path_org`, including that
+    /// `organization_id` names the same org.
+    pub fn validate(&self, path_org: &OrgId) -> Result<HandoffRequest, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        match self.organization_id.as_deref() {
+            Some(org) if org == path_org.as_str() => {}
+            Some(org) => errors.push(FieldError::new(
+                "/organization_id",
+                format!("is '{org}' but the webhook was posted to org '{path_org}'"),
+            )),
+            None => errors.push(FieldError::new("/organization_id", "is required")),
+        }
+        match HandoffRequest::from_session(path_org, &self.data.session) {
+            Ok(request) if errors.is_empty() => Ok(request),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors.extend(more);
+                Err(errors)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(json: &str) -> Envelope {
+        parse_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn type_errors_carry_a_pointer() {
+        let err = parse_json::<Envelope>(
+            br#"{"event":"x","organization_id":"a","data":{"session":{"id":5}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.pointer, "/data/session/id");
+        assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+
+    #[test]
+    fn content_errors_are_all_reported() {
+        let env = envelope(
+            r#"{"event":"conversation.handoff_to_human","organization_id":"other",
+               "data":{"session":{"id":"s1","channel":{"type":"web"},
+               "contact":{"email":"not-an-email"},"handoff":{"summary":"  "}}}}"#,
+        );
+        let errors = env.validate(&OrgId::parse("acme").unwrap()).unwrap_err();
+        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/organization_id",
+                "/data/session/contact/email",
+                "/data/session/handoff/summary"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_verified_email_is_a_lookup_key() {
+        let org = OrgId::parse("acme").unwrap();
+        let make = |verified: bool| {
+            envelope(&format!(
+                r#"{{"event":"conversation.handoff_to_human","organization_id":"acme",
+                   "data":{{"session":{{"id":"s1","channel":{{"type":"sms"}},
+                   "contact":{{"email":"a@example.com","verified":{verified}}},
+                   "handoff":{{"summary":"help"}}}}}}}}"#
+            ))
+            .validate(&org)
+            .unwrap()
+        };
+        assert!(make(true).customer.verified_email.is_some());
+        let unverified = make(false);
+        assert!(unverified.customer.verified_email.is_none());
+        assert!(unverified.customer.email.is_some());
+    }
+}

@@ -1,0 +1,8 @@
+//! The inbound side of OpenCX: Standard Webhooks signing and verification, and the session
+//! envelope the widget backend posts when its AI hands a conversation to a human.
+
+pub mod envelope;
+pub mod signature;
+
+pub use envelope::{Envelope, FieldError, HandoffRequest, HANDOFF_EVENT};
+pub use signature::{SignatureError, WebhookSecret};
