@@ -218,9 +218,9 @@ pub fn token_failure(err: &TokenError) -> Diagnosis {
             let first_line = description.lines().next().unwrap_or_default();
             entry.diagnose(format!("{error}: {first_line}"))
         }
-        TokenError::Throttled { retry_after } => ENTRA_THROTTLED.diagnose(
-            retry_after.map(|d| format!("Retry-After: {} s", d.as_secs())),
-        ),
+        TokenError::Throttled { retry_after } => {
+            ENTRA_THROTTLED.diagnose(retry_after.map(|d| format!("Retry-After: {} s", d.as_secs())))
+        }
         TokenError::Unavailable(detail) => ENTRA_UNAVAILABLE.diagnose(detail.clone()),
     }
 }
@@ -278,8 +278,15 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for f in CATALOG {
             assert!(seen.insert(f.code), "duplicate code {}", f.code);
-            assert!(f.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
-            assert!(f.message.ends_with('.') && f.hint.ends_with('.'), "{}", f.code);
+            assert!(f
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(
+                f.message.ends_with('.') && f.hint.ends_with('.'),
+                "{}",
+                f.code
+            );
         }
     }
 }

@@ -71,7 +71,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HANDOFF_ENCRYPTION_KEY_FILE")]
     pub encryption_key_file: Option<PathBuf>,
     /// Entra ID authority for tokens (sovereign clouds: https://login.microsoftonline.us, …).
-    #[arg(long, env = "HANDOFF_ENTRA_AUTHORITY", default_value = "https://login.microsoftonline.com")]
+    #[arg(
+        long,
+        env = "HANDOFF_ENTRA_AUTHORITY",
+        default_value = "https://login.microsoftonline.com"
+    )]
     pub entra_authority: String,
     /// Development only: allow http:// loopback authority, environment and callback URLs.
     #[arg(long, env = "HANDOFF_ALLOW_INSECURE_DYNAMICS")]
@@ -132,7 +136,8 @@ pub type CliResult<T> = Result<T, String>;
 pub fn load_seed(path: Option<&std::path::Path>) -> CliResult<Seed> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read seed {}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read seed {}: {e}", p.display()))?;
             Seed::from_json(&text).map_err(|e| format!("seed {}: {e}", p.display()))
         }
         None => Ok(Seed::builtin()),
@@ -141,7 +146,10 @@ pub fn load_seed(path: Option<&std::path::Path>) -> CliResult<Seed> {
 
 /// Builds the service configuration from `serve` flags. `generated` supplies the admin
 /// token and key when running with `--sandbox`.
-pub fn serve_config(args: &ServeArgs, generated: Option<(&str, &str, &str)>) -> Result<Config, config::ConfigError> {
+pub fn serve_config(
+    args: &ServeArgs,
+    generated: Option<(&str, &str, &str)>,
+) -> Result<Config, config::ConfigError> {
     let (token, key, db) = match generated {
         Some((t, k, db)) => (
             Some(args.admin_token.clone().unwrap_or_else(|| t.to_owned())),
@@ -151,17 +159,23 @@ pub fn serve_config(args: &ServeArgs, generated: Option<(&str, &str, &str)>) -> 
         None => (
             args.admin_token.clone(),
             args.encryption_key.clone(),
-            args.database_url.clone().unwrap_or_else(|| "sqlite://handoff-bridge.db".into()),
+            args.database_url
+                .clone()
+                .unwrap_or_else(|| "sqlite://handoff-bridge.db".into()),
         ),
     };
-    let encryption_key = config::encryption_key(key.as_deref(), args.encryption_key_file.as_deref())?;
+    let encryption_key =
+        config::encryption_key(key.as_deref(), args.encryption_key_file.as_deref())?;
     let admin_token = config::admin_token(token.as_deref())?;
     Ok(Config {
         listen: args.listen,
         database_url: db,
         admin_token,
         encryption_key,
-        entra_authority: config::entra_authority(&args.entra_authority, args.allow_insecure_dynamics)?,
+        entra_authority: config::entra_authority(
+            &args.entra_authority,
+            args.allow_insecure_dynamics,
+        )?,
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         settings: Settings {
             allow_insecure_dynamics: args.allow_insecure_dynamics,
@@ -178,8 +192,9 @@ pub fn cancel_on_signal(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler installs");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler installs");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -205,7 +220,10 @@ pub async fn serve(args: ServeArgs) -> CliResult<()> {
         args.allow_insecure_dynamics = true;
         args.entra_authority = sandbox.url();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let db = format!("sqlite://{}", dir.path().join("handoff-bridge.db").display());
+        let db = format!(
+            "sqlite://{}",
+            dir.path().join("handoff-bridge.db").display()
+        );
         _tempdir = dir;
         let token = EncryptionKey::generate_base64();
         let key = EncryptionKey::generate_base64();
@@ -249,9 +267,14 @@ pub async fn sandbox(args: SandboxArgs) -> CliResult<()> {
     let seed = load_seed(args.seed.as_deref())?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let sandbox = Sandbox::start(seed, args.listen).await.map_err(|e| e.to_string())?;
+    let sandbox = Sandbox::start(seed, args.listen)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("sandbox listening on {}", sandbox.url());
-    println!("  token endpoint:  {}/{{tenant}}/oauth2/v2.0/token", sandbox.url());
+    println!(
+        "  token endpoint:  {}/{{tenant}}/oauth2/v2.0/token",
+        sandbox.url()
+    );
     println!("  environment URL: {}", sandbox.url());
     println!("  request log:     GET {}/_sandbox/requests", sandbox.url());
     shutdown.cancelled().await;
@@ -260,12 +283,23 @@ pub async fn sandbox(args: SandboxArgs) -> CliResult<()> {
 
 /// `send`: posts a signed session or envelope and prints the answer.
 pub async fn send(args: SendArgs) -> CliResult<()> {
-    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
     let body = crate::demo::envelope_for(&text, &args.org)?;
-    let secret = crate::webhook::WebhookSecret::parse(&args.secret).map_err(|e| format!("--secret: {e}"))?;
-    let webhook_id = args.webhook_id.clone().unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
-    let url = format!("{}/v1/webhooks/{}", args.url.trim_end_matches('/'), args.org);
-    let (status, answer) = crate::demo::post_signed(&reqwest::Client::new(), &url, &secret, &webhook_id, &body).await?;
+    let secret =
+        crate::webhook::WebhookSecret::parse(&args.secret).map_err(|e| format!("--secret: {e}"))?;
+    let webhook_id = args
+        .webhook_id
+        .clone()
+        .unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+    let url = format!(
+        "{}/v1/webhooks/{}",
+        args.url.trim_end_matches('/'),
+        args.org
+    );
+    let (status, answer) =
+        crate::demo::post_signed(&reqwest::Client::new(), &url, &secret, &webhook_id, &body)
+            .await?;
     println!("HTTP {status}");
     println!("{answer}");
     if (200..300).contains(&status) {

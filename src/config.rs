@@ -45,7 +45,10 @@ pub enum ConfigError {
 }
 
 /// Reads the encryption key from its value or its file.
-pub fn encryption_key(value: Option<&str>, file: Option<&std::path::Path>) -> Result<EncryptionKey, ConfigError> {
+pub fn encryption_key(
+    value: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<EncryptionKey, ConfigError> {
     let text = match (value, file) {
         (Some(v), _) if !v.trim().is_empty() => v.to_owned(),
         (_, Some(path)) => std::fs::read_to_string(path)
@@ -66,7 +69,8 @@ pub fn admin_token(value: Option<&str>) -> Result<SecretString, ConfigError> {
 
 /// Checks the Entra authority: https, or http on loopback when insecure mode is on.
 pub fn entra_authority(raw: &str, allow_insecure: bool) -> Result<String, ConfigError> {
-    let url = reqwest::Url::parse(raw).map_err(|_| ConfigError::InsecureAuthority(raw.to_owned()))?;
+    let url =
+        reqwest::Url::parse(raw).map_err(|_| ConfigError::InsecureAuthority(raw.to_owned()))?;
     let ok = url.scheme() == "https"
         || (allow_insecure && url.scheme() == "http" && crate::domain::is_loopback_host(&url));
     if !ok {

@@ -53,16 +53,34 @@ pub fn load_fixtures(dir: &Path) -> CliResult<Vec<Fixture>> {
     paths
         .into_iter()
         .map(|path| {
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let body = envelope_for(&text, DEMO_ORG)?;
             let value: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-            let session_id = value["data"]["session"]["id"].as_str().unwrap_or_default().to_owned();
+            let session_id = value["data"]["session"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let expected_path = path.with_file_name(format!("{name}.expected.json"));
-            let expected_text = std::fs::read_to_string(&expected_path)
-                .map_err(|e| format!("{}: {e} (each fixture needs its expectation)", expected_path.display()))?;
-            let expected = serde_json::from_str(&expected_text).map_err(|e| format!("{}: {e}", expected_path.display()))?;
-            Ok(Fixture { name, body, session_id, expected })
+            let expected_text = std::fs::read_to_string(&expected_path).map_err(|e| {
+                format!(
+                    "{}: {e} (each fixture needs its expectation)",
+                    expected_path.display()
+                )
+            })?;
+            let expected = serde_json::from_str(&expected_text)
+                .map_err(|e| format!("{}: {e}", expected_path.display()))?;
+            Ok(Fixture {
+                name,
+                body,
+                session_id,
+                expected,
+            })
         })
         .collect()
 }
@@ -96,7 +114,10 @@ pub async fn post_signed(
         .header("content-type", "application/json")
         .header("webhook-id", webhook_id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", secret.sign(webhook_id, timestamp, body))
+        .header(
+            "webhook-signature",
+            secret.sign(webhook_id, timestamp, body),
+        )
         .body(body.to_vec())
         .send()
         .await
@@ -107,7 +128,11 @@ pub async fn post_signed(
 
 /// Creates org `demo` through the admin API and connects it to the sandbox with the seed's
 /// demo credentials. Returns the org's webhook secret.
-pub async fn connect_demo_org(bridge_url: &str, admin_token: &str, sandbox: &Sandbox) -> CliResult<String> {
+pub async fn connect_demo_org(
+    bridge_url: &str,
+    admin_token: &str,
+    sandbox: &Sandbox,
+) -> CliResult<String> {
     let http = reqwest::Client::new();
     let org = http
         .put(format!("{bridge_url}/v1/orgs/{DEMO_ORG}"))
@@ -136,7 +161,10 @@ pub async fn connect_demo_org(bridge_url: &str, admin_token: &str, sandbox: &San
         .await
         .map_err(|e| e.to_string())?;
     if !saved.status().is_success() {
-        return Err(format!("connecting the demo org failed: {}", saved.text().await.unwrap_or_default()));
+        return Err(format!(
+            "connecting the demo org failed: {}",
+            saved.text().await.unwrap_or_default()
+        ));
     }
     Ok(secret)
 }
@@ -154,7 +182,8 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
         listen: "127.0.0.1:0".parse().expect("valid"),
         database_url: format!("sqlite://{}", dir.path().join("demo.db").display()),
         admin_token: secrecy::SecretString::from(admin_token.clone()),
-        encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64()).expect("fresh key"),
+        encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64())
+            .expect("fresh key"),
         entra_authority: sandbox.url(),
         request_timeout: Duration::from_secs(10),
         settings: Settings {
@@ -164,29 +193,49 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
             concurrency: 4,
         },
     };
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| e.to_string())?;
-    let bridge_url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bridge_url = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     let app = App::build(config).await.map_err(|e| e.to_string())?;
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.serve(listener, shutdown.clone()));
-    let secret = WebhookSecret::parse(&connect_demo_org(&bridge_url, &admin_token, &sandbox).await?)?;
+    let secret =
+        WebhookSecret::parse(&connect_demo_org(&bridge_url, &admin_token, &sandbox).await?)?;
 
-    println!("bridge {bridge_url}, sandbox {}, {} fixtures", sandbox.url(), fixtures.len());
+    println!(
+        "bridge {bridge_url}, sandbox {}, {} fixtures",
+        sandbox.url(),
+        fixtures.len()
+    );
     let http = reqwest::Client::new();
     let mut failures = 0;
     let mut settle_ms = Vec::new();
     for fixture in &fixtures {
-        let before = sandbox.requests().iter().filter(|r| r.kind != "token").count();
+        let before = sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.kind != "token")
+            .count();
         let webhook_id = format!("msg_demo_{}", fixture.name);
         let url = format!("{bridge_url}/v1/webhooks/{DEMO_ORG}");
-        let (status, answer) = post_signed(&http, &url, &secret, &webhook_id, &fixture.body).await?;
+        let (status, answer) =
+            post_signed(&http, &url, &secret, &webhook_id, &fixture.body).await?;
         if status != 202 {
             println!("{:<28} HTTP {status}: {answer}", fixture.name);
             failures += 1;
             continue;
         }
         let record = wait_settled(&http, &bridge_url, &admin_token, &fixture.session_id).await?;
-        let requests = sandbox.requests().iter().filter(|r| r.kind != "token").count() - before;
+        let requests = sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.kind != "token")
+            .count()
+            - before;
         let got = Expected {
             state: record["state"].as_str().unwrap_or_default().to_owned(),
             contact_match: record["contact_match"].as_str().map(str::to_owned),
@@ -227,7 +276,10 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
         println!("all {} fixtures had their expected outcome", fixtures.len());
         Ok(())
     } else {
-        Err(format!("{failures} of {} fixtures did not have their expected outcome", fixtures.len()))
+        Err(format!(
+            "{failures} of {} fixtures did not have their expected outcome",
+            fixtures.len()
+        ))
     }
 }
 
@@ -240,9 +292,17 @@ fn millis_between(from: &str, to: &str) -> i64 {
     parse(to) - parse(from)
 }
 
-async fn wait_settled(http: &reqwest::Client, bridge: &str, token: &str, session: &str) -> CliResult<Value> {
+async fn wait_settled(
+    http: &reqwest::Client,
+    bridge: &str,
+    token: &str,
+    session: &str,
+) -> CliResult<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let url = format!("{bridge}/v1/orgs/{DEMO_ORG}/sessions/{}", percent_encoding::utf8_percent_encode(session, percent_encoding::NON_ALPHANUMERIC));
+    let url = format!(
+        "{bridge}/v1/orgs/{DEMO_ORG}/sessions/{}",
+        percent_encoding::utf8_percent_encode(session, percent_encoding::NON_ALPHANUMERIC)
+    );
     loop {
         let record: Value = http
             .get(&url)
@@ -253,11 +313,16 @@ async fn wait_settled(http: &reqwest::Client, bridge: &str, token: &str, session
             .json()
             .await
             .map_err(|e| e.to_string())?;
-        if matches!(record["state"].as_str(), Some("succeeded" | "failed" | "skipped")) {
+        if matches!(
+            record["state"].as_str(),
+            Some("succeeded" | "failed" | "skipped")
+        ) {
             return Ok(record);
         }
         if Instant::now() > deadline {
-            return Err(format!("session {session} did not settle within 30 s: {record}"));
+            return Err(format!(
+                "session {session} did not settle within 30 s: {record}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -65,16 +65,19 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// An email address that passed a syntax check (one `@`, a non-empty local part, a dotted
-/// domain, no spaces or control characters, at most 100 characters: the length of
-/// `contact.emailaddress1`).
+/// An email address that passed a syntax check: one local part (a dot-atom without spaces,
+/// or an RFC 5321 quoted string such as `"jo smith"`), `@`, a dotted domain without spaces,
+/// no control characters, at most 100 characters (the length of `contact.emailaddress1`).
+/// Quotes, `+` and other legal characters are kept: they are escaped where used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailAddress(String);
 
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.chars().count() > 100 {
-            return Err("must be at most 100 characters (the length of contact.emailaddress1)".into());
+            return Err(
+                "must be at most 100 characters (the length of contact.emailaddress1)".into(),
+            );
         }
         let Some((local, domain)) = raw.rsplit_once('@') else {
             return Err("is not an email address: it has no '@'".into());
@@ -82,10 +85,25 @@ impl EmailAddress {
         if local.is_empty() || domain.is_empty() {
             return Err("is not an email address: text is needed on both sides of '@'".into());
         }
-        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("is not an email address: it contains spaces or control characters".into());
+        if raw.chars().any(char::is_control) {
+            return Err("is not an email address: it contains control characters".into());
         }
-        if domain.contains('@')
+        let quoted = local.len() >= 2 && local.starts_with('"') && local.ends_with('"');
+        if quoted {
+            let inner = &local[1..local.len() - 1];
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' if chars.next().is_some() => {}
+                    '"' | '\\' => return Err("is not an email address: the quoted local part has an unescaped '\"' or '\\'".into()),
+                    _ => {}
+                }
+            }
+        } else if local.chars().any(|c| c.is_whitespace() || c == '"') {
+            return Err("is not an email address: spaces and '\"' are allowed only inside a quoted local part".into());
+        }
+        if domain.chars().any(char::is_whitespace)
+            || domain.contains('@')
             || !domain.contains('.')
             || domain.starts_with('.')
             || domain.ends_with('.')
@@ -217,7 +235,8 @@ impl EnvironmentUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return Err("must not contain credentials".into());
         }
-        let insecure_ok = allow_insecure_loopback && url.scheme() == "http" && is_loopback_host(&url);
+        let insecure_ok =
+            allow_insecure_loopback && url.scheme() == "http" && is_loopback_host(&url);
         if !insecure_ok {
             if url.scheme() != "https" {
                 return Err("must start with https://".into());
@@ -348,7 +367,18 @@ mod tests {
     #[test]
     fn email_syntax() {
         assert!(EmailAddress::parse("o'brien+vip@example.co.uk").is_ok());
-        for bad in ["no-at", "@x.com", "a@", "a b@x.com", "a@x", "a@x..com", "a@.x.com"] {
+        assert!(EmailAddress::parse("\"x' or 1 eq 1 or 'a'='a\"@example.com").is_ok());
+        for bad in [
+            "no-at",
+            "@x.com",
+            "a@",
+            "a b@x.com",
+            "a@x",
+            "a@x..com",
+            "a@.x.com",
+            "a@x y.com",
+            "\"a\"b\"@x.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }

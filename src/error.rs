@@ -44,7 +44,9 @@ impl ApiError {
     /// The HTTP status and stable `code` of each error: the one table of codes.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BodyUnreadable => (StatusCode::BAD_REQUEST, "body_unreadable"),
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
@@ -61,7 +63,12 @@ impl ApiError {
 }
 
 /// Writes an `application/problem+json` response.
-pub fn problem(status: StatusCode, code: &str, detail: &str, errors: Option<&[FieldError]>) -> Response {
+pub fn problem(
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+    errors: Option<&[FieldError]>,
+) -> Response {
     let mut body = json!({
         "type": format!("urn:handoff-bridge:problem:{code}"),
         "title": status.canonical_reason().unwrap_or("Error"),
@@ -98,10 +105,14 @@ impl IntoResponse for ApiError {
         let mut response = problem(status, code, &self.to_string(), errors);
         match self {
             Self::StoreUnavailable(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::Unauthorized => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }

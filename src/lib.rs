@@ -114,7 +114,11 @@ impl App {
     }
 
     /// Serves the API on `listener` and runs the worker until `shutdown` is cancelled.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let worker = self.spawn_worker(shutdown.clone());
         let stop = shutdown.clone();
         axum::serve(listener, self.router())

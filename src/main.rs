@@ -5,7 +5,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     let level = cli.log.as_deref().unwrap_or(default_level);
     let filter = match EnvFilter::try_new(level) {
         Ok(filter) => filter,
@@ -14,7 +18,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -25,7 +31,10 @@ async fn main() -> std::process::ExitCode {
         Command::Sandbox(args) => cli::sandbox(args).await,
         Command::Send(args) => cli::send(args).await,
         Command::Keygen => {
-            println!("{}", handoff_bridge::connection::crypto::EncryptionKey::generate_base64());
+            println!(
+                "{}",
+                handoff_bridge::connection::crypto::EncryptionKey::generate_base64()
+            );
             Ok(())
         }
     };

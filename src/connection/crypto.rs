@@ -107,7 +107,10 @@ mod tests {
         let b = key.seal("client_secret:acme", "s3cr3t");
         assert_ne!(a, b, "each value gets its own nonce");
         assert!(!a.contains("s3cr3t"));
-        assert_eq!(key.open("client_secret:acme", &a).unwrap().expose_secret(), "s3cr3t");
+        assert_eq!(
+            key.open("client_secret:acme", &a).unwrap().expose_secret(),
+            "s3cr3t"
+        );
         assert!(key.open("client_secret:other", &a).is_err());
         let other = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
         assert!(other.open("client_secret:acme", &a).is_err());

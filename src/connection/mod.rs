@@ -149,7 +149,10 @@ fn is_tenant_id(raw: &str) -> bool {
 }
 
 /// The `input` check: every field parsed, or the first problem as a catalog diagnosis.
-pub fn validate_input(input: &ConnectionInput, allow_insecure: bool) -> Result<ValidConnection, Diagnosis> {
+pub fn validate_input(
+    input: &ConnectionInput,
+    allow_insecure: bool,
+) -> Result<ValidConnection, Diagnosis> {
     let field = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or_default().to_owned();
     let tenant_id = field(&input.tenant_id);
     if !is_tenant_id(&tenant_id) {
@@ -164,9 +167,12 @@ pub fn validate_input(input: &ConnectionInput, allow_insecure: bool) -> Result<V
         .filter(|s| !s.expose_secret().trim().is_empty())
         .ok_or_else(|| catalog::CLIENT_SECRET_MISSING.diagnose(None))?;
     let environment_url = EnvironmentUrl::parse(&field(&input.environment_url), allow_insecure)
-        .map_err(|why| catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}")))?;
-    let workstream = WorkstreamId::parse(&field(&input.default_queue_id))
-        .map_err(|why| catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}")))?;
+        .map_err(|why| {
+            catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}"))
+        })?;
+    let workstream = WorkstreamId::parse(&field(&input.default_queue_id)).map_err(|why| {
+        catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}"))
+    })?;
     Ok(ValidConnection {
         credentials: Credentials {
             tenant_id,
@@ -198,12 +204,19 @@ pub async fn run_checks(
     };
     let mut checks = vec![Check::pass(
         "input",
-        format!("The settings are well formed; environment {}.", valid.credentials.environment_url),
+        format!(
+            "The settings are well formed; environment {}.",
+            valid.credentials.environment_url
+        ),
         started,
     )];
     let checks_after = |checks: &mut Vec<Check>, failed: &str| {
         let from = CHECK_NAMES.iter().position(|n| *n == failed).unwrap_or(0) + 1;
-        checks.extend(CHECK_NAMES[from..].iter().map(|n| Check::skipped(n, failed)));
+        checks.extend(
+            CHECK_NAMES[from..]
+                .iter()
+                .map(|n| Check::skipped(n, failed)),
+        );
     };
 
     // token: a fresh request (never a cached token), then primed for the checks after it.
@@ -211,10 +224,19 @@ pub async fn run_checks(
     match tokens.fetch(&valid.credentials).await {
         Ok(token) => {
             tokens.prime(&valid.credentials, token).await;
-            checks.push(Check::pass("token", "Entra ID issued an access token for the environment.".into(), started));
+            checks.push(Check::pass(
+                "token",
+                "Entra ID issued an access token for the environment.".into(),
+                started,
+            ));
         }
         Err(err) => {
-            checks.push(Check::diagnosed("token", CheckStatus::Fail, catalog::token_failure(&err), started));
+            checks.push(Check::diagnosed(
+                "token",
+                CheckStatus::Fail,
+                catalog::token_failure(&err),
+                started,
+            ));
             checks_after(&mut checks, "token");
             return (checks, Some(valid));
         }
@@ -225,11 +247,19 @@ pub async fn run_checks(
     match client.who_am_i().await {
         Ok(me) => checks.push(Check::pass(
             "dataverse",
-            format!("Dataverse accepted the application user (user id {}).", me.user_id),
+            format!(
+                "Dataverse accepted the application user (user id {}).",
+                me.user_id
+            ),
             started,
         )),
         Err(err) => {
-            checks.push(Check::diagnosed("dataverse", CheckStatus::Fail, catalog::dataverse_failure(&err), started));
+            checks.push(Check::diagnosed(
+                "dataverse",
+                CheckStatus::Fail,
+                catalog::dataverse_failure(&err),
+                started,
+            ));
             checks_after(&mut checks, "dataverse");
             return (checks, Some(valid));
         }
@@ -244,9 +274,19 @@ pub async fn run_checks(
                 Ok(true) => catalog::WORKSTREAM_IS_QUEUE,
                 _ => catalog::WORKSTREAM_NOT_FOUND,
             };
-            Check::diagnosed("workstream", CheckStatus::Fail, entry.diagnose(format!("default_queue_id {id}")), started)
+            Check::diagnosed(
+                "workstream",
+                CheckStatus::Fail,
+                entry.diagnose(format!("default_queue_id {id}")),
+                started,
+            )
         }
-        Err(err) => Check::diagnosed("workstream", CheckStatus::Fail, catalog::dataverse_failure(&err), started),
+        Err(err) => Check::diagnosed(
+            "workstream",
+            CheckStatus::Fail,
+            catalog::dataverse_failure(&err),
+            started,
+        ),
     };
     checks.push(check);
     (checks, Some(valid))
@@ -254,7 +294,10 @@ pub async fn run_checks(
 
 fn judge_workstream(ws: &Workstream, started: Instant) -> Check {
     use stream_source::*;
-    let name = ws.msdyn_name.clone().unwrap_or_else(|| ws.msdyn_liveworkstreamid.to_string());
+    let name = ws
+        .msdyn_name
+        .clone()
+        .unwrap_or_else(|| ws.msdyn_liveworkstreamid.to_string());
     let source = ws.msdyn_streamsource.unwrap_or_default();
     let verdict: Option<(CheckStatus, Failure)> = if ws.statecode == Some(1) {
         Some((CheckStatus::Fail, catalog::WORKSTREAM_INACTIVE))
@@ -276,7 +319,11 @@ fn judge_workstream(ws: &Workstream, started: Instant) -> Check {
             entry.diagnose(format!("workstream '{name}' (msdyn_streamsource {source})")),
             started,
         ),
-        None => Check::pass("workstream", format!("Workstream '{name}' is an active messaging workstream."), started),
+        None => Check::pass(
+            "workstream",
+            format!("Workstream '{name}' is an active messaging workstream."),
+            started,
+        ),
     }
 }
 

@@ -193,7 +193,11 @@ impl DataverseClient {
             let response = match result {
                 Ok(r) => r,
                 Err(source) => {
-                    tracing::info!(kind = kind.as_str(), duration_ms, "Dataverse request failed");
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        duration_ms,
+                        "Dataverse request failed"
+                    );
                     return Err(DataverseError::Transport {
                         detail: super::describe_transport_error(&source),
                         source,
@@ -201,7 +205,12 @@ impl DataverseClient {
                 }
             };
             let status = response.status();
-            tracing::debug!(kind = kind.as_str(), status = status.as_u16(), duration_ms, "Dataverse answered");
+            tracing::debug!(
+                kind = kind.as_str(),
+                status = status.as_u16(),
+                duration_ms,
+                "Dataverse answered"
+            );
             if status == StatusCode::UNAUTHORIZED && !resent {
                 self.tokens.invalidate(&self.creds, &token).await;
                 token = self.tokens.token(&self.creds).await?;
@@ -221,10 +230,13 @@ impl DataverseClient {
         path_and_query: &str,
     ) -> Result<T, DataverseError> {
         let response = self.send(kind, Method::GET, path_and_query, None).await?;
-        let bytes = response.bytes().await.map_err(|source| DataverseError::Transport {
-            detail: super::describe_transport_error(&source),
-            source,
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| DataverseError::Transport {
+                detail: super::describe_transport_error(&source),
+                source,
+            })?;
         serde_json::from_slice(&bytes).map_err(DataverseError::UnexpectedBody)
     }
 
@@ -235,14 +247,21 @@ impl DataverseClient {
 
     /// Active contacts whose `emailaddress1` equals `email`, at most two (two means
     /// "ambiguous"; the caller needs no more).
-    pub async fn find_contacts_by_email(&self, email: &str) -> Result<Vec<ContactRef>, DataverseError> {
+    pub async fn find_contacts_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Vec<ContactRef>, DataverseError> {
         let filter = format!(
             "emailaddress1 eq {} and statecode eq 0",
             odata::string_literal(email)
         );
         let path = format!(
             "contacts{}",
-            odata::query(&[("$select", "contactid,fullname"), ("$filter", &filter), ("$top", "2")])
+            odata::query(&[
+                ("$select", "contactid,fullname"),
+                ("$filter", &filter),
+                ("$top", "2")
+            ])
         );
         let found: Collection<ContactRef> = self.get_json(RequestKind::Contacts, &path).await?;
         Ok(found.value)
@@ -263,7 +282,8 @@ impl DataverseClient {
     /// Whether a queue with this id exists (to explain a queue GUID pasted as a workstream).
     pub async fn queue_exists(&self, id: Uuid) -> Result<bool, DataverseError> {
         let path = format!("queues({id}){}", odata::query(&[("$select", "queueid")]));
-        let found: Option<Value> = not_found_as_none(self.get_json(RequestKind::Queue, &path).await)?;
+        let found: Option<Value> =
+            not_found_as_none(self.get_json(RequestKind::Queue, &path).await)?;
         Ok(found.is_some())
     }
 
@@ -273,7 +293,8 @@ impl DataverseClient {
             "msdyn_ocliveworkitems({activityid}){}",
             odata::query(&[("$select", "activityid")])
         );
-        let found: Option<Value> = not_found_as_none(self.get_json(RequestKind::GetWorkItem, &path).await)?;
+        let found: Option<Value> =
+            not_found_as_none(self.get_json(RequestKind::GetWorkItem, &path).await)?;
         Ok(found.is_some())
     }
 
@@ -294,13 +315,21 @@ impl DataverseClient {
     /// `POST contacts` with a client-chosen `contactid`; a duplicate key means an earlier
     /// attempt created it.
     pub async fn create_contact(&self, body: &Value) -> Result<CreateOutcome, DataverseError> {
-        match self.create_with_key(RequestKind::CreateContact, "contacts", body).await? {
+        match self
+            .create_with_key(RequestKind::CreateContact, "contacts", body)
+            .await?
+        {
             Created::New => Ok(CreateOutcome::Created),
             Created::Duplicate => Ok(CreateOutcome::AlreadyExisted),
         }
     }
 
-    async fn create_with_key(&self, kind: RequestKind, entity_set: &str, body: &Value) -> Result<Created, DataverseError> {
+    async fn create_with_key(
+        &self,
+        kind: RequestKind,
+        entity_set: &str,
+        body: &Value,
+    ) -> Result<Created, DataverseError> {
         match self.send(kind, Method::POST, entity_set, Some(body)).await {
             Ok(_) => Ok(Created::New),
             Err(err) if is_duplicate_key(&err) => Ok(Created::Duplicate),
@@ -365,7 +394,9 @@ async fn read_error(response: reqwest::Response) -> DataverseError {
         Ok(b) => (b.error.code, b.error.message.unwrap_or_default()),
         Err(_) => (
             None,
-            String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned(),
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+                .trim()
+                .to_owned(),
         ),
     };
     DataverseError::Status {

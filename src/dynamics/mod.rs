@@ -37,7 +37,14 @@ pub fn describe_transport_error(err: &reqwest::Error) -> String {
     };
     let host = err
         .url()
-        .and_then(|u| u.host_str().map(|h| format!("{h}{}", u.port().map(|p| format!(":{p}")).unwrap_or_default())))
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                format!(
+                    "{h}{}",
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default()
+                )
+            })
+        })
         .unwrap_or_else(|| "the server".into());
     format!("{what} ({host})")
 }

@@ -44,6 +44,9 @@ mod tests {
             encode_query_value("emailaddress1 eq 'a+b@x.com' & #%"),
             "emailaddress1%20eq%20%27a%2Bb%40x.com%27%20%26%20%23%25"
         );
-        assert_eq!(query(&[("$top", "2"), ("$select", "a,b")]), "?$top=2&$select=a%2Cb");
+        assert_eq!(
+            query(&[("$top", "2"), ("$select", "a,b")]),
+            "?$top=2&$select=a%2Cb"
+        );
     }
 }

@@ -100,6 +100,9 @@ pub enum TokenError {
 #[error(transparent)]
 pub struct HttpError(#[from] reqwest::Error);
 
+/// The HTTP status and `Retry-After` of the token endpoint's last answer.
+type SeenResponse = (u16, Option<Duration>);
+
 #[derive(Default)]
 struct Slot {
     token: tokio::sync::Mutex<Option<AccessToken>>,
@@ -178,7 +181,7 @@ impl TokenProvider {
             .set_token_uri(token_url);
 
         // oauth2 drops the HTTP status and headers of an error answer; keep what we need.
-        let seen: Arc<Mutex<Option<(u16, Option<Duration>)>>> = Arc::default();
+        let seen: Arc<Mutex<Option<SeenResponse>>> = Arc::default();
         let http_fn = |request: oauth2::HttpRequest| {
             let http = self.http.clone();
             let seen = seen.clone();
@@ -211,9 +214,7 @@ impl TokenProvider {
         let (status, retry_after) = seen.lock().expect("poisoned").unwrap_or((0, None));
         match result {
             Ok(response) => {
-                let lifetime = response
-                    .expires_in()
-                    .unwrap_or(Duration::from_secs(3599));
+                let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
                 tracing::debug!(
                     tenant_id = %creds.tenant_id,
                     client_id = %creds.client_id,
@@ -262,7 +263,10 @@ mod tests {
 
     #[test]
     fn aadsts_number_is_read_from_the_description() {
-        assert_eq!(parse_aadsts("AADSTS7000215: Invalid client secret"), Some(7000215));
+        assert_eq!(
+            parse_aadsts("AADSTS7000215: Invalid client secret"),
+            Some(7000215)
+        );
         assert_eq!(parse_aadsts("something else"), None);
     }
 

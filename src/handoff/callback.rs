@@ -14,7 +14,9 @@ use super::retry::Class;
 use super::work_item::KEY_NAMESPACE;
 use crate::catalog::{self, Diagnosis};
 use crate::domain::WorkstreamId;
-use crate::store::{now_ms, rfc3339, CallbackRow, ContactMatch, HandoffRow, NewCallback, NewEvent, OrgRow};
+use crate::store::{
+    now_ms, rfc3339, CallbackRow, ContactMatch, HandoffRow, NewCallback, NewEvent, OrgRow,
+};
 use crate::webhook::WebhookSecret;
 use crate::Context;
 
@@ -77,7 +79,11 @@ pub fn failed_event(org: &OrgRow, handoff: &HandoffRow, diag: &Diagnosis) -> Opt
 }
 
 /// Delivers one claimed callback and records the result (fenced by `lease_id`).
-pub async fn deliver(ctx: &Context, callback: &CallbackRow, lease_id: &str) -> Result<(), crate::store::StoreError> {
+pub async fn deliver(
+    ctx: &Context,
+    callback: &CallbackRow,
+    lease_id: &str,
+) -> Result<(), crate::store::StoreError> {
     let started = Instant::now();
     let result = send(ctx, callback).await;
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -94,7 +100,12 @@ pub async fn deliver(ctx: &Context, callback: &CallbackRow, lease_id: &str) -> R
             match class {
                 Class::Transient { retry_after } if now - callback.created_at < window => {
                     let delay = ctx.settings.retry.delay(attempts, retry_after);
-                    ("pending", now + delay.as_millis() as i64, Some(detail), "callback_retry_scheduled")
+                    (
+                        "pending",
+                        now + delay.as_millis() as i64,
+                        Some(detail),
+                        "callback_retry_scheduled",
+                    )
                 }
                 _ => ("failed", now, Some(detail), "callback_failed"),
             }
@@ -112,7 +123,11 @@ pub async fn deliver(ctx: &Context, callback: &CallbackRow, lease_id: &str) -> R
             detail["code"] = json!(catalog::CALLBACK_FAILED.code);
         }
     }
-    let event = NewEvent { at: now, kind, detail };
+    let event = NewEvent {
+        at: now,
+        kind,
+        detail,
+    };
     ctx.store
         .finish_callback(callback, lease_id, state, next, error.as_deref(), &event)
         .await?;
@@ -130,11 +145,17 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
         .map_err(|e| transient(e.to_string()))?
         .ok_or_else(|| ("the org no longer exists".to_owned(), Class::Permanent))?;
     let Some(url) = org.callback_url.as_deref() else {
-        return Err(("the org no longer has a callback_url".to_owned(), Class::Permanent));
+        return Err((
+            "the org no longer has a callback_url".to_owned(),
+            Class::Permanent,
+        ));
     };
     let secret_text = ctx
         .key
-        .open(&super::webhook_secret_aad(&org.org_id), &org.webhook_secret_enc)
+        .open(
+            &super::webhook_secret_aad(&org.org_id),
+            &org.webhook_secret_enc,
+        )
         .map_err(|e| (e.to_string(), Class::Permanent))?;
     let secret = WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&secret_text))
         .map_err(|e| (e, Class::Permanent))?;
@@ -146,7 +167,10 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
         .header("content-type", "application/json")
         .header("webhook-id", &callback.webhook_id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", secret.sign(&callback.webhook_id, timestamp, body))
+        .header(
+            "webhook-signature",
+            secret.sign(&callback.webhook_id, timestamp, body),
+        )
         .body(callback.payload.clone())
         .send()
         .await
@@ -156,7 +180,10 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
         Ok(status.as_u16())
     } else {
         let retry_after = crate::dynamics::retry_after(response.headers());
-        Err((format!("HTTP {}", status.as_u16()), Class::Transient { retry_after }))
+        Err((
+            format!("HTTP {}", status.as_u16()),
+            Class::Transient { retry_after },
+        ))
     }
 }
 
@@ -204,7 +231,10 @@ pub async fn check_callback_url(raw: &str, allow_insecure: bool) -> Result<Strin
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials".into());
     }
-    if allow_insecure && crate::domain::is_loopback_host(&url) && matches!(url.scheme(), "http" | "https") {
+    if allow_insecure
+        && crate::domain::is_loopback_host(&url)
+        && matches!(url.scheme(), "http" | "https")
+    {
         return Ok(url.to_string());
     }
     if url.scheme() != "https" {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::catalog::{self, Diagnosis, Failure};
 use crate::domain::{EnvironmentUrl, OrgId, WorkstreamId};
 use crate::dynamics::{CreateOutcome, Credentials, DataverseClient, DataverseError};
-use crate::store::{Claim, ContactMatch, HandoffState, NewEvent, Outcome, OrgRow, ConnectionRow};
+use crate::store::{Claim, ConnectionRow, ContactMatch, HandoffState, NewEvent, OrgRow, Outcome};
 use crate::webhook::envelope::Session;
 use crate::webhook::HandoffRequest;
 use crate::Context;
@@ -36,15 +36,22 @@ pub fn webhook_secret_aad(org_id: &str) -> String {
 }
 
 /// Reads a stored connection back into credentials (decrypting the client secret).
-pub fn credentials(ctx: &Context, conn: &ConnectionRow) -> Result<(Credentials, WorkstreamId), Diagnosis> {
+pub fn credentials(
+    ctx: &Context,
+    conn: &ConnectionRow,
+) -> Result<(Credentials, WorkstreamId), Diagnosis> {
     let secret: SecretString = ctx
         .key
         .open(&client_secret_aad(&conn.org_id), &conn.client_secret_enc)
         .map_err(|e| catalog::CONNECTION_SECRET_UNREADABLE.diagnose(e.to_string()))?;
-    let environment_url = EnvironmentUrl::parse(&conn.environment_url, ctx.settings.allow_insecure_dynamics)
-        .map_err(|why| catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}")))?;
-    let workstream = WorkstreamId::parse(&conn.default_queue_id)
-        .map_err(|why| catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}")))?;
+    let environment_url =
+        EnvironmentUrl::parse(&conn.environment_url, ctx.settings.allow_insecure_dynamics)
+            .map_err(|why| {
+                catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}"))
+            })?;
+    let workstream = WorkstreamId::parse(&conn.default_queue_id).map_err(|why| {
+        catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}"))
+    })?;
     Ok((
         Credentials {
             tenant_id: conn.tenant_id.clone(),
@@ -86,23 +93,55 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
 
     let request = match decode(handoff.payload_version, &handoff.org_id, &handoff.payload) {
         Ok(r) => r,
-        Err(detail) => return fail(claim, None, progress, catalog::PAYLOAD_UNREADABLE.diagnose(detail)),
+        Err(detail) => {
+            return fail(
+                claim,
+                None,
+                progress,
+                catalog::PAYLOAD_UNREADABLE.diagnose(detail),
+            )
+        }
     };
     let org = match ctx.store.org(&handoff.org_id).await {
         Ok(Some(org)) => org,
-        Ok(None) => return fail(claim, None, progress, catalog::PAYLOAD_UNREADABLE.diagnose("the org was deleted".to_owned())),
+        Ok(None) => {
+            return fail(
+                claim,
+                None,
+                progress,
+                catalog::PAYLOAD_UNREADABLE.diagnose("the org was deleted".to_owned()),
+            )
+        }
         Err(e) => return retry_later(ctx, claim, None, progress, store_trouble(&e), None),
     };
 
     if request.channel.stream_source().is_none() {
         progress.event("skipped", json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": request.channel.as_str() }));
-        let diag = catalog::UNSUPPORTED_CHANNEL.diagnose(format!("channel '{}'", request.channel.as_str()));
-        return finished(claim, &org, HandoffState::Skipped, progress, Some(diag), None, None);
+        let diag = catalog::UNSUPPORTED_CHANNEL
+            .diagnose(format!("channel '{}'", request.channel.as_str()));
+        return finished(
+            claim,
+            &org,
+            HandoffState::Skipped,
+            progress,
+            Some(diag),
+            None,
+            None,
+        );
     }
 
     let conn = match ctx.store.connection(&handoff.org_id).await {
         Ok(Some(conn)) => conn,
-        Ok(None) => return retry_later(ctx, claim, Some(&org), progress, catalog::NOT_CONNECTED.diagnose(None), None),
+        Ok(None) => {
+            return retry_later(
+                ctx,
+                claim,
+                Some(&org),
+                progress,
+                catalog::NOT_CONNECTED.diagnose(None),
+                None,
+            )
+        }
         Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
     };
     let (creds, workstream) = match credentials(ctx, &conn) {
@@ -111,7 +150,14 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
     };
     let client = DataverseClient::new(ctx.http.clone(), ctx.tokens.clone(), creds);
 
-    if let Err(err) = resolve_contact(&client, &request, conn.create_contact_if_missing, &mut progress).await {
+    if let Err(err) = resolve_contact(
+        &client,
+        &request,
+        conn.create_contact_if_missing,
+        &mut progress,
+    )
+    .await
+    {
         return dataverse_failed(ctx, claim, &org, "contact", progress, &err, None);
     }
 
@@ -132,18 +178,36 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
                 }),
             );
             let chat_id = activityid.to_string();
-            let mut outcome = finished(claim, &org, HandoffState::Succeeded, progress, None, Some(chat_id), Some(workstream));
+            let mut outcome = finished(
+                claim,
+                &org,
+                HandoffState::Succeeded,
+                progress,
+                None,
+                Some(chat_id),
+                Some(workstream),
+            );
             outcome.error = None;
             outcome
         }
-        Err(err) => dataverse_failed(ctx, claim, &org, "work_item", progress, &err, Some(catalog::WORK_ITEM_REJECTED)),
+        Err(err) => dataverse_failed(
+            ctx,
+            claim,
+            &org,
+            "work_item",
+            progress,
+            &err,
+            Some(catalog::WORK_ITEM_REJECTED),
+        ),
     }
 }
 
 /// Rebuilds the validated request from a stored payload.
 fn decode(version: i64, org_id: &str, payload: &str) -> Result<HandoffRequest, String> {
     if version != 1 {
-        return Err(format!("payload version {version} is not known to this build"));
+        return Err(format!(
+            "payload version {version} is not known to this build"
+        ));
     }
     let session: Session = serde_json::from_str(payload).map_err(|e| e.to_string())?;
     let org = OrgId::parse(org_id)?;
@@ -180,7 +244,12 @@ async fn resolve_contact(
         [] if create_if_missing => {
             let org = &request.org_id;
             let id = work_item::contact_id(org, email.as_str());
-            let body = work_item::contact_body(id, customer.name.as_deref(), email.as_str(), customer.phone.as_deref());
+            let body = work_item::contact_body(
+                id,
+                customer.name.as_deref(),
+                email.as_str(),
+                customer.phone.as_deref(),
+            );
             client.create_contact(&body).await?;
             (ContactMatch::Created, Some(id))
         }
@@ -231,7 +300,9 @@ fn dataverse_failed(
         }),
     );
     match class {
-        Class::Transient { retry_after } => retry_later(ctx, claim, Some(org), progress, diag, retry_after),
+        Class::Transient { retry_after } => {
+            retry_later(ctx, claim, Some(org), progress, diag, retry_after)
+        }
         Class::Permanent => fail(claim, Some(org), progress, diag),
     }
 }

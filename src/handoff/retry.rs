@@ -101,8 +101,14 @@ mod tests {
     #[test]
     fn retry_after_wins_and_is_clamped() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(7, Some(Duration::from_secs(42))), Duration::from_secs(42));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(99_999))), MAX_RETRY_AFTER);
+        assert_eq!(
+            p.delay(7, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(99_999))),
+            MAX_RETRY_AFTER
+        );
     }
 
     #[test]
@@ -124,8 +130,14 @@ mod tests {
             message: String::new(),
             retry_after: None,
         };
-        assert_eq!(classify(&status(503)), Class::Transient { retry_after: None });
-        assert_eq!(classify(&status(429)), Class::Transient { retry_after: None });
+        assert_eq!(
+            classify(&status(503)),
+            Class::Transient { retry_after: None }
+        );
+        assert_eq!(
+            classify(&status(429)),
+            Class::Transient { retry_after: None }
+        );
         assert_eq!(classify(&status(400)), Class::Permanent);
         assert_eq!(classify(&status(403)), Class::Permanent);
     }

@@ -19,7 +19,10 @@ pub fn activity_id(org: &OrgId, session: &SessionId) -> Uuid {
 /// `contactid` of a contact the bridge creates for an email in an org (UUIDv5 of
 /// `"contact:{org_id}/{email}"`), so a retried create cannot make two.
 pub fn contact_id(org: &OrgId, email: &str) -> Uuid {
-    Uuid::new_v5(&KEY_NAMESPACE, format!("contact:{org}/{}", email.to_lowercase()).as_bytes())
+    Uuid::new_v5(
+        &KEY_NAMESPACE,
+        format!("contact:{org}/{}", email.to_lowercase()).as_bytes(),
+    )
 }
 
 /// Cuts `text` to at most `max` UTF-16 code units, at a character boundary. Dataverse
@@ -86,7 +89,10 @@ pub fn create_body(
     } else {
         let tail = format!("\n\n{details}");
         let room = DESCRIPTION_MAX.saturating_sub(tail.encode_utf16().count());
-        cut(&format!("{}{tail}", cut(&request.summary, room)), DESCRIPTION_MAX)
+        cut(
+            &format!("{}{tail}", cut(&request.summary, room)),
+            DESCRIPTION_MAX,
+        )
     };
 
     let mut items = vec![
@@ -106,7 +112,10 @@ pub fn create_body(
     let mut body = Map::new();
     body.insert("activityid".into(), json!(activityid));
     body.insert("subject".into(), json!(cut(&request.summary, SUBJECT_MAX)));
-    body.insert("msdyn_title".into(), json!(cut(&request.summary, TITLE_MAX)));
+    body.insert(
+        "msdyn_title".into(),
+        json!(cut(&request.summary, TITLE_MAX)),
+    );
     body.insert("description".into(), json!(description));
     body.insert("msdyn_channel".into(), json!(channel));
     body.insert(
@@ -129,7 +138,12 @@ pub fn create_body(
 /// The body of `POST contacts` for a verified visitor with no contact
 /// (`create_contact_if_missing`): `lastname` is required on create, so a one-word name (or
 /// none) goes there.
-pub fn contact_body(contactid: Uuid, name: Option<&str>, email: &str, phone: Option<&str>) -> Value {
+pub fn contact_body(
+    contactid: Uuid,
+    name: Option<&str>,
+    email: &str,
+    phone: Option<&str>,
+) -> Value {
     let name = name.map(str::trim).unwrap_or_default();
     let (first, last) = match name.rsplit_once(' ') {
         Some((first, last)) => (Some(first.trim()), last),
@@ -168,7 +182,13 @@ mod tests {
         let a = activity_id(&org, &SessionId::parse("s1").unwrap());
         assert_eq!(a, activity_id(&org, &SessionId::parse("s1").unwrap()));
         assert_ne!(a, activity_id(&org, &SessionId::parse("s2").unwrap()));
-        assert_ne!(a, activity_id(&OrgId::parse("acme2").unwrap(), &SessionId::parse("s1").unwrap()));
+        assert_ne!(
+            a,
+            activity_id(
+                &OrgId::parse("acme2").unwrap(),
+                &SessionId::parse("s1").unwrap()
+            )
+        );
         assert_eq!(a.get_version_num(), 5);
     }
 }

@@ -50,10 +50,22 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
                 let started = std::time::Instant::now();
                 let outcome = super::attempt(&ctx, &claim).await;
                 let duration_ms = started.elapsed().as_millis() as u64;
-                let code = outcome.error.as_ref().map(|d| d.code.as_str()).unwrap_or("");
+                let code = outcome
+                    .error
+                    .as_ref()
+                    .map(|d| d.code.as_str())
+                    .unwrap_or("");
                 match ctx.store.finish_handoff(&claim, &outcome, now_ms()).await {
-                    Ok(true) => tracing::info!(state = outcome.state.as_str(), code, duration_ms, "handoff attempt finished"),
-                    Ok(false) => tracing::warn!(duration_ms, "handoff lease was lost; another worker owns it now"),
+                    Ok(true) => tracing::info!(
+                        state = outcome.state.as_str(),
+                        code,
+                        duration_ms,
+                        "handoff attempt finished"
+                    ),
+                    Ok(false) => tracing::warn!(
+                        duration_ms,
+                        "handoff lease was lost; another worker owns it now"
+                    ),
                     // The lease will expire and the attempt runs again; the key makes that safe.
                     Err(e) => tracing::error!(error = %e, "could not record the handoff outcome"),
                 }
@@ -63,7 +75,8 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
             .await
         }
         Job::Callback(cb, lease) => {
-            let span = tracing::info_span!("callback", webhook_id = %cb.webhook_id, org_id = %cb.org_id);
+            let span =
+                tracing::info_span!("callback", webhook_id = %cb.webhook_id, org_id = %cb.org_id);
             async {
                 if let Err(e) = super::callback::deliver(&ctx, &cb, &lease).await {
                     tracing::error!(error = %e, "could not record the callback outcome");
@@ -76,27 +89,27 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
     }
 }
 
-/// Runs every job that is due now, up to `concurrency` at a time, until none is left.
-/// Returns how many ran. Tests call this to drain the queue deterministically.
+/// Runs the jobs that are due, up to `concurrency` at a time, until a claim finds none;
+/// then waits for those in flight and returns how many ran. A retry that a job schedules
+/// for "now" runs on the next call, so one call always ends. Tests call this to drain the
+/// queue deterministically.
 pub async fn run_due(ctx: &Arc<Context>) -> Result<usize, StoreError> {
     let mut running = JoinSet::new();
     let mut ran = 0;
-    let mut exhausted = false;
+    let mut queue_empty = false;
     loop {
-        while !exhausted && running.len() < ctx.settings.concurrency {
+        while !queue_empty && running.len() < ctx.settings.concurrency {
             match claim_next(ctx).await? {
                 Some(job) => {
                     ran += 1;
                     running.spawn(run_job(ctx.clone(), job));
                 }
-                None => exhausted = true,
+                None => queue_empty = true,
             }
         }
         if running.join_next().await.is_none() {
             return Ok(ran);
         }
-        // A finished job may have made another one due (a retry at once); look again.
-        exhausted = false;
     }
 }
 
@@ -110,7 +123,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         let wait = match run_due(&ctx).await {
             Ok(_) => match ctx.store.next_due_at().await {
-                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64),
+                Ok(Some(due)) => Duration::from_millis(
+                    (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
+                ),
                 Ok(None) => IDLE_POLL,
                 Err(_) => IDLE_POLL,
             },

@@ -24,7 +24,12 @@ use crate::Context;
 pub const SECRET_GRACE_MS: i64 = 24 * 3600 * 1000;
 
 fn org_id(raw: &str) -> Result<OrgId, ApiError> {
-    OrgId::parse(raw).map_err(|why| ApiError::Validation(vec![FieldError::new("/org_id", format!("(in the URL) {why}"))]))
+    OrgId::parse(raw).map_err(|why| {
+        ApiError::Validation(vec![FieldError::new(
+            "/org_id",
+            format!("(in the URL) {why}"),
+        )])
+    })
 }
 
 async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, ApiError> {
@@ -50,11 +55,20 @@ pub async fn put_org(
 ) -> Result<Response, ApiError> {
     let id = org_id(&raw)?;
     let mut errors = Vec::new();
-    let name = input.name.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let name = input
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         errors.push(FieldError::new("/name", "is required, 1 to 200 characters"));
     }
-    let callback_url = match input.callback_url.as_deref().filter(|u| !u.trim().is_empty()) {
+    let callback_url = match input
+        .callback_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
         None => None,
         Some(raw) => match check_callback_url(raw, ctx.settings.allow_insecure_dynamics).await {
             Ok(url) => Some(url),
@@ -75,7 +89,9 @@ pub async fn put_org(
             org_id: id.to_string(),
             name: name.clone(),
             callback_url: callback_url.clone(),
-            webhook_secret_enc: ctx.key.seal(&webhook_secret_aad(id.as_str()), secret.expose()),
+            webhook_secret_enc: ctx
+                .key
+                .seal(&webhook_secret_aad(id.as_str()), secret.expose()),
             previous_webhook_secret_enc: None,
             previous_secret_expires_at: None,
             created_at: now,
@@ -83,7 +99,9 @@ pub async fn put_org(
         })
         .await?;
     if !created {
-        ctx.store.update_org(id.as_str(), &name, callback_url.as_deref(), now).await?;
+        ctx.store
+            .update_org(id.as_str(), &name, callback_url.as_deref(), now)
+            .await?;
     }
     let org = existing_org(&ctx, id.as_str()).await?;
     let mut body = views::org(&org);
@@ -96,16 +114,24 @@ pub async fn put_org(
 }
 
 /// `GET /v1/orgs/{org_id}`: the org, never its secret.
-pub async fn get_org(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_org(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(views::org(&existing_org(&ctx, &raw).await?)))
 }
 
 /// `POST /v1/orgs/{org_id}/webhook-secret`: a new secret; the old one is accepted for 24 h.
-pub async fn rotate_secret(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn rotate_secret(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
     let now = now_ms();
     let secret = WebhookSecret::generate();
-    let sealed = ctx.key.seal(&webhook_secret_aad(&org.org_id), secret.expose());
+    let sealed = ctx
+        .key
+        .seal(&webhook_secret_aad(&org.org_id), secret.expose());
     ctx.store
         .rotate_webhook_secret(&org.org_id, &sealed, now + SECRET_GRACE_MS, now)
         .await?;
@@ -122,8 +148,18 @@ pub async fn test_connection(
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<Response, ApiError> {
     existing_org(&ctx, &raw).await?;
-    let (checks, _) = connection::run_checks(&ctx.http, &ctx.tokens, &input, ctx.settings.allow_insecure_dynamics).await;
-    let status = if connection::all_passed(&checks) { "passed" } else { "failed" };
+    let (checks, _) = connection::run_checks(
+        &ctx.http,
+        &ctx.tokens,
+        &input,
+        ctx.settings.allow_insecure_dynamics,
+    )
+    .await;
+    let status = if connection::all_passed(&checks) {
+        "passed"
+    } else {
+        "failed"
+    };
     Ok(Json(json!({ "status": status, "checks": checks })).into_response())
 }
 
@@ -135,7 +171,13 @@ pub async fn save_connection(
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<Response, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
-    let (checks, valid) = connection::run_checks(&ctx.http, &ctx.tokens, &input, ctx.settings.allow_insecure_dynamics).await;
+    let (checks, valid) = connection::run_checks(
+        &ctx.http,
+        &ctx.tokens,
+        &input,
+        ctx.settings.allow_insecure_dynamics,
+    )
+    .await;
     let valid = match valid {
         Some(valid) if connection::all_passed(&checks) => valid,
         _ => {
@@ -153,7 +195,11 @@ pub async fn save_connection(
             org_id: org.org_id.clone(),
             tenant_id: creds.tenant_id.clone(),
             client_id: creds.client_id.clone(),
-            client_secret_enc: connection::crypto::seal_secret(&ctx.key, &client_secret_aad(&org.org_id), &creds.client_secret),
+            client_secret_enc: connection::crypto::seal_secret(
+                &ctx.key,
+                &client_secret_aad(&org.org_id),
+                &creds.client_secret,
+            ),
             environment_url: creds.environment_url.to_string(),
             default_queue_id: valid.workstream.to_string(),
             create_contact_if_missing: valid.create_contact_if_missing,
@@ -170,7 +216,10 @@ pub async fn save_connection(
 }
 
 /// `GET /v1/orgs/{org_id}/connection`: status and settings, never the secret.
-pub async fn get_connection(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_connection(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
     let Some(conn) = ctx.store.connection(&org.org_id).await? else {
         return Ok(Json(json!({ "status": "not_connected" })));
@@ -191,7 +240,10 @@ pub async fn get_connection(State(ctx): State<Arc<Context>>, Path(raw): Path<Str
 
 /// `DELETE /v1/orgs/{org_id}/connection`: forgets the credentials; 204, or 404 when there
 /// was no connection. Records already in Dynamics stay.
-pub async fn delete_connection(State(ctx): State<Arc<Context>>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_connection(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
     if ctx.store.delete_connection(&org.org_id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -210,7 +262,10 @@ pub async fn get_session(
         .store
         .handoff(&org.org_id, &session_id)
         .await?
-        .ok_or_else(|| ApiError::UnknownSession { org: org.org_id.clone(), session: session_id.clone() })?;
+        .ok_or_else(|| ApiError::UnknownSession {
+            org: org.org_id.clone(),
+            session: session_id.clone(),
+        })?;
     let events = ctx.store.events(&handoff.handoff_id).await?;
     let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
     Ok(Json(views::handoff_record(&handoff, &events, &callbacks)))
@@ -237,7 +292,10 @@ pub async fn list_sessions(
         Some(s) => match HandoffState::parse(s) {
             Some(state) => Some(state),
             None => {
-                errors.push(FieldError::new("/state", "(query) must be one of queued, processing, succeeded, failed, skipped"));
+                errors.push(FieldError::new(
+                    "/state",
+                    "(query) must be one of queued, processing, succeeded, failed, skipped",
+                ));
                 None
             }
         },
@@ -247,7 +305,10 @@ pub async fn list_sessions(
         Some(l) => match l.parse::<i64>() {
             Ok(n) if (1..=500).contains(&n) => n,
             _ => {
-                errors.push(FieldError::new("/limit", "(query) must be a whole number from 1 to 500"));
+                errors.push(FieldError::new(
+                    "/limit",
+                    "(query) must be a whole number from 1 to 500",
+                ));
                 50
             }
         },
@@ -256,5 +317,7 @@ pub async fn list_sessions(
         return Err(ApiError::Validation(errors));
     }
     let rows = ctx.store.recent_handoffs(&org.org_id, state, limit).await?;
-    Ok(Json(json!({ "sessions": rows.iter().map(views::handoff_summary).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "sessions": rows.iter().map(views::handoff_summary).collect::<Vec<_>>() }),
+    ))
 }

@@ -25,8 +25,14 @@ use crate::Context;
 pub fn router(ctx: Arc<Context>) -> Router {
     let admin = Router::new()
         .route("/v1/orgs/{org_id}", put(admin::put_org).get(admin::get_org))
-        .route("/v1/orgs/{org_id}/webhook-secret", post(admin::rotate_secret))
-        .route("/v1/orgs/{org_id}/connection/test", post(admin::test_connection))
+        .route(
+            "/v1/orgs/{org_id}/webhook-secret",
+            post(admin::rotate_secret),
+        )
+        .route(
+            "/v1/orgs/{org_id}/connection/test",
+            post(admin::test_connection),
+        )
         .route(
             "/v1/orgs/{org_id}/connection",
             put(admin::save_connection)
@@ -34,7 +40,10 @@ pub fn router(ctx: Arc<Context>) -> Router {
                 .delete(admin::delete_connection),
         )
         .route("/v1/orgs/{org_id}/sessions", get(admin::list_sessions))
-        .route("/v1/orgs/{org_id}/sessions/{session_id}", get(admin::get_session))
+        .route(
+            "/v1/orgs/{org_id}/sessions/{session_id}",
+            get(admin::get_session),
+        )
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_admin));
     Router::new()
         .route("/v1/webhooks/{org_id}", post(webhooks::receive))

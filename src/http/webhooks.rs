@@ -29,7 +29,10 @@ pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
 fn signing_secrets(ctx: &Context, org: &OrgRow, now: i64) -> Vec<WebhookSecret> {
     let aad = webhook_secret_aad(&org.org_id);
     let mut sealed = vec![org.webhook_secret_enc.as_str()];
-    if let (Some(prev), Some(until)) = (&org.previous_webhook_secret_enc, org.previous_secret_expires_at) {
+    if let (Some(prev), Some(until)) = (
+        &org.previous_webhook_secret_enc,
+        org.previous_secret_expires_at,
+    ) {
         if now < until {
             sealed.push(prev);
         }
@@ -80,7 +83,11 @@ pub async fn receive(
     let head: EnvelopeHead = parse_body(&body)?;
     if head.event != HANDOFF_EVENT {
         tracing::info!(event = %head.event, "ignored an event the bridge does not handle");
-        return Ok((StatusCode::OK, Json(json!({ "status": "ignored", "event": head.event }))).into_response());
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "status": "ignored", "event": head.event })),
+        )
+            .into_response());
     }
     let envelope: Envelope = parse_body(&body)?;
     let request = envelope.validate(&org_id).map_err(ApiError::Validation)?;

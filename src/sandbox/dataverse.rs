@@ -8,10 +8,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::schema::{self, Rejection, CONTACT, CONTACT_READABLE, LIVE_WORK_ITEM, WORKSTREAM_READABLE};
+use super::schema::{
+    self, Rejection, CONTACT, CONTACT_READABLE, LIVE_WORK_ITEM, WORKSTREAM_READABLE,
+};
 use super::{odata, respond, DropSwitch, Handled, RequestMeta, SandboxState, Shared};
 
-const CONTEXT_ITEMS: &str = "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid";
+const CONTEXT_ITEMS: &str =
+    "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid";
 
 fn kind_of(method: &Method, set: &str, key: Option<&str>) -> &'static str {
     match (method.as_str(), set, key.is_some()) {
@@ -35,13 +38,23 @@ fn split_segment(path: &str) -> (String, Option<String>) {
     }
 }
 
-pub(super) async fn handle(State(state): State<Shared>, Path(path): Path<String>, req: Request) -> Response {
+pub(super) async fn handle(
+    State(state): State<Shared>,
+    Path(path): Path<String>,
+    req: Request,
+) -> Response {
     let switch = req.extensions().get::<DropSwitch>().cloned();
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 4 * 1024 * 1024).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 4 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let (set, key) = split_segment(&path);
     let kind = kind_of(&parts.method, &set, key.as_deref());
-    let body_json: Option<Value> = if parts.method == Method::POST { serde_json::from_slice(&bytes).ok() } else { None };
+    let body_json: Option<Value> = if parts.method == Method::POST {
+        serde_json::from_slice(&bytes).ok()
+    } else {
+        None
+    };
     let meta = RequestMeta::of(kind, &parts, body_json.clone());
     let state2 = state.clone();
     respond(&state, meta, switch, || async move {
@@ -78,14 +91,28 @@ fn dispatch(
             let mut response = StatusCode::UNAUTHORIZED.into_response();
             response.headers_mut().insert(
                 "www-authenticate",
-                format!("Bearer authorization_uri={}/common/oauth2/authorize", s.url).parse().expect("valid header"),
+                format!("Bearer authorization_uri={}/common/oauth2/authorize", s.url)
+                    .parse()
+                    .expect("valid header"),
             );
-            return Ok(Handled { response, status: 401, error_code: None });
+            return Ok(Handled {
+                response,
+                status: 401,
+                error_code: None,
+            });
         }
     };
-    let app = s.seed.app(&client_id).cloned().expect("tokens are issued to seeded apps");
+    let app = s
+        .seed
+        .app(&client_id)
+        .cloned()
+        .expect("tokens are issued to seeded apps");
     if !app.application_user {
-        return Err((403, "0x80072560", "The user is not a member of the organization.".into()));
+        return Err((
+            403,
+            "0x80072560",
+            "The user is not a member of the organization.".into(),
+        ));
     }
     if !app.security_role {
         return Err((
@@ -94,9 +121,10 @@ fn dispatch(
             format!("Principal user (Id={}, type=8, roleCount=0, privilegeCount=0, accessMode='4'), is missing prvReadmsdyn_ocliveworkitem privilege.", app.user_id),
         ));
     }
-    let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     if parts.method == Method::POST
         && !parts
             .headers
@@ -104,13 +132,20 @@ fn dispatch(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"))
     {
-        return Err((415, "0x80048d19", "Content-Type must be application/json.".into()));
+        return Err((
+            415,
+            "0x80048d19",
+            "Content-Type must be application/json.".into(),
+        ));
     }
     if parts.method == Method::POST && body.is_none() {
         return Err((
             400,
             "0x80048d19",
-            format!("The request body is not valid JSON ({} bytes).", raw_body.len()),
+            format!(
+                "The request body is not valid JSON ({} bytes).",
+                raw_body.len()
+            ),
         ));
     }
     match kind {
@@ -127,7 +162,14 @@ fn dispatch(
         "create_contact" => create_contact(s, body.as_ref().expect("checked above")),
         "workstream" => {
             let rows = s.seed.workstreams.clone();
-            read_by_id(&rows, "msdyn_liveworkstreamid", "msdyn_liveworkstream", WORKSTREAM_READABLE, key, &query)
+            read_by_id(
+                &rows,
+                "msdyn_liveworkstreamid",
+                "msdyn_liveworkstream",
+                WORKSTREAM_READABLE,
+                key,
+                &query,
+            )
         }
         "queue" => {
             let rows = s.seed.queues.clone();
@@ -137,7 +179,11 @@ fn dispatch(
         "get_work_item" => get_work_item(s, key, &query),
         "list_work_items" => {
             let expand = expand_option(&query)?;
-            let rows: Vec<Value> = s.work_items.values().map(|w| shape_work_item(w, expand)).collect();
+            let rows: Vec<Value> = s
+                .work_items
+                .values()
+                .map(|w| shape_work_item(w, expand))
+                .collect();
             Ok(Handled::json(StatusCode::OK, json!({ "value": rows })))
         }
         _ => Err((
@@ -149,17 +195,28 @@ fn dispatch(
 }
 
 fn option<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn only_options(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rejection> {
     match query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((k, _)) => Err((400, "0x80060888", format!("The query parameter {k} is not supported"))),
+        Some((k, _)) => Err((
+            400,
+            "0x80060888",
+            format!("The query parameter {k} is not supported"),
+        )),
         None => Ok(()),
     }
 }
 
-fn select(query: &[(String, String)], readable: &[&str], entity: &str) -> Result<Option<Vec<String>>, Rejection> {
+fn select(
+    query: &[(String, String)],
+    readable: &[&str],
+    entity: &str,
+) -> Result<Option<Vec<String>>, Rejection> {
     let Some(list) = option(query, "$select") else {
         return Ok(None);
     };
@@ -193,7 +250,11 @@ fn query_contacts(s: &SandboxState, query: &[(String, String)]) -> Result<Handle
     let filter = match option(query, "$filter") {
         Some(text) => {
             let expr = odata::parse_filter(text).map_err(|e| (400, "0x80060888", e))?;
-            if let Some(bad) = expr.properties().into_iter().find(|p| !CONTACT_READABLE.contains(&p.as_str())) {
+            if let Some(bad) = expr
+                .properties()
+                .into_iter()
+                .find(|p| !CONTACT_READABLE.contains(&p.as_str()))
+            {
                 return Err((400, "0x80060888", format!("Could not find a property named '{bad}' on type 'Microsoft.Dynamics.CRM.contact'.")));
             }
             Some(expr)
@@ -201,7 +262,13 @@ fn query_contacts(s: &SandboxState, query: &[(String, String)]) -> Result<Handle
         None => None,
     };
     let top = match option(query, "$top") {
-        Some(t) => Some(t.parse::<usize>().map_err(|_| (400, "0x80060888", format!("Invalid value '{t}' for $top query option.")))?),
+        Some(t) => Some(t.parse::<usize>().map_err(|_| {
+            (
+                400,
+                "0x80060888",
+                format!("Invalid value '{t}' for $top query option."),
+            )
+        })?),
         None => None,
     };
     let rows: Vec<Value> = s
@@ -228,17 +295,41 @@ fn read_by_id(
     only_options(query, &["$select"])?;
     let columns = select(query, readable, entity)?;
     let key = key.unwrap_or_default();
-    let id = Uuid::try_parse(key).map_err(|_| (400, "0x80060888", format!("Bad Request - Error in query syntax: '{key}' is not a GUID.")))?;
+    let id = Uuid::try_parse(key).map_err(|_| {
+        (
+            400,
+            "0x80060888",
+            format!("Bad Request - Error in query syntax: '{key}' is not a GUID."),
+        )
+    })?;
     rows.iter()
-        .find(|r| r.get(key_column).and_then(Value::as_str).and_then(|v| Uuid::try_parse(v).ok()) == Some(id))
+        .find(|r| {
+            r.get(key_column)
+                .and_then(Value::as_str)
+                .and_then(|v| Uuid::try_parse(v).ok())
+                == Some(id)
+        })
         .map(|row| Handled::json(StatusCode::OK, project(row, &columns)))
-        .ok_or_else(|| (404, "0x80040217", format!("{entity} With Id = {id} Does Not Exist")))
+        .ok_or_else(|| {
+            (
+                404,
+                "0x80040217",
+                format!("{entity} With Id = {id} Does Not Exist"),
+            )
+        })
 }
 
 fn exists(s: &SandboxState, set: &str, id: &str) -> bool {
-    let Ok(id) = Uuid::try_parse(id) else { return false };
+    let Ok(id) = Uuid::try_parse(id) else {
+        return false;
+    };
     let has = |rows: &[Value], col: &str| {
-        rows.iter().any(|r| r.get(col).and_then(Value::as_str).and_then(|v| Uuid::try_parse(v).ok()) == Some(id))
+        rows.iter().any(|r| {
+            r.get(col)
+                .and_then(Value::as_str)
+                .and_then(|v| Uuid::try_parse(v).ok())
+                == Some(id)
+        })
     };
     match set {
         "msdyn_liveworkstreams" => has(&s.seed.workstreams, "msdyn_liveworkstreamid"),
@@ -256,7 +347,11 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
     let (binds, nested) = schema::check_create(&LIVE_WORK_ITEM, body)?;
     for (_, set, id) in &binds {
         if !exists(s, set, id) {
-            return Err((404, "0x80040217", format!("{} With Id = {id} Does Not Exist", entity_of(set))));
+            return Err((
+                404,
+                "0x80040217",
+                format!("{} With Id = {id} Does Not Exist", entity_of(set)),
+            ));
         }
     }
     let id = match body.get("activityid").and_then(Value::as_str) {
@@ -264,7 +359,11 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
         None => Uuid::new_v4(),
     };
     if s.work_items.contains_key(&id) {
-        return Err((412, "0x80040237", "A record with matching key values already exists.".into()));
+        return Err((
+            412,
+            "0x80040237",
+            "A record with matching key values already exists.".into(),
+        ));
     }
     let mut row = Map::new();
     for (k, v) in body.as_object().expect("checked as an object") {
@@ -275,7 +374,10 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
     row.insert("activityid".into(), json!(id));
     row.insert("statecode".into(), json!(0));
     row.insert("statuscode".into(), json!(1));
-    row.insert("createdon".into(), json!(crate::store::rfc3339(crate::store::now_ms())));
+    row.insert(
+        "createdon".into(),
+        json!(crate::store::rfc3339(crate::store::now_ms())),
+    );
     for (nav, _, target) in &binds {
         let column = nav.split("_msdyn_ocliveworkitem").next().unwrap_or(nav);
         row.insert(format!("_{column}_value"), json!(target));
@@ -294,9 +396,15 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         "odata-entityid",
-        format!("{}/api/data/v9.2/msdyn_ocliveworkitems({id})", s.url).parse().expect("valid header"),
+        format!("{}/api/data/v9.2/msdyn_ocliveworkitems({id})", s.url)
+            .parse()
+            .expect("valid header"),
     );
-    Ok(Handled { response, status: 204, error_code: None })
+    Ok(Handled {
+        response,
+        status: 204,
+        error_code: None,
+    })
 }
 
 fn expand_option(query: &[(String, String)]) -> Result<bool, Rejection> {
@@ -310,23 +418,37 @@ fn expand_option(query: &[(String, String)]) -> Result<bool, Rejection> {
 fn shape_work_item(row: &Value, expand: bool) -> Value {
     let mut row = row.clone();
     if !expand {
-        row.as_object_mut().expect("rows are objects").remove(CONTEXT_ITEMS);
+        row.as_object_mut()
+            .expect("rows are objects")
+            .remove(CONTEXT_ITEMS);
     }
     row
 }
 
-fn get_work_item(s: &SandboxState, key: Option<&str>, query: &[(String, String)]) -> Result<Handled, Rejection> {
+fn get_work_item(
+    s: &SandboxState,
+    key: Option<&str>,
+    query: &[(String, String)],
+) -> Result<Handled, Rejection> {
     only_options(query, &["$select", "$expand"])?;
     let expand = expand_option(query)?;
     let mut readable: Vec<&str> = LIVE_WORK_ITEM.columns.iter().map(|(n, _)| *n).collect();
-    readable.extend(["createdon", "_msdyn_liveworkstreamid_value", "_msdyn_customer_value"]);
+    readable.extend([
+        "createdon",
+        "_msdyn_liveworkstreamid_value",
+        "_msdyn_customer_value",
+    ]);
     let columns = select(query, &readable, "msdyn_ocliveworkitem")?;
     let key = key.unwrap_or_default();
-    let id = Uuid::try_parse(key).map_err(|_| (400, "0x80060888", format!("'{key}' is not a GUID.")))?;
-    let row = s
-        .work_items
-        .get(&id)
-        .ok_or_else(|| (404, "0x80040217", format!("msdyn_ocliveworkitem With Id = {id} Does Not Exist")))?;
+    let id =
+        Uuid::try_parse(key).map_err(|_| (400, "0x80060888", format!("'{key}' is not a GUID.")))?;
+    let row = s.work_items.get(&id).ok_or_else(|| {
+        (
+            404,
+            "0x80040217",
+            format!("msdyn_ocliveworkitem With Id = {id} Does Not Exist"),
+        )
+    })?;
     let mut shaped = project(&shape_work_item(row, expand), &columns);
     if expand {
         shaped[CONTEXT_ITEMS] = row[CONTEXT_ITEMS].clone();
@@ -341,11 +463,21 @@ fn create_contact(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejecti
         None => Uuid::new_v4(),
     };
     if exists(s, "contacts", &id.to_string()) {
-        return Err((412, "0x80040237", "A record with matching key values already exists.".into()));
+        return Err((
+            412,
+            "0x80040237",
+            "A record with matching key values already exists.".into(),
+        ));
     }
     let mut row = body.clone();
-    let first = body.get("firstname").and_then(Value::as_str).unwrap_or_default();
-    let last = body.get("lastname").and_then(Value::as_str).unwrap_or_default();
+    let first = body
+        .get("firstname")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let last = body
+        .get("lastname")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     row["contactid"] = json!(id);
     row["fullname"] = json!(format!("{first} {last}").trim());
     row["statecode"] = json!(0);
@@ -353,7 +485,13 @@ fn create_contact(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejecti
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         "odata-entityid",
-        format!("{}/api/data/v9.2/contacts({id})", s.url).parse().expect("valid header"),
+        format!("{}/api/data/v9.2/contacts({id})", s.url)
+            .parse()
+            .expect("valid header"),
     );
-    Ok(Handled { response, status: 204, error_code: None })
+    Ok(Handled {
+        response,
+        status: 204,
+        error_code: None,
+    })
 }

@@ -36,10 +36,16 @@ pub(super) fn error_body(status: StatusCode, error: &str, code: u32, text: &str)
     )
 }
 
-pub(super) async fn token(State(state): State<Shared>, Path(tenant): Path<String>, req: Request) -> Response {
+pub(super) async fn token(
+    State(state): State<Shared>,
+    Path(tenant): Path<String>,
+    req: Request,
+) -> Response {
     let switch = req.extensions().get::<DropSwitch>().cloned();
     let (parts, body) = req.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let body: Bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
     let meta = RequestMeta::of("token", &parts, None);
     let basic = parts
         .headers
@@ -49,7 +55,10 @@ pub(super) async fn token(State(state): State<Shared>, Path(tenant): Path<String
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let state2 = state.clone();
-    respond(&state, meta, switch, || async move { issue(&state2, &tenant, &body, basic) }).await
+    respond(&state, meta, switch, || async move {
+        issue(&state2, &tenant, &body, basic)
+    })
+    .await
 }
 
 fn issue(state: &Shared, tenant: &str, body: &[u8], basic: Option<String>) -> Handled {
@@ -72,9 +81,18 @@ fn issue(state: &Shared, tenant: &str, body: &[u8], basic: Option<String>) -> Ha
         );
     };
     if field("grant_type").as_deref() != Some("client_credentials") {
-        return error_body(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.");
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
     }
-    let Some(app) = tenant_row.apps.iter().find(|a| a.client_id.eq_ignore_ascii_case(&client_id)) else {
+    let Some(app) = tenant_row
+        .apps
+        .iter()
+        .find(|a| a.client_id.eq_ignore_ascii_case(&client_id))
+    else {
         return error_body(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",

@@ -170,7 +170,13 @@ impl Sandbox {
     /// Every live work item, with its context items under
     /// `msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid`.
     pub fn work_items(&self) -> Vec<Value> {
-        self.state.lock().expect("poisoned").work_items.values().cloned().collect()
+        self.state
+            .lock()
+            .expect("poisoned")
+            .work_items
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every contact (seeded and created).
@@ -181,6 +187,17 @@ impl Sandbox {
     /// Adds a fault.
     pub fn inject(&self, fault: Fault) {
         self.state.lock().expect("poisoned").faults.push(fault);
+    }
+
+    /// Every access token issued so far (tests check none leaks).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .expect("poisoned")
+            .tokens
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Makes every token issued so far expire now (Dataverse then answers 401).
@@ -206,10 +223,11 @@ async fn accept_loop(listener: TcpListener, router: Router, stop: CancellationTo
         tokio::spawn(async move {
             let (tx, rx) = oneshot::channel();
             let switch = DropSwitch(Arc::new(Mutex::new(Some(tx))));
-            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(switch.clone());
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(switch.clone());
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -236,7 +254,9 @@ async fn admin_requests(State(state): State<Shared>) -> Json<Value> {
 }
 
 async fn admin_work_items(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({ "value": state.lock().expect("poisoned").work_items.values().collect::<Vec<_>>() }))
+    Json(
+        json!({ "value": state.lock().expect("poisoned").work_items.values().collect::<Vec<_>>() }),
+    )
 }
 
 async fn admin_fault(State(state): State<Shared>, Json(fault): Json<Fault>) -> StatusCode {
@@ -247,7 +267,10 @@ async fn admin_fault(State(state): State<Shared>, Json(fault): Json<Fault>) -> S
 /// Takes the first matching fault, counting it down.
 fn take_fault(state: &Shared, kind: &str) -> Option<FaultAction> {
     let mut s = state.lock().expect("poisoned");
-    let i = s.faults.iter().position(|f| f.kind == kind || f.kind == "any")?;
+    let i = s
+        .faults
+        .iter()
+        .position(|f| f.kind == kind || f.kind == "any")?;
     let action = s.faults[i].action.clone();
     s.faults[i].count -= 1;
     if s.faults[i].count == 0 {
@@ -275,7 +298,11 @@ impl Handled {
     /// A Dataverse error: `{"error":{"code":"0x…","message":…}}`.
     fn dataverse_error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
-            response: (status, Json(json!({ "error": { "code": code, "message": message.into() } }))).into_response(),
+            response: (
+                status,
+                Json(json!({ "error": { "code": code, "message": message.into() } })),
+            )
+                .into_response(),
             status: status.as_u16(),
             error_code: Some(code.to_owned()),
         }
@@ -283,7 +310,12 @@ impl Handled {
 }
 
 /// Applies faults around `handle`, logs the request, and answers (or drops the connection).
-async fn respond<F, Fut>(state: &Shared, req_meta: RequestMeta, switch: Option<DropSwitch>, handle: F) -> Response
+async fn respond<F, Fut>(
+    state: &Shared,
+    req_meta: RequestMeta,
+    switch: Option<DropSwitch>,
+    handle: F,
+) -> Response
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Handled>,
@@ -300,12 +332,19 @@ where
             }
             return std::future::pending().await;
         }
-        Some(FaultAction::Status { status, retry_after_secs }) => {
+        Some(FaultAction::Status {
+            status,
+            retry_after_secs,
+        }) => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let mut h = if req_meta.kind == "token" {
                 entra::error_body(status, "temporarily_unavailable", 0, "injected fault")
             } else {
-                let code = if status == StatusCode::TOO_MANY_REQUESTS { "0x80072322" } else { "0x80040216" };
+                let code = if status == StatusCode::TOO_MANY_REQUESTS {
+                    "0x80072322"
+                } else {
+                    "0x80040216"
+                };
                 Handled::dataverse_error(status, code, "injected fault")
             };
             if let Some(secs) = retry_after_secs {
@@ -339,16 +378,21 @@ struct RequestMeta {
 
 impl RequestMeta {
     fn of(kind: &str, parts: &axum::http::request::Parts, body: Option<Value>) -> Self {
-        let headers = ["odata-version", "odata-maxversion", "accept", "content-type"]
-            .iter()
-            .filter_map(|h| {
-                parts
-                    .headers
-                    .get(*h)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| (h.to_string(), v.to_owned()))
-            })
-            .collect();
+        let headers = [
+            "odata-version",
+            "odata-maxversion",
+            "accept",
+            "content-type",
+        ]
+        .iter()
+        .filter_map(|h| {
+            parts
+                .headers
+                .get(*h)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (h.to_string(), v.to_owned()))
+        })
+        .collect();
         Self {
             kind: kind.to_owned(),
             method: parts.method.to_string(),

@@ -17,9 +17,23 @@ pub enum Column {
 
 /// `msdyn_streamsource` values.
 pub const STREAM_SOURCES: &[i64] = &[
-    192_360_000, 192_340_000, 192_300_000, 192_350_002, 192_350_000, 192_370_000, 192_440_000,
-    192_330_000, 192_350_001, 192_310_000, 192_320_000, 19_241_000, 192_380_000, 192_390_000,
-    192_400_000, 192_450_000, 192_450_001,
+    192_360_000,
+    192_340_000,
+    192_300_000,
+    192_350_002,
+    192_350_000,
+    192_370_000,
+    192_440_000,
+    192_330_000,
+    192_350_001,
+    192_310_000,
+    192_320_000,
+    19_241_000,
+    192_380_000,
+    192_390_000,
+    192_400_000,
+    192_450_000,
+    192_450_001,
 ];
 
 pub struct Table {
@@ -40,7 +54,10 @@ pub static CONTEXT_ITEM: Table = Table {
         ("msdyn_ocliveworkitemcontextitemid", Column::Guid),
         ("msdyn_name", Column::Text(100)),
         ("msdyn_value", Column::Text(4000)),
-        ("msdyn_datatype", Column::Choice(&[192_350_000, 192_350_001, 192_350_100])),
+        (
+            "msdyn_datatype",
+            Column::Choice(&[192_350_000, 192_350_001, 192_350_100]),
+        ),
         ("msdyn_isdisplayable", Column::Bool),
     ],
     required: &["msdyn_name"],
@@ -57,7 +74,10 @@ pub static LIVE_WORK_ITEM: Table = Table {
         ("description", Column::Text(2000)),
         ("msdyn_channel", Column::MultiChoice(STREAM_SOURCES)),
         ("msdyn_isoutbound", Column::Bool),
-        ("msdyn_workstreamworkdistributionmode", Column::Choice(&[192_350_000, 192_350_001])),
+        (
+            "msdyn_workstreamworkdistributionmode",
+            Column::Choice(&[192_350_000, 192_350_001]),
+        ),
         ("msdyn_conversationsummaryfield", Column::Text(4000)),
         ("msdyn_customerlocale", Column::Text(100)),
         ("msdyn_ocliveworkitemid", Column::Text(100)),
@@ -66,12 +86,18 @@ pub static LIVE_WORK_ITEM: Table = Table {
     ],
     required: &["subject"],
     lookups: &[
-        ("msdyn_liveworkstreamid_msdyn_ocliveworkitem", "msdyn_liveworkstreams"),
+        (
+            "msdyn_liveworkstreamid_msdyn_ocliveworkitem",
+            "msdyn_liveworkstreams",
+        ),
         ("msdyn_cdsqueueid_msdyn_ocliveworkitem", "queues"),
         ("msdyn_customer_msdyn_ocliveworkitem_contact", "contacts"),
         ("msdyn_customer_msdyn_ocliveworkitem_account", "accounts"),
         ("regardingobjectid_contact_msdyn_ocliveworkitem", "contacts"),
-        ("regardingobjectid_incident_msdyn_ocliveworkitem", "incidents"),
+        (
+            "regardingobjectid_incident_msdyn_ocliveworkitem",
+            "incidents",
+        ),
         ("ownerid_msdyn_ocliveworkitem", "systemusers"),
     ],
     collections: &[(
@@ -99,14 +125,28 @@ pub static CONTACT: Table = Table {
 
 /// Readable contact columns (writable ones plus read-only `fullname` and `statecode`).
 pub const CONTACT_READABLE: &[&str] = &[
-    "contactid", "fullname", "firstname", "lastname", "emailaddress1", "emailaddress2",
-    "emailaddress3", "telephone1", "mobilephone", "statecode",
+    "contactid",
+    "fullname",
+    "firstname",
+    "lastname",
+    "emailaddress1",
+    "emailaddress2",
+    "emailaddress3",
+    "telephone1",
+    "mobilephone",
+    "statecode",
 ];
 
 /// Readable workstream columns.
 pub const WORKSTREAM_READABLE: &[&str] = &[
-    "msdyn_liveworkstreamid", "msdyn_name", "msdyn_streamsource", "msdyn_workdistributionmode",
-    "msdyn_direction", "msdyn_capacityrequired", "msdyn_autocloseafterinactivity", "statecode",
+    "msdyn_liveworkstreamid",
+    "msdyn_name",
+    "msdyn_streamsource",
+    "msdyn_workdistributionmode",
+    "msdyn_direction",
+    "msdyn_capacityrequired",
+    "msdyn_autocloseafterinactivity",
+    "statecode",
 ];
 
 /// A rejection: HTTP status, Dataverse error code, message.
@@ -123,15 +163,23 @@ fn unknown_property(table: &Table, name: &str) -> Rejection {
     )
 }
 
+/// What a create body holds besides columns: lookups to resolve as `(navigation property,
+/// entity set, id)`, and nested rows per collection-valued navigation property.
+pub type CreateParts = (
+    Vec<(String, String, String)>,
+    Vec<(String, Vec<serde_json::Value>)>,
+);
+
 /// Checks a create body against `table`. Returns the lookups to resolve as
 /// `(navigation property, entity set, id)` and the nested rows per collection.
-pub fn check_create(
-    table: &Table,
-    body: &serde_json::Value,
-) -> Result<(Vec<(String, String, String)>, Vec<(String, Vec<serde_json::Value>)>), Rejection> {
+pub fn check_create(table: &Table, body: &serde_json::Value) -> Result<CreateParts, Rejection> {
     use serde_json::Value;
     let Value::Object(map) = body else {
-        return Err((400, "0x80048d19", "The request body must be a JSON object.".into()));
+        return Err((
+            400,
+            "0x80048d19",
+            "The request body must be a JSON object.".into(),
+        ));
     };
     let mut binds = Vec::new();
     let mut nested = Vec::new();
@@ -145,7 +193,11 @@ pub fn check_create(
                 ));
             };
             let Some(reference) = value.as_str() else {
-                return Err((400, "0x80048d19", format!("The value of '{key}' must be a string like '/{set}(<guid>)'.")));
+                return Err((
+                    400,
+                    "0x80048d19",
+                    format!("The value of '{key}' must be a string like '/{set}(<guid>)'."),
+                ));
             };
             let inner = reference
                 .strip_prefix('/')
@@ -159,13 +211,19 @@ pub fn check_create(
                     return Err((
                         400,
                         "0x80048d19",
-                        format!("The value '{reference}' of '{key}' is not a valid reference to {set}."),
+                        format!(
+                            "The value '{reference}' of '{key}' is not a valid reference to {set}."
+                        ),
                     ))
                 }
             }
         } else if let Some((_, child)) = table.collections.iter().find(|(n, _)| n == key) {
             let Some(rows) = value.as_array() else {
-                return Err((400, "0x80048d19", format!("'{key}' must be an array of objects.")));
+                return Err((
+                    400,
+                    "0x80048d19",
+                    format!("'{key}' must be an array of objects."),
+                ));
             };
             for row in rows {
                 check_create(child, row)?;
@@ -182,14 +240,22 @@ pub fn check_create(
             return Err((
                 400,
                 "0x80040203",
-                format!("A value for '{required}' is required to create a {} record.", table.name),
+                format!(
+                    "A value for '{required}' is required to create a {} record.",
+                    table.name
+                ),
             ));
         }
     }
     Ok((binds, nested))
 }
 
-fn check_value(table: &Table, name: &str, column: Column, value: &serde_json::Value) -> Result<(), Rejection> {
+fn check_value(
+    table: &Table,
+    name: &str,
+    column: Column,
+    value: &serde_json::Value,
+) -> Result<(), Rejection> {
     let bad_type = |expected: &str| {
         Err((
             400,

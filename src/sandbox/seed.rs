@@ -84,7 +84,9 @@ impl Seed {
     pub(crate) fn tenant(&self, id_or_domain: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| {
             t.tenant_id.eq_ignore_ascii_case(id_or_domain)
-                || t.domains.iter().any(|d| d.eq_ignore_ascii_case(id_or_domain))
+                || t.domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(id_or_domain))
         })
     }
 

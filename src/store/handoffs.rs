@@ -116,7 +116,8 @@ pub struct HandoffRow {
     pub updated_at: i64,
 }
 
-const HANDOFF_COLUMNS: &str = "handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
+const HANDOFF_COLUMNS: &str =
+    "handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
      payload, state, contact_match, contact_id, dynamics365_chat_id, workstream_id, attempts, \
      next_attempt_at, first_attempt_at, last_error, created_at, updated_at";
 
@@ -137,9 +138,11 @@ impl HandoffRow {
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown handoff state '{state}'")))?,
             contact_match: match contact_match {
                 None => None,
-                Some(m) => Some(ContactMatch::parse(&m).ok_or_else(|| {
-                    StoreError::Corrupt(format!("unknown contact match '{m}'"))
-                })?),
+                Some(m) => {
+                    Some(ContactMatch::parse(&m).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown contact match '{m}'"))
+                    })?)
+                }
             },
             contact_id: col(row, "contact_id")?,
             dynamics365_chat_id: col(row, "dynamics365_chat_id")?,
@@ -245,7 +248,8 @@ pub struct CallbackRow {
     pub created_at: i64,
 }
 
-const CALLBACK_COLUMNS: &str = "webhook_id, handoff_id, org_id, event_type, payload, state, attempts, \
+const CALLBACK_COLUMNS: &str =
+    "webhook_id, handoff_id, org_id, event_type, payload, state, attempts, \
      next_attempt_at, last_error, delivered_at, created_at";
 
 impl CallbackRow {
@@ -266,17 +270,23 @@ impl CallbackRow {
     }
 }
 
-async fn insert_event<'c, E>(executor: E, handoff_id: &str, event: &NewEvent) -> Result<(), StoreError>
+async fn insert_event<'c, E>(
+    executor: E,
+    handoff_id: &str,
+    event: &NewEvent,
+) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    sqlx::query("INSERT INTO handoff_events (handoff_id, at, kind, detail) VALUES ($1, $2, $3, $4)")
-        .bind(handoff_id)
-        .bind(event.at)
-        .bind(event.kind)
-        .bind(event.detail.to_string())
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "INSERT INTO handoff_events (handoff_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(handoff_id)
+    .bind(event.at)
+    .bind(event.kind)
+    .bind(event.detail.to_string())
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -316,7 +326,11 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let handoff = HandoffRow::from_row(&row)?;
-        let kind = if inserted { "received" } else { "duplicate_delivery" };
+        let kind = if inserted {
+            "received"
+        } else {
+            "duplicate_delivery"
+        };
         let event = NewEvent {
             at: now,
             kind,
@@ -332,7 +346,11 @@ impl Store {
     }
 
     /// The handoff of one session.
-    pub async fn handoff(&self, org_id: &str, session_id: &str) -> Result<Option<HandoffRow>, StoreError> {
+    pub async fn handoff(
+        &self,
+        org_id: &str,
+        session_id: &str,
+    ) -> Result<Option<HandoffRow>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE org_id = $1 AND session_id = $2"
         ))
@@ -386,7 +404,11 @@ impl Store {
     /// Claims the handoff that has waited longest among those due (queued and past
     /// `next_attempt_at`, or processing with an expired lease), in one atomic statement: no
     /// lock is held afterwards, only the lease.
-    pub async fn claim_handoff(&self, now: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
+    pub async fn claim_handoff(
+        &self,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>, StoreError> {
         let lock = match self.backend() {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -416,7 +438,12 @@ impl Store {
 
     /// Writes the outcome of a claimed attempt, its events and its callback in one
     /// transaction. Returns `false` (and writes nothing) if the lease was lost meanwhile.
-    pub async fn finish_handoff(&self, claim: &Claim, outcome: &Outcome, now: i64) -> Result<bool, StoreError> {
+    pub async fn finish_handoff(
+        &self,
+        claim: &Claim,
+        outcome: &Outcome,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
@@ -481,7 +508,11 @@ impl Store {
 
     /// Claims a due callback delivery (pending and past `next_attempt_at`, or with an
     /// expired lease).
-    pub async fn claim_callback(&self, now: i64, lease_ms: i64) -> Result<Option<(CallbackRow, String)>, StoreError> {
+    pub async fn claim_callback(
+        &self,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<(CallbackRow, String)>, StoreError> {
         let lock = match self.backend() {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",

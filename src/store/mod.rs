@@ -53,7 +53,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -148,6 +150,9 @@ where
 mod tests {
     #[test]
     fn rfc3339_has_milliseconds_and_zulu() {
-        assert_eq!(super::rfc3339(1_763_632_862_123), "2025-11-20T10:01:02.123Z");
+        assert_eq!(
+            super::rfc3339(1_763_632_862_123),
+            "2025-11-20T10:01:02.123Z"
+        );
     }
 }

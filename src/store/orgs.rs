@@ -20,7 +20,8 @@ pub struct OrgRow {
     pub updated_at: i64,
 }
 
-const ORG_COLUMNS: &str = "org_id, name, callback_url, webhook_secret_enc, previous_webhook_secret_enc, \
+const ORG_COLUMNS: &str =
+    "org_id, name, callback_url, webhook_secret_enc, previous_webhook_secret_enc, \
      previous_secret_expires_at, created_at, updated_at";
 
 impl OrgRow {
@@ -117,14 +118,22 @@ impl Store {
     }
 
     /// Updates an org's name and callback URL.
-    pub async fn update_org(&self, org_id: &str, name: &str, callback_url: Option<&str>, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orgs SET name = $1, callback_url = $2, updated_at = $3 WHERE org_id = $4")
-            .bind(name)
-            .bind(callback_url)
-            .bind(now)
-            .bind(org_id)
-            .execute(self.pool())
-            .await?;
+    pub async fn update_org(
+        &self,
+        org_id: &str,
+        name: &str,
+        callback_url: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE orgs SET name = $1, callback_url = $2, updated_at = $3 WHERE org_id = $4",
+        )
+        .bind(name)
+        .bind(callback_url)
+        .bind(now)
+        .bind(org_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

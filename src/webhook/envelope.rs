@@ -191,7 +191,10 @@ impl HandoffRequest {
         let channel = match session.channel.as_ref().and_then(|c| c.kind.as_deref()) {
             Some(kind) if !kind.is_empty() && kind.len() <= 50 => Some(Channel::parse(kind)),
             Some(_) => {
-                errors.push(FieldError::new(at("channel/type"), "must be 1 to 50 characters"));
+                errors.push(FieldError::new(
+                    at("channel/type"),
+                    "must be 1 to 50 characters",
+                ));
                 None
             }
             None => {

@@ -1,0 +1,270 @@
+//! A bridge + sandbox pair for one test.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use handoff_bridge::connection::crypto::EncryptionKey;
+use handoff_bridge::handoff::retry::RetryPolicy;
+use handoff_bridge::sandbox::{Sandbox, Seed};
+use handoff_bridge::webhook::WebhookSecret;
+use handoff_bridge::{App, Config, Settings};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Everything the bridge logged (debug level and up), from every test in this binary.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .try_init();
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A running bridge (HTTP on a free port, worker drained by hand) and its sandbox.
+pub struct TestApp {
+    pub sandbox: Sandbox,
+    pub app: App,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub admin_token: String,
+    pub db_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::start_with(Seed::builtin()).await
+    }
+
+    pub async fn start_with(seed: Seed) -> Self {
+        log_buffer();
+        let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("bridge.db");
+        let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: format!("sqlite://{}", db_path.display()),
+            admin_token: secrecy::SecretString::from(admin_token.clone()),
+            encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap(),
+            entra_authority: sandbox.url(),
+            request_timeout: Duration::from_secs(5),
+            settings: Settings {
+                allow_insecure_dynamics: true,
+                // Retries are due at once, so draining the queue runs them.
+                retry: RetryPolicy {
+                    base: Duration::ZERO,
+                    ..RetryPolicy::default()
+                },
+                lease: Duration::from_secs(60),
+                concurrency: 4,
+            },
+        };
+        let app = App::build(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = app.router();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            sandbox,
+            app,
+            url,
+            http: reqwest::Client::new(),
+            admin_token,
+            db_path,
+            _dir: dir,
+        }
+    }
+
+    /// An admin API call; returns the status and the JSON body (Null when empty).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates an org; returns its webhook secret.
+    pub async fn create_org(&self, org: &str, callback_url: Option<&str>) -> WebhookSecret {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/v1/orgs/{org}"),
+                Some(json!({ "name": org, "callback_url": callback_url })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        WebhookSecret::parse(body["webhook_secret"].as_str().unwrap()).unwrap()
+    }
+
+    /// The seed's demo credentials for this sandbox, with changes.
+    pub fn connection_input(&self, changes: Value) -> Value {
+        let demo = self.sandbox.demo_connection();
+        let mut input = json!({
+            "tenant_id": demo.tenant_id,
+            "client_id": demo.client_id,
+            "client_secret": demo.client_secret,
+            "environment_url": self.sandbox.url(),
+            "default_queue_id": demo.default_queue_id,
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            input[k] = v.clone();
+        }
+        input
+    }
+
+    /// Creates `org` connected to the sandbox; returns its webhook secret.
+    pub async fn connected_org(&self, org: &str) -> WebhookSecret {
+        let secret = self.create_org(org, None).await;
+        let (status, body) = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/v1/orgs/{org}/connection"),
+                Some(self.connection_input(json!({}))),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        secret
+    }
+
+    /// Posts a signed webhook with `webhook_id`; returns status and JSON body.
+    pub async fn send(
+        &self,
+        org: &str,
+        secret: &WebhookSecret,
+        webhook_id: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let timestamp = handoff_bridge::store::now_ms() / 1000;
+        self.post_webhook(
+            org,
+            &bytes,
+            &[
+                ("content-type", "application/json".into()),
+                ("webhook-id", webhook_id.into()),
+                ("webhook-timestamp", timestamp.to_string()),
+                (
+                    "webhook-signature",
+                    secret.sign(webhook_id, timestamp, &bytes),
+                ),
+            ],
+        )
+        .await
+    }
+
+    /// Posts raw bytes with exactly these headers.
+    pub async fn post_webhook(
+        &self,
+        org: &str,
+        body: &[u8],
+        headers: &[(&str, String)],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/webhooks/{org}", self.url))
+            .body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Runs every due job until none is left.
+    pub async fn drain(&self) {
+        for _ in 0..50 {
+            if self.app.run_due().await.unwrap() == 0 {
+                return;
+            }
+        }
+        panic!("the queue did not drain in 50 rounds");
+    }
+
+    /// The handoff record of a session.
+    pub async fn record(&self, org: &str, session: &str) -> Value {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/orgs/{org}/sessions/{session}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Dataverse requests the sandbox saw of a kind.
+    pub fn requests_of(&self, kind: &str) -> Vec<handoff_bridge::sandbox::LoggedRequest> {
+        self.sandbox
+            .requests()
+            .into_iter()
+            .filter(|r| r.kind == kind)
+            .collect()
+    }
+
+    /// How many handoffs the store holds for an org.
+    pub async fn stored_handoffs(&self, org: &str) -> usize {
+        let (_, body) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/orgs/{org}/sessions?limit=500"),
+                None,
+            )
+            .await;
+        body["sessions"].as_array().map(Vec::len).unwrap_or(0)
+    }
+}
+
+/// A handoff envelope for `org` with a session built from `session` (merged over defaults).
+pub fn envelope(org: &str, session: Value) -> Value {
+    let mut s = json!({
+        "id": format!("s-{}", uuid::Uuid::new_v4()),
+        "channel": { "type": "web" },
+        "handoff": { "summary": "Customer needs help with an order." },
+    });
+    for (k, v) in session.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    json!({ "event": "conversation.handoff_to_human", "organization_id": org, "data": { "session": s } })
+}

@@ -1,0 +1,324 @@
+//! Webhook intake: every refusal has its status and code, and stores nothing.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{envelope, TestApp};
+
+fn signed(
+    secret: &handoff_bridge::webhook::WebhookSecret,
+    id: &str,
+    ts: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/json".into()),
+        ("webhook-id", id.into()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", secret.sign(id, ts, body)),
+    ]
+}
+
+async fn assert_refused(
+    t: &TestApp,
+    org: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+    status: StatusCode,
+    code: &str,
+) -> Value {
+    let (got, problem) = t.post_webhook(org, body, headers).await;
+    assert_eq!(got, status, "{problem}");
+    assert_eq!(problem["code"], code, "{problem}");
+    assert_eq!(problem["status"], status.as_u16());
+    problem
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_status_and_code_and_stores_nothing() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    let now = handoff_bridge::store::now_ms() / 1000;
+    let good = serde_json::to_vec(&envelope("acme", json!({ "id": "refused" }))).unwrap();
+
+    let forged = handoff_bridge::webhook::WebhookSecret::generate();
+    assert_refused(
+        &t,
+        "acme",
+        &good,
+        &signed(&forged, "m1", now, &good),
+        StatusCode::UNAUTHORIZED,
+        "signature_mismatch",
+    )
+    .await;
+
+    assert_refused(
+        &t,
+        "acme",
+        &good,
+        &signed(&secret, "m2", now - 301, &good),
+        StatusCode::UNAUTHORIZED,
+        "signature_timestamp_out_of_tolerance",
+    )
+    .await;
+
+    let mut headers = signed(&secret, "m3", now, &good);
+    headers.retain(|(k, _)| *k != "webhook-signature");
+    assert_refused(
+        &t,
+        "acme",
+        &good,
+        &headers,
+        StatusCode::UNAUTHORIZED,
+        "signature_header_missing",
+    )
+    .await;
+
+    let mut big = envelope("acme", json!({ "id": "big" }));
+    big["data"]["session"]["handoff"]["summary"] = json!("x".repeat(256 * 1024));
+    let big = serde_json::to_vec(&big).unwrap();
+    assert_refused(
+        &t,
+        "acme",
+        &big,
+        &signed(&secret, "m4", now, &big),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+
+    let not_json = b"{\"event\": ".to_vec();
+    assert_refused(
+        &t,
+        "acme",
+        &not_json,
+        &signed(&secret, "m5", now, &not_json),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+
+    let mut text = signed(&secret, "m6", now, &good);
+    text[0].1 = "text/plain".into();
+    assert_refused(
+        &t,
+        "acme",
+        &good,
+        &text,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+
+    assert_refused(
+        &t,
+        "nobody",
+        &good,
+        &signed(&secret, "m7", now, &good),
+        StatusCode::NOT_FOUND,
+        "unknown_org",
+    )
+    .await;
+
+    let other = serde_json::to_vec(&envelope("other-org", json!({ "id": "mismatch" }))).unwrap();
+    let problem = assert_refused(
+        &t,
+        "acme",
+        &other,
+        &signed(&secret, "m8", now, &other),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["pointer"], "/organization_id");
+
+    let empty = serde_json::to_vec(&envelope(
+        "acme",
+        json!({ "id": "empty", "handoff": { "summary": "" } }),
+    ))
+    .unwrap();
+    let problem = assert_refused(
+        &t,
+        "acme",
+        &empty,
+        &signed(&secret, "m9", now, &empty),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(
+        problem["errors"][0]["pointer"],
+        "/data/session/handoff/summary"
+    );
+
+    let wrong_type = serde_json::to_vec(&json!({ "event": "conversation.handoff_to_human", "organization_id": "acme", "data": { "session": { "id": 42 } } })).unwrap();
+    let problem = assert_refused(
+        &t,
+        "acme",
+        &wrong_type,
+        &signed(&secret, "m10", now, &wrong_type),
+        StatusCode::BAD_REQUEST,
+        "invalid_shape",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["pointer"], "/data/session/id");
+
+    let (_, problem) = t
+        .post_webhook("acme", &good, &signed(&forged, "m11", now, &good))
+        .await;
+    assert!(problem["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:handoff-bridge:problem:"));
+
+    assert_eq!(t.stored_handoffs("acme").await, 0, "nothing was stored");
+    t.drain().await;
+    assert!(t.requests_of("create_work_item").is_empty());
+}
+
+#[tokio::test]
+async fn problems_are_problem_json() {
+    let t = TestApp::start().await;
+    let response = t
+        .http
+        .post(format!("{}/v1/webhooks/acme", t.url))
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn other_events_are_acknowledged_and_stored_nowhere() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    let (status, body) = t
+        .send(
+            "acme",
+            &secret,
+            "msg_other",
+            &json!({ "event": "conversation.closed", "organization_id": "acme", "data": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ignored");
+    assert_eq!(t.stored_handoffs("acme").await, 0);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_accepted_alongside_the_new_one() {
+    let t = TestApp::start().await;
+    let old = t.connected_org("acme").await;
+    let (status, body) = t
+        .admin(reqwest::Method::POST, "/v1/orgs/acme/webhook-secret", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let new =
+        handoff_bridge::webhook::WebhookSecret::parse(body["webhook_secret"].as_str().unwrap())
+            .unwrap();
+    let (a, _) = t
+        .send(
+            "acme",
+            &old,
+            "m1",
+            &envelope("acme", json!({ "id": "old-secret" })),
+        )
+        .await;
+    let (b, _) = t
+        .send(
+            "acme",
+            &new,
+            "m2",
+            &envelope("acme", json!({ "id": "new-secret" })),
+        )
+        .await;
+    assert_eq!((a, b), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_admin_token() {
+    let t = TestApp::start().await;
+    for token in [None, Some("wrong-token-of-some-length")] {
+        let mut req = t.http.get(format!("{}/v1/orgs/acme", t.url));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let response = req.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn org_input_is_validated_with_pointers() {
+    let t = TestApp::start().await;
+    let (status, problem) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/acme",
+            Some(json!({ "name": "", "callback_url": "http://10.0.0.5/hook" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let pointers: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/name", "/callback_url"]);
+    let (status, _) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/bad%20id",
+            Some(json!({ "name": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn list_filters_by_state_and_validates_its_query() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.send(
+        "acme",
+        &secret,
+        "m1",
+        &envelope("acme", json!({ "id": "a" })),
+    )
+    .await;
+    t.send(
+        "acme",
+        &secret,
+        "m2",
+        &envelope("acme", json!({ "id": "b", "channel": { "type": "email" } })),
+    )
+    .await;
+    t.drain().await;
+    let (_, body) = t
+        .admin(
+            reqwest::Method::GET,
+            "/v1/orgs/acme/sessions?state=skipped",
+            None,
+        )
+        .await;
+    let sessions = body["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["session_id"], "b");
+    let (status, problem) = t
+        .admin(
+            reqwest::Method::GET,
+            "/v1/orgs/acme/sessions?state=done&limit=0",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the bridge and the sandbox in-process on loopback port 0, a real
+//! SQLite file per test, real HTTP in between. One test binary.
+
+mod helpers;
+
+mod cli;
+mod connection;
+mod fixtures;
+mod handoff;
+mod intake;
+mod secrets;

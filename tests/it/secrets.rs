@@ -1,0 +1,114 @@
+//! Secrets never leak: not in logs, responses, or the database file in clear text.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{captured_logs, envelope, TestApp};
+
+#[tokio::test]
+async fn no_secret_appears_in_logs_responses_or_the_database_file() {
+    let t = TestApp::start().await;
+    let mut responses = Vec::new();
+
+    // The one response that carries the webhook secret by design (SPEC §5: "returned once").
+    let (_, created) = t
+        .admin(
+            Method::PUT,
+            "/v1/orgs/acme",
+            Some(json!({ "name": "Acme" })),
+        )
+        .await;
+    let webhook_secret =
+        handoff_bridge::webhook::WebhookSecret::parse(created["webhook_secret"].as_str().unwrap())
+            .unwrap();
+    let client_secret = t.sandbox.demo_connection().client_secret;
+
+    let input = t.connection_input(json!({}));
+    responses.push(
+        t.admin(
+            Method::POST,
+            "/v1/orgs/acme/connection/test",
+            Some(input.clone()),
+        )
+        .await
+        .1,
+    );
+    responses.push(
+        t.admin(Method::PUT, "/v1/orgs/acme/connection", Some(input.clone()))
+            .await
+            .1,
+    );
+    // A failing save echoes nothing of the secret either.
+    let wrong = t.connection_input(json!({ "client_secret": format!("{client_secret}-wrong") }));
+    responses.push(
+        t.admin(Method::PUT, "/v1/orgs/acme/connection", Some(wrong))
+            .await
+            .1,
+    );
+    responses.push(
+        t.admin(Method::GET, "/v1/orgs/acme/connection", None)
+            .await
+            .1,
+    );
+    responses.push(t.admin(Method::GET, "/v1/orgs/acme", None).await.1);
+
+    let session = json!({ "id": "leak-check", "contact": { "name": "Ada", "email": "ada@example.com", "verified": true } });
+    let body = envelope("acme", session);
+    responses.push(t.send("acme", &webhook_secret, "msg_leak", &body).await.1);
+    responses.push(t.send("acme", &webhook_secret, "msg_leak", &body).await.1);
+    t.drain().await;
+    t.sandbox.expire_tokens();
+    t.send(
+        "acme",
+        &webhook_secret,
+        "msg_leak2",
+        &envelope("acme", json!({ "id": "leak-check-2" })),
+    )
+    .await;
+    t.drain().await;
+    responses.push(t.record("acme", "leak-check").await);
+    responses.push(t.admin(Method::GET, "/v1/orgs/acme/sessions", None).await.1);
+
+    let access_tokens = t.sandbox.issued_tokens();
+    assert_eq!(
+        access_tokens.len(),
+        3,
+        "connect, test-and-save, and after expiry"
+    );
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("client secret", client_secret.clone()),
+        ("webhook secret", webhook_secret.expose().to_owned()),
+        (
+            "webhook secret key",
+            webhook_secret
+                .expose()
+                .trim_start_matches("whsec_")
+                .to_owned(),
+        ),
+        ("admin token", t.admin_token.clone()),
+    ];
+    for token in &access_tokens {
+        secrets.push(("access token", token.clone()));
+    }
+
+    let logs = captured_logs();
+    assert!(logs.contains("leak-check"), "the logs were captured");
+    let responses = serde_json::to_string(&responses).unwrap();
+    let mut db = std::fs::read(&t.db_path).unwrap();
+    if let Ok(wal) = std::fs::read(t.db_path.with_extension("db-wal")) {
+        db.extend(wal);
+    }
+    let db = String::from_utf8_lossy(&db);
+    assert!(db.contains("leak-check"), "the database was read");
+    for (what, secret) in &secrets {
+        assert!(!logs.contains(secret.as_str()), "the {what} is in the logs");
+        assert!(
+            !responses.contains(secret.as_str()),
+            "the {what} is in a response"
+        );
+        assert!(
+            !db.contains(secret.as_str()),
+            "the {what} is in the database file"
+        );
+    }
+}
