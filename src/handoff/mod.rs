@@ -178,7 +178,7 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
                 }),
             );
             let chat_id = activityid.to_string();
-            let mut outcome = finished(
+            finished(
                 claim,
                 &org,
                 HandoffState::Succeeded,
@@ -186,9 +186,7 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
                 None,
                 Some(chat_id),
                 Some(workstream),
-            );
-            outcome.error = None;
-            outcome
+            )
         }
         Err(err) => dataverse_failed(
             ctx,

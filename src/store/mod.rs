@@ -143,7 +143,12 @@ fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
-    row.try_get(name).map_err(StoreError::Unavailable)
+    row.try_get(name).map_err(|e| match e {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(format!("column {name}: {e}"))
+        }
+        other => StoreError::Unavailable(other),
+    })
 }
 
 #[cfg(test)]

@@ -322,3 +322,31 @@ async fn list_filters_by_state_and_validates_its_query() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_unavailable_store_answers_503_and_asks_for_a_retry() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.app.context().store.close().await;
+    let body = serde_json::to_vec(&envelope("acme", json!({ "id": "store-down" }))).unwrap();
+    let now = handoff_bridge::store::now_ms() / 1000;
+    let response = t
+        .http
+        .post(format!("{}/v1/webhooks/acme", t.url))
+        .header("content-type", "application/json")
+        .header("webhook-id", "m1")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", secret.sign("m1", now, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "store_unavailable");
+    assert!(
+        !problem["detail"].as_str().unwrap().contains("pool"),
+        "5xx bodies say nothing internal: {problem}"
+    );
+}
