@@ -393,18 +393,24 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
         .collect();
     row.insert(CONTEXT_ITEMS.into(), Value::Array(items));
     s.work_items.insert(id, Value::Object(row));
+    Ok(created(&s.url, "msdyn_ocliveworkitems", id))
+}
+
+/// `204 No Content` with `OData-EntityId: {env}/api/data/v9.2/{set}({id})`, the answer to a
+/// create without `Prefer: return=representation`.
+fn created(url: &str, set: &str, id: Uuid) -> Handled {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         "odata-entityid",
-        format!("{}/api/data/v9.2/msdyn_ocliveworkitems({id})", s.url)
+        format!("{url}/api/data/v9.2/{set}({id})")
             .parse()
             .expect("valid header"),
     );
-    Ok(Handled {
+    Handled {
         response,
         status: 204,
         error_code: None,
-    })
+    }
 }
 
 fn expand_option(query: &[(String, String)]) -> Result<bool, Rejection> {
@@ -482,16 +488,5 @@ fn create_contact(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejecti
     row["fullname"] = json!(format!("{first} {last}").trim());
     row["statecode"] = json!(0);
     s.contacts.push(row);
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        "odata-entityid",
-        format!("{}/api/data/v9.2/contacts({id})", s.url)
-            .parse()
-            .expect("valid header"),
-    );
-    Ok(Handled {
-        response,
-        status: 204,
-        error_code: None,
-    })
+    Ok(created(&s.url, "contacts", id))
 }

@@ -296,6 +296,15 @@ fn diagnosis_json(d: &Option<Diagnosis>) -> Option<String> {
 }
 
 impl Store {
+    /// The row-lock clause of a claim's subquery: on Postgres, concurrent claimers skip rows
+    /// another transaction is claiming; SQLite serialises writers, so it needs none.
+    fn skip_locked(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// Stores a webhook delivery: a new handoff, or, when the session already has one, a
     /// `duplicate_delivery` event on it. Returns only after the transaction committed.
     pub async fn intake(&self, new: NewHandoff<'_>, now: i64) -> Result<Intake, StoreError> {
@@ -409,10 +418,7 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<Option<Claim>, StoreError> {
-        let lock = match self.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        };
+        let lock = self.skip_locked();
         let lease_id = Uuid::new_v4().to_string();
         let row = sqlx::query(&format!(
             "UPDATE handoffs SET state = 'processing', lease_id = $1, lease_until = $2, \
@@ -513,10 +519,7 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<Option<(CallbackRow, String)>, StoreError> {
-        let lock = match self.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        };
+        let lock = self.skip_locked();
         let lease_id = Uuid::new_v4().to_string();
         let row = sqlx::query(&format!(
             "UPDATE callbacks SET lease_id = $1, lease_until = $2, attempts = attempts + 1, \
