@@ -44,6 +44,111 @@ impl Write for LogWriter {
     }
 }
 
+/// The variable naming a Postgres database to run the suite on instead of SQLite.
+pub const POSTGRES_VAR: &str = "HANDOFF_TEST_DATABASE_URL";
+
+/// Where a test's store lives.
+pub enum TestDb {
+    /// A SQLite file in the test's temporary directory.
+    Sqlite(PathBuf),
+    /// A fresh schema in the Postgres database named by `HANDOFF_TEST_DATABASE_URL`.
+    Postgres { base_url: String, schema: String },
+}
+
+impl TestDb {
+    /// A new, empty store location: Postgres when `HANDOFF_TEST_DATABASE_URL` is set,
+    /// otherwise a SQLite file in `dir`.
+    pub async fn new(dir: &std::path::Path) -> Self {
+        match std::env::var(POSTGRES_VAR) {
+            Ok(base_url) if !base_url.is_empty() => {
+                sqlx::any::install_default_drivers();
+                drop_leftover_schemas(&base_url);
+                let schema = format!("handoff_it_{}", uuid::Uuid::new_v4().simple());
+                let pool = sqlx::AnyPool::connect(&base_url)
+                    .await
+                    .expect("the test Postgres database answers");
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                TestDb::Postgres { base_url, schema }
+            }
+            _ => TestDb::Sqlite(dir.join("bridge.db")),
+        }
+    }
+
+    /// The `HANDOFF_DATABASE_URL` for the bridge.
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(path) => format!("sqlite://{}", path.display()),
+            TestDb::Postgres { base_url, schema } => {
+                let sep = if base_url.contains('?') { '&' } else { '?' };
+                format!("{base_url}{sep}options=-c%20search_path%3D{schema}")
+            }
+        }
+    }
+
+    /// Everything stored, as text: the SQLite file and its WAL, or every row of every table.
+    pub async fn raw_contents(&self) -> String {
+        match self {
+            TestDb::Sqlite(path) => {
+                let mut bytes = std::fs::read(path).unwrap();
+                if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+                    bytes.extend(wal);
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            TestDb::Postgres { .. } => {
+                let pool = sqlx::AnyPool::connect(&self.url()).await.unwrap();
+                let mut out = String::new();
+                for table in [
+                    "orgs",
+                    "connections",
+                    "handoffs",
+                    "handoff_events",
+                    "callbacks",
+                ] {
+                    let row = sqlx::query(&format!(
+                        "SELECT COALESCE(string_agg(t::text, ' '), '') AS dump FROM {table} t"
+                    ))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    out.push_str(&sqlx::Row::get::<String, _>(&row, "dump"));
+                }
+                pool.close().await;
+                out
+            }
+        }
+    }
+}
+
+/// Drops the schemas earlier runs of this suite left behind, once per test process (before
+/// this process creates any). Two suites run at once against one database would clash.
+fn drop_leftover_schemas(base_url: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let base_url = base_url.to_owned();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async move {
+                let pool = sqlx::AnyPool::connect(&base_url).await.expect("the test Postgres database answers");
+                let rows = sqlx::query("SELECT schema_name::text AS schema_name FROM information_schema.schemata WHERE schema_name LIKE 'handoff_it_%'")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                for row in rows {
+                    let name: String = sqlx::Row::get(&row, "schema_name");
+                    sqlx::query(&format!("DROP SCHEMA {name} CASCADE")).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            })
+        })
+        .join()
+        .unwrap();
+    });
+}
+
 /// A running bridge (HTTP on a free port, worker drained by hand) and its sandbox.
 pub struct TestApp {
     pub sandbox: Sandbox,
@@ -51,7 +156,7 @@ pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
     pub admin_token: String,
-    pub db_path: PathBuf,
+    pub db: TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -66,11 +171,11 @@ impl TestApp {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("bridge.db");
+        let db = TestDb::new(dir.path()).await;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: format!("sqlite://{}", db_path.display()),
+            database_url: db.url(),
             admin_token: secrecy::SecretString::from(admin_token.clone()),
             encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap(),
             entra_authority: sandbox.url(),
@@ -97,7 +202,7 @@ impl TestApp {
             url,
             http: reqwest::Client::new(),
             admin_token,
-            db_path,
+            db,
             _dir: dir,
         }
     }
