@@ -101,6 +101,9 @@ struct SandboxState {
     requests: Vec<LoggedRequest>,
     faults: Vec<Fault>,
     next_seq: u64,
+    /// Dataverse requests being handled now, and the most ever at once.
+    in_flight: usize,
+    peak_in_flight: usize,
 }
 
 type Shared = Arc<Mutex<SandboxState>>;
@@ -146,6 +149,8 @@ impl Sandbox {
             requests: Vec::new(),
             faults: Vec::new(),
             next_seq: 1,
+            in_flight: 0,
+            peak_in_flight: 0,
         }));
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, router(state.clone()), stop.clone()));
@@ -187,6 +192,11 @@ impl Sandbox {
     /// Adds a fault.
     pub fn inject(&self, fault: Fault) {
         self.state.lock().expect("poisoned").faults.push(fault);
+    }
+
+    /// The most Dataverse requests (token requests excluded) the sandbox was handling at once.
+    pub fn peak_concurrency(&self) -> usize {
+        self.state.lock().expect("poisoned").peak_in_flight
     }
 
     /// Every access token issued so far (tests check none leaks).
@@ -321,6 +331,7 @@ where
     Fut: std::future::Future<Output = Handled>,
 {
     let fault = take_fault(state, &req_meta.kind);
+    let _in_flight = (req_meta.kind != "token").then(|| InFlight::enter(state));
     if let Some(FaultAction::Delay { ms }) = &fault {
         tokio::time::sleep(Duration::from_millis(*ms)).await;
     }
@@ -364,6 +375,25 @@ where
         }
     }
     handled.response
+}
+
+/// Counts a Dataverse request as in flight until dropped (also when its connection is
+/// dropped mid-request).
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(state: &Shared) -> Self {
+        let mut s = state.lock().expect("poisoned");
+        s.in_flight += 1;
+        s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().expect("poisoned").in_flight -= 1;
+    }
 }
 
 /// The parts of a request the log keeps.

@@ -395,3 +395,42 @@ async fn success_is_called_back_signed_with_a_deterministic_webhook_id() {
     assert_eq!(event["data"]["contact_match"], "linked");
     assert_eq!(record["callbacks"][0]["state"], "delivered");
 }
+
+#[tokio::test]
+async fn two_replicas_on_one_store_never_run_a_handoff_twice() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    let replica = t.replica().await;
+    // Slow creates widen the window in which both replicas look for work.
+    t.sandbox.inject(Fault {
+        kind: "create_work_item".into(),
+        action: FaultAction::Delay { ms: 20 },
+        count: 1000,
+    });
+    for i in 0..40 {
+        t.send(
+            "acme",
+            &secret,
+            &format!("m{i}"),
+            &envelope("acme", json!({ "id": format!("r-{i}") })),
+        )
+        .await;
+    }
+    let (a, b) = tokio::join!(t.app.run_due(), replica.run_due());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a + b, 40, "every handoff ran once: {a} + {b}");
+    assert!(a > 0 && b > 0, "both replicas took work: {a} + {b}");
+    assert_eq!(t.requests_of("create_work_item").len(), 40);
+    assert_eq!(t.sandbox.work_items().len(), 40);
+    let (_, list) = t
+        .admin(
+            reqwest::Method::GET,
+            "/v1/orgs/acme/sessions?limit=500",
+            None,
+        )
+        .await;
+    for s in list["sessions"].as_array().unwrap() {
+        assert_eq!(s["state"], "succeeded");
+        assert_eq!(s["attempts"], 1, "{s}");
+    }
+}

@@ -157,6 +157,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub admin_token: String,
     pub db: TestDb,
+    encryption_key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -173,24 +174,8 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::new(dir.path()).await;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: db.url(),
-            admin_token: secrecy::SecretString::from(admin_token.clone()),
-            encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap(),
-            entra_authority: sandbox.url(),
-            request_timeout: Duration::from_secs(5),
-            settings: Settings {
-                allow_insecure_dynamics: true,
-                // Retries are due at once, so draining the queue runs them.
-                retry: RetryPolicy {
-                    base: Duration::ZERO,
-                    ..RetryPolicy::default()
-                },
-                lease: Duration::from_secs(60),
-                concurrency: 4,
-            },
-        };
+        let encryption_key = EncryptionKey::generate_base64();
+        let config = test_config(&sandbox, &db, &admin_token, &encryption_key);
         let app = App::build(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -203,8 +188,22 @@ impl TestApp {
             http: reqwest::Client::new(),
             admin_token,
             db,
+            encryption_key,
             _dir: dir,
         }
+    }
+
+    /// Another bridge process on the same store (same key and token), not serving HTTP:
+    /// a second replica's worker.
+    pub async fn replica(&self) -> App {
+        App::build(test_config(
+            &self.sandbox,
+            &self.db,
+            &self.admin_token,
+            &self.encryption_key,
+        ))
+        .await
+        .unwrap()
     }
 
     /// An admin API call; returns the status and the JSON body (Null when empty).
@@ -358,6 +357,27 @@ impl TestApp {
             )
             .await;
         body["sessions"].as_array().map(Vec::len).unwrap_or(0)
+    }
+}
+
+fn test_config(sandbox: &Sandbox, db: &TestDb, admin_token: &str, key: &str) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: db.url(),
+        admin_token: secrecy::SecretString::from(admin_token.to_owned()),
+        encryption_key: EncryptionKey::from_base64(key).unwrap(),
+        entra_authority: sandbox.url(),
+        request_timeout: Duration::from_secs(5),
+        settings: Settings {
+            allow_insecure_dynamics: true,
+            // Retries are due at once, so draining the queue runs them.
+            retry: RetryPolicy {
+                base: Duration::ZERO,
+                ..RetryPolicy::default()
+            },
+            lease: Duration::from_secs(60),
+            concurrency: 4,
+        },
     }
 }
 
