@@ -36,6 +36,13 @@ pub enum ApiError {
     UnknownSession { org: String, session: String },
     #[error("org '{0}' has no Dynamics connection")]
     NotConnected(String),
+    #[error(
+        "session '{session}' has nothing to retry: the handoff is {state} and no callback failed"
+    )]
+    NothingToRetry {
+        session: String,
+        state: &'static str,
+    },
     #[error("the store is unavailable; nothing was stored, try again")]
     StoreUnavailable(#[from] StoreError),
 }
@@ -57,6 +64,7 @@ impl ApiError {
             Self::UnknownOrg(_) => (StatusCode::NOT_FOUND, "unknown_org"),
             Self::UnknownSession { .. } => (StatusCode::NOT_FOUND, "unknown_session"),
             Self::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
+            Self::NothingToRetry { .. } => (StatusCode::CONFLICT, "nothing_to_retry"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         }
     }

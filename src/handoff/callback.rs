@@ -98,7 +98,7 @@ pub async fn deliver(
             tracing::info!(webhook_id = %callback.webhook_id, %detail, duration_ms, "callback attempt failed");
             let window = ctx.settings.retry.give_up_after.as_millis() as i64;
             match class {
-                Class::Transient { retry_after } if now - callback.created_at < window => {
+                Class::Transient { retry_after } if now - callback.window_started_at < window => {
                     let delay = ctx.settings.retry.delay(attempts, retry_after);
                     (
                         "pending",

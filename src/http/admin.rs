@@ -321,3 +321,59 @@ pub async fn list_sessions(
         json!({ "sessions": rows.iter().map(views::handoff_summary).collect::<Vec<_>>() }),
     ))
 }
+
+/// `POST /v1/orgs/{org_id}/sessions/{session_id}/retry`: re-queues a `failed` handoff, and
+/// the session's failed callbacks (202). The same deterministic keys are used, so a replay
+/// cannot create a second live work item or a second logical callback. 409 when nothing
+/// failed.
+pub async fn retry_session(
+    State(ctx): State<Arc<Context>>,
+    Path((raw, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let handoff = ctx
+        .store
+        .handoff(&org.org_id, &session_id)
+        .await?
+        .ok_or_else(|| ApiError::UnknownSession {
+            org: org.org_id.clone(),
+            session: session_id.clone(),
+        })?;
+    let replayed = ctx
+        .store
+        .replay_failed(&org.org_id, Some(&handoff.handoff_id), now_ms())
+        .await?;
+    if replayed.handoffs + replayed.callbacks == 0 {
+        return Err(ApiError::NothingToRetry {
+            session: session_id,
+            state: handoff.state.as_str(),
+        });
+    }
+    ctx.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "handoff_id": handoff.handoff_id,
+            "session_id": handoff.session_id,
+            "requeued_handoffs": replayed.handoffs,
+            "requeued_callbacks": replayed.callbacks,
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /v1/orgs/{org_id}/handoffs/retry-failed`: re-queues every failed handoff and
+/// callback of the org (e.g. after fixing its credentials). 202 with the counts.
+pub async fn retry_failed(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let replayed = ctx.store.replay_failed(&org.org_id, None, now_ms()).await?;
+    ctx.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "requeued_handoffs": replayed.handoffs, "requeued_callbacks": replayed.callbacks })),
+    )
+        .into_response())
+}

@@ -41,6 +41,14 @@ pub fn router(ctx: Arc<Context>) -> Router {
         )
         .route("/v1/orgs/{org_id}/sessions", get(admin::list_sessions))
         .route(
+            "/v1/orgs/{org_id}/sessions/{session_id}/retry",
+            post(admin::retry_session),
+        )
+        .route(
+            "/v1/orgs/{org_id}/handoffs/retry-failed",
+            post(admin::retry_failed),
+        )
+        .route(
             "/v1/orgs/{org_id}/sessions/{session_id}",
             get(admin::get_session),
         )

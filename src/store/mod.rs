@@ -16,7 +16,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use handoffs::{
     CallbackRow, Claim, ContactMatch, EventRow, HandoffRow, HandoffState, Intake, NewCallback,
-    NewEvent, NewHandoff, Outcome,
+    NewEvent, NewHandoff, Outcome, Replayed,
 };
 pub use orgs::{ConnectionRow, OrgRow};
 

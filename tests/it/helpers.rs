@@ -158,6 +158,7 @@ pub struct TestApp {
     pub admin_token: String,
     pub db: TestDb,
     encryption_key: String,
+    retry_window: Duration,
     _dir: tempfile::TempDir,
 }
 
@@ -166,7 +167,16 @@ impl TestApp {
         Self::start_with(Seed::builtin()).await
     }
 
+    /// A bridge whose transient failures are given up at once (retry window zero).
+    pub async fn start_without_retry_window() -> Self {
+        Self::start_with_options(Seed::builtin(), Duration::ZERO).await
+    }
+
     pub async fn start_with(seed: Seed) -> Self {
+        Self::start_with_options(seed, RetryPolicy::default().give_up_after).await
+    }
+
+    async fn start_with_options(seed: Seed, retry_window: Duration) -> Self {
         log_buffer();
         let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().unwrap())
             .await
@@ -175,7 +185,7 @@ impl TestApp {
         let db = TestDb::new(dir.path()).await;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let encryption_key = EncryptionKey::generate_base64();
-        let config = test_config(&sandbox, &db, &admin_token, &encryption_key);
+        let config = test_config(&sandbox, &db, &admin_token, &encryption_key, retry_window);
         let app = App::build(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -189,6 +199,7 @@ impl TestApp {
             admin_token,
             db,
             encryption_key,
+            retry_window,
             _dir: dir,
         }
     }
@@ -201,6 +212,7 @@ impl TestApp {
             &self.db,
             &self.admin_token,
             &self.encryption_key,
+            self.retry_window,
         ))
         .await
         .unwrap()
@@ -360,7 +372,13 @@ impl TestApp {
     }
 }
 
-fn test_config(sandbox: &Sandbox, db: &TestDb, admin_token: &str, key: &str) -> Config {
+fn test_config(
+    sandbox: &Sandbox,
+    db: &TestDb,
+    admin_token: &str,
+    key: &str,
+    retry_window: Duration,
+) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: db.url(),
@@ -373,6 +391,7 @@ fn test_config(sandbox: &Sandbox, db: &TestDb, admin_token: &str, key: &str) -> 
             // Retries are due at once, so draining the queue runs them.
             retry: RetryPolicy {
                 base: Duration::ZERO,
+                give_up_after: retry_window,
                 ..RetryPolicy::default()
             },
             lease: Duration::from_secs(60),

@@ -8,4 +8,5 @@ mod connection;
 mod fixtures;
 mod handoff;
 mod intake;
+mod replay;
 mod secrets;
