@@ -230,6 +230,10 @@ pub fn token_failure(err: &TokenError) -> Diagnosis {
 pub fn dataverse_failure(err: &DataverseError) -> Diagnosis {
     match err {
         DataverseError::Token(t) => token_failure(t),
+        DataverseError::Paused(p) => DATAVERSE_THROTTLED.diagnose(format!(
+            "not sent: the environment is paused for {} ms more after a 429",
+            p.0.as_millis()
+        )),
         DataverseError::Transport { detail, .. } => DATAVERSE_UNAVAILABLE.diagnose(detail.clone()),
         DataverseError::UnexpectedBody(e) => {
             DATAVERSE_REJECTED.diagnose(format!("unreadable answer: {e}"))

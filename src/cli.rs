@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Handoffs and callbacks processed at once by this process.
     #[arg(long, env = "HANDOFF_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub worker_concurrency: u16,
+    /// Concurrent Dataverse requests per environment from this process (service protection
+    /// allows 52 per user; stay well under).
+    #[arg(long, env = "HANDOFF_DATAVERSE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=52))]
+    pub dataverse_concurrency: u16,
     /// Timeout of each outbound request (Entra ID, Dataverse, callbacks), in seconds.
     #[arg(long, env = "HANDOFF_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -182,6 +186,7 @@ pub fn serve_config(
             retry: RetryPolicy::default(),
             lease: Duration::from_secs(args.request_timeout_secs * 4 + 30),
             concurrency: args.worker_concurrency as usize,
+            dataverse_concurrency: args.dataverse_concurrency as usize,
         },
     })
 }

@@ -191,6 +191,7 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
             retry: RetryPolicy::default(),
             lease: Duration::from_secs(60),
             concurrency: 4,
+            dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,
         },
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

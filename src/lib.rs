@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use connection::crypto::EncryptionKey;
-use dynamics::TokenProvider;
+use dynamics::Dataverse;
 use handoff::retry::RetryPolicy;
 use store::{Store, StoreError};
 
@@ -43,15 +43,19 @@ pub struct Settings {
     pub lease: Duration,
     /// Jobs run at once by this process's worker.
     pub concurrency: usize,
+    /// Concurrent Dataverse requests per environment from this process (default 8).
+    pub dataverse_concurrency: usize,
 }
 
 /// Everything a request handler or a job needs. Shared as `Arc<Context>`.
 pub struct Context {
     pub store: Store,
     pub key: EncryptionKey,
-    /// Outbound HTTP (Entra ID, Dataverse, callbacks): timeouts set, no redirects.
+    /// Outbound HTTP for callbacks: timeouts set, no redirects.
     pub http: reqwest::Client,
-    pub tokens: Arc<TokenProvider>,
+    /// Entra ID tokens and Dataverse traffic (the same HTTP client, the token cache, the
+    /// per-environment gates).
+    pub dataverse: Arc<Dataverse>,
     pub settings: Settings,
     pub admin_token: SecretString,
     /// Wakes the worker when work arrives.
@@ -79,13 +83,17 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let store = Store::connect(&config.database_url).await?;
         let http = dynamics::http_client(config.request_timeout);
-        let tokens = Arc::new(TokenProvider::new(http.clone(), &config.entra_authority));
+        let dataverse = Dataverse::new(
+            http.clone(),
+            &config.entra_authority,
+            config.settings.dataverse_concurrency,
+        );
         Ok(Self {
             ctx: Arc::new(Context {
                 store,
                 key: config.encryption_key,
                 http,
-                tokens,
+                dataverse,
                 settings: config.settings,
                 admin_token: config.admin_token,
                 wake: Notify::new(),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, Diagnosis, Failure};
 use crate::domain::{parse_guid, EnvironmentUrl, WorkstreamId};
-use crate::dynamics::{Credentials, DataverseClient, TokenProvider, Workstream};
+use crate::dynamics::{Credentials, Dataverse, Workstream};
 
 /// `msdyn_streamsource` values (DATAVERSE.md) the checks tell apart.
 mod stream_source {
@@ -188,8 +188,7 @@ pub fn validate_input(
 /// Runs the checks on `input`. Returns the checks and, when the input was valid, the parsed
 /// connection (whether or not the later checks passed).
 pub async fn run_checks(
-    http: &reqwest::Client,
-    tokens: &Arc<TokenProvider>,
+    dataverse: &Arc<Dataverse>,
     input: &ConnectionInput,
     allow_insecure: bool,
 ) -> (Vec<Check>, Option<ValidConnection>) {
@@ -221,6 +220,7 @@ pub async fn run_checks(
 
     // token: a fresh request (never a cached token), then primed for the checks after it.
     let started = Instant::now();
+    let tokens = &dataverse.tokens;
     match tokens.fetch(&valid.credentials).await {
         Ok(token) => {
             tokens.prime(&valid.credentials, token).await;
@@ -242,7 +242,7 @@ pub async fn run_checks(
         }
     }
 
-    let client = DataverseClient::new(http.clone(), tokens.clone(), valid.credentials.clone());
+    let client = dataverse.client(valid.credentials.clone());
     let started = Instant::now();
     match client.who_am_i().await {
         Ok(me) => checks.push(Check::pass(

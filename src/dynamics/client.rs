@@ -15,10 +15,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::odata;
-use super::token::{Credentials, TokenError, TokenProvider};
+use super::token::{Credentials, TokenError};
+use super::{Dataverse, Paused};
 
 /// Dataverse error code for a duplicate primary key on create (DATAVERSE.md).
 pub const DUPLICATE_RECORD: &str = "0x80040237";
+/// How long an environment pauses after a 429 that carries no `Retry-After`.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
 /// Dataverse error code for "record not found" (DATAVERSE.md).
 pub const NOT_FOUND: &str = "0x80040217";
 
@@ -27,6 +30,9 @@ pub const NOT_FOUND: &str = "0x80040217";
 pub enum DataverseError {
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Not sent: the environment is paused after a 429.
+    #[error(transparent)]
+    Paused(#[from] Paused),
     /// No HTTP answer: connect failure, timeout, reset, or the body was cut off.
     #[error("Dataverse request failed: {detail}")]
     Transport {
@@ -132,8 +138,7 @@ impl RequestKind {
 
 /// A Dataverse client for one connection's credentials. Cheap to build per job.
 pub struct DataverseClient {
-    http: reqwest::Client,
-    tokens: Arc<TokenProvider>,
+    shared: Arc<Dataverse>,
     creds: Credentials,
 }
 
@@ -154,29 +159,30 @@ struct Collection<T> {
 }
 
 impl DataverseClient {
-    pub fn new(http: reqwest::Client, tokens: Arc<TokenProvider>, creds: Credentials) -> Self {
-        Self {
-            http,
-            tokens,
-            creds,
-        }
+    pub fn new(shared: Arc<Dataverse>, creds: Credentials) -> Self {
+        Self { shared, creds }
     }
 
     /// Sends one request (with the 401 → new token → resend rule) and returns the success
-    /// answer; error answers become [`DataverseError::Status`].
+    /// answer; error answers become [`DataverseError::Status`]. Each send holds one of the
+    /// environment's permits; a 429 pauses the whole environment for its `Retry-After`
+    /// (5 s when absent).
     async fn send(
         &self,
         kind: RequestKind,
         method: Method,
         path_and_query: &str,
         body: Option<&Value>,
-    ) -> Result<reqwest::Response, DataverseError> {
+    ) -> Result<bytes::Bytes, DataverseError> {
         let url = self.creds.environment_url.api(path_and_query);
-        let mut token = self.tokens.token(&self.creds).await?;
+        let mut token = self.shared.tokens.token(&self.creds).await?;
         let mut resent = false;
         loop {
             let started = std::time::Instant::now();
+            let environment = self.creds.environment_url.as_str();
+            let _permit = self.shared.gates.enter(environment).await?;
             let mut request = self
+                .shared
                 .http
                 .request(method.clone(), &url)
                 .bearer_auth(token.expose_secret())
@@ -188,9 +194,20 @@ impl DataverseClient {
                     .header("Content-Type", "application/json; charset=utf-8")
                     .body(serde_json::to_vec(body).expect("a JSON value serializes"));
             }
-            let result = request.send().await;
+            // The whole answer is read while the permit is held.
+            let result = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = super::retry_after(response.headers());
+                    response
+                        .bytes()
+                        .await
+                        .map(|body| (status, retry_after, body))
+                }
+                Err(e) => Err(e),
+            };
             let duration_ms = started.elapsed().as_millis() as u64;
-            let response = match result {
+            let (status, retry_after, answer) = match result {
                 Ok(r) => r,
                 Err(source) => {
                     tracing::info!(
@@ -204,7 +221,6 @@ impl DataverseClient {
                     });
                 }
             };
-            let status = response.status();
             tracing::debug!(
                 kind = kind.as_str(),
                 status = status.as_u16(),
@@ -212,15 +228,24 @@ impl DataverseClient {
                 "Dataverse answered"
             );
             if status == StatusCode::UNAUTHORIZED && !resent {
-                self.tokens.invalidate(&self.creds, &token).await;
-                token = self.tokens.token(&self.creds).await?;
+                self.shared.tokens.invalidate(&self.creds, &token).await;
+                token = self.shared.tokens.token(&self.creds).await?;
                 resent = true;
                 continue;
             }
-            if status.is_success() {
-                return Ok(response);
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let wait = retry_after.unwrap_or(DEFAULT_PAUSE);
+                self.shared.gates.pause(environment, wait);
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    pause_ms = wait.as_millis() as u64,
+                    "Dataverse throttled this environment; pausing it"
+                );
             }
-            return Err(read_error(response).await);
+            if status.is_success() {
+                return Ok(answer);
+            }
+            return Err(error_from(status.as_u16(), retry_after, &answer));
         }
     }
 
@@ -229,14 +254,7 @@ impl DataverseClient {
         kind: RequestKind,
         path_and_query: &str,
     ) -> Result<T, DataverseError> {
-        let response = self.send(kind, Method::GET, path_and_query, None).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| DataverseError::Transport {
-                detail: super::describe_transport_error(&source),
-                source,
-            })?;
+        let bytes = self.send(kind, Method::GET, path_and_query, None).await?;
         serde_json::from_slice(&bytes).map_err(DataverseError::UnexpectedBody)
     }
 
@@ -343,7 +361,11 @@ impl DataverseClient {
 
     /// Fetches a token without the cache (connection tests).
     pub async fn fresh_token(&self) -> Result<SecretString, TokenError> {
-        self.tokens.fetch(&self.creds).await.map(|t| t.secret)
+        self.shared
+            .tokens
+            .fetch(&self.creds)
+            .await
+            .map(|t| t.secret)
     }
 }
 
@@ -386,11 +408,8 @@ fn not_found_as_none<T>(result: Result<T, DataverseError>) -> Result<Option<T>, 
     }
 }
 
-async fn read_error(response: reqwest::Response) -> DataverseError {
-    let status = response.status().as_u16();
-    let retry_after = super::retry_after(response.headers());
-    let body = response.bytes().await.unwrap_or_default();
-    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+fn error_from(status: u16, retry_after: Option<Duration>, body: &[u8]) -> DataverseError {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(b) => (b.error.code, b.error.message.unwrap_or_default()),
         Err(_) => (
             None,

@@ -4,12 +4,39 @@
 
 pub mod client;
 pub mod odata;
+pub mod throttle;
 pub mod token;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use client::{CreateOutcome, DataverseClient, DataverseError, Workstream};
+pub use throttle::{Gates, Paused};
 pub use token::{Credentials, TokenError, TokenProvider};
+
+/// What every Dataverse client of this process shares: the HTTP client, the token cache and
+/// the per-environment gates.
+pub struct Dataverse {
+    pub http: reqwest::Client,
+    pub tokens: TokenProvider,
+    pub gates: Gates,
+}
+
+impl Dataverse {
+    /// `authority` is the Entra ID authority; `max_concurrent` the requests per environment.
+    pub fn new(http: reqwest::Client, authority: &str, max_concurrent: usize) -> Arc<Self> {
+        Arc::new(Self {
+            tokens: TokenProvider::new(http.clone(), authority),
+            gates: Gates::new(max_concurrent),
+            http,
+        })
+    }
+
+    /// A client for one connection's credentials.
+    pub fn client(self: &Arc<Self>, creds: Credentials) -> DataverseClient {
+        DataverseClient::new(self.clone(), creds)
+    }
+}
 
 /// Reads `Retry-After` as delta-seconds (the form Dataverse and Entra ID send; DATAVERSE.md
 /// "Service protection limits"). An HTTP-date or garbage gives `None`.

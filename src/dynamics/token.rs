@@ -106,7 +106,13 @@ type SeenResponse = (u16, Option<Duration>);
 #[derive(Default)]
 struct Slot {
     token: tokio::sync::Mutex<Option<AccessToken>>,
+    /// Set by an Entra 429: no token request for these credentials before then.
+    throttled_until: Mutex<Option<Instant>>,
 }
+
+/// How long token requests pause after an Entra 429 without `Retry-After` (DATAVERSE.md:
+/// "often 60").
+pub const DEFAULT_TOKEN_PAUSE: Duration = Duration::from_secs(60);
 
 /// Fetches and caches tokens. Cheap to share (`Arc`).
 pub struct TokenProvider {
@@ -133,7 +139,8 @@ impl TokenProvider {
 
     /// A valid token for `creds`: the cached one while it has more than the refresh margin
     /// left, otherwise a new one. Concurrent callers for the same credentials share one
-    /// request.
+    /// request. After an Entra 429, token requests for these credentials pause for its
+    /// `Retry-After` (60 s when absent) and calls fail at once with `Throttled`.
     pub async fn token(&self, creds: &Credentials) -> Result<SecretString, TokenError> {
         let slot = self.slot(creds);
         let mut cached = slot.token.lock().await;
@@ -142,7 +149,22 @@ impl TokenProvider {
                 return Ok(token.secret.clone());
             }
         }
-        let fresh = self.fetch(creds).await?;
+        let throttled_until = *slot.throttled_until.lock().expect("slot poisoned");
+        if let Some(left) = throttled_until.and_then(|u| u.checked_duration_since(Instant::now())) {
+            return Err(TokenError::Throttled {
+                retry_after: Some(left),
+            });
+        }
+        let fresh = match self.fetch(creds).await {
+            Err(TokenError::Throttled { retry_after }) => {
+                let wait = retry_after.unwrap_or(DEFAULT_TOKEN_PAUSE);
+                *slot.throttled_until.lock().expect("slot poisoned") = Some(Instant::now() + wait);
+                return Err(TokenError::Throttled {
+                    retry_after: Some(wait),
+                });
+            }
+            other => other?,
+        };
         let secret = fresh.secret.clone();
         *cached = Some(fresh);
         Ok(secret)

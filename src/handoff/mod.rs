@@ -148,7 +148,7 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
         Ok(c) => c,
         Err(diag) => return fail(claim, Some(&org), progress, diag),
     };
-    let client = DataverseClient::new(ctx.http.clone(), ctx.tokens.clone(), creds);
+    let client = ctx.dataverse.client(creds);
 
     if let Err(err) = resolve_contact(
         &client,

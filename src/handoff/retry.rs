@@ -76,6 +76,9 @@ pub fn classify_token(err: &TokenError) -> Class {
 pub fn classify(err: &DataverseError) -> Class {
     match err {
         DataverseError::Token(t) => classify_token(t),
+        DataverseError::Paused(p) => Class::Transient {
+            retry_after: Some(p.0),
+        },
         DataverseError::Transport { .. } => Class::Transient { retry_after: None },
         DataverseError::Status {
             status,

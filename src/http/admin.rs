@@ -148,13 +148,8 @@ pub async fn test_connection(
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<Response, ApiError> {
     existing_org(&ctx, &raw).await?;
-    let (checks, _) = connection::run_checks(
-        &ctx.http,
-        &ctx.tokens,
-        &input,
-        ctx.settings.allow_insecure_dynamics,
-    )
-    .await;
+    let (checks, _) =
+        connection::run_checks(&ctx.dataverse, &input, ctx.settings.allow_insecure_dynamics).await;
     let status = if connection::all_passed(&checks) {
         "passed"
     } else {
@@ -171,13 +166,8 @@ pub async fn save_connection(
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<Response, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
-    let (checks, valid) = connection::run_checks(
-        &ctx.http,
-        &ctx.tokens,
-        &input,
-        ctx.settings.allow_insecure_dynamics,
-    )
-    .await;
+    let (checks, valid) =
+        connection::run_checks(&ctx.dataverse, &input, ctx.settings.allow_insecure_dynamics).await;
     let valid = match valid {
         Some(valid) if connection::all_passed(&checks) => valid,
         _ => {

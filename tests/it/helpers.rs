@@ -158,26 +158,18 @@ pub struct TestApp {
     pub admin_token: String,
     pub db: TestDb,
     encryption_key: String,
-    retry_window: Duration,
+    options: TestOptions,
     _dir: tempfile::TempDir,
 }
 
 impl TestApp {
     pub async fn start() -> Self {
-        Self::start_with(Seed::builtin()).await
+        Self::start_with(TestOptions::default()).await
     }
 
-    /// A bridge whose transient failures are given up at once (retry window zero).
-    pub async fn start_without_retry_window() -> Self {
-        Self::start_with_options(Seed::builtin(), Duration::ZERO).await
-    }
-
-    pub async fn start_with(seed: Seed) -> Self {
-        Self::start_with_options(seed, RetryPolicy::default().give_up_after).await
-    }
-
-    async fn start_with_options(seed: Seed, retry_window: Duration) -> Self {
+    pub async fn start_with(options: TestOptions) -> Self {
         log_buffer();
+        let seed = options.seed.clone().unwrap_or_else(Seed::builtin);
         let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -185,7 +177,7 @@ impl TestApp {
         let db = TestDb::new(dir.path()).await;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let encryption_key = EncryptionKey::generate_base64();
-        let config = test_config(&sandbox, &db, &admin_token, &encryption_key, retry_window);
+        let config = test_config(&sandbox, &db, &admin_token, &encryption_key, &options);
         let app = App::build(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -199,7 +191,7 @@ impl TestApp {
             admin_token,
             db,
             encryption_key,
-            retry_window,
+            options,
             _dir: dir,
         }
     }
@@ -212,7 +204,7 @@ impl TestApp {
             &self.db,
             &self.admin_token,
             &self.encryption_key,
-            self.retry_window,
+            &self.options,
         ))
         .await
         .unwrap()
@@ -372,12 +364,39 @@ impl TestApp {
     }
 }
 
+/// What a test may change about the bridge it runs.
+#[derive(Clone)]
+pub struct TestOptions {
+    /// The sandbox seed [default: the built-in one].
+    pub seed: Option<Seed>,
+    /// How long transient failures are retried (zero: given up at once).
+    pub retry_window: Duration,
+    /// Timeout of each outbound request.
+    pub request_timeout: Duration,
+    /// Jobs the worker runs at once.
+    pub worker_concurrency: usize,
+    /// Concurrent Dataverse requests per environment.
+    pub dataverse_concurrency: usize,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            seed: None,
+            retry_window: RetryPolicy::default().give_up_after,
+            request_timeout: Duration::from_secs(5),
+            worker_concurrency: 4,
+            dataverse_concurrency: 8,
+        }
+    }
+}
+
 fn test_config(
     sandbox: &Sandbox,
     db: &TestDb,
     admin_token: &str,
     key: &str,
-    retry_window: Duration,
+    options: &TestOptions,
 ) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -385,17 +404,19 @@ fn test_config(
         admin_token: secrecy::SecretString::from(admin_token.to_owned()),
         encryption_key: EncryptionKey::from_base64(key).unwrap(),
         entra_authority: sandbox.url(),
-        request_timeout: Duration::from_secs(5),
+        request_timeout: options.request_timeout,
         settings: Settings {
             allow_insecure_dynamics: true,
-            // Retries are due at once, so draining the queue runs them.
+            // Backoff delays are zero, so draining the queue runs retries at once;
+            // Retry-After is still honored as sent.
             retry: RetryPolicy {
                 base: Duration::ZERO,
-                give_up_after: retry_window,
+                give_up_after: options.retry_window,
                 ..RetryPolicy::default()
             },
             lease: Duration::from_secs(60),
-            concurrency: 4,
+            concurrency: options.worker_concurrency,
+            dataverse_concurrency: options.dataverse_concurrency,
         },
     }
 }

@@ -8,5 +8,6 @@ mod connection;
 mod fixtures;
 mod handoff;
 mod intake;
+mod reliability;
 mod replay;
 mod secrets;

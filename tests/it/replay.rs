@@ -137,7 +137,11 @@ async fn retry_failed_requeues_every_failed_handoff_of_the_org_only() {
 async fn a_failed_callback_is_replayed_under_the_same_webhook_id() {
     use std::sync::{Arc, Mutex};
     // Transient failures are given up at once, so the refused callback fails for good.
-    let t = TestApp::start_without_retry_window().await;
+    let t = TestApp::start_with(crate::helpers::TestOptions {
+        retry_window: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
     // A widget backend that refuses until told otherwise.
     let accept = Arc::new(Mutex::new(false));
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));

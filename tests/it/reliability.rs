@@ -1,0 +1,271 @@
+//! Transient faults are retried, Retry-After is honored, and a connection never exceeds its
+//! share of Dataverse.
+
+use std::time::Duration;
+
+use handoff_bridge::sandbox::{Fault, FaultAction};
+use serde_json::{json, Value};
+
+use crate::helpers::{envelope, TestApp, TestOptions};
+
+fn fault(kind: &str, action: FaultAction) -> Fault {
+    Fault {
+        kind: kind.into(),
+        action,
+        count: 1,
+    }
+}
+
+fn status(status: u16, retry_after_secs: Option<u64>) -> FaultAction {
+    FaultAction::Status {
+        status,
+        retry_after_secs,
+    }
+}
+
+fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
+    record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_transient_kind_is_retried_and_succeeds() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    let verified = json!({ "email": "ada@example.com", "verified": true });
+    let cases: Vec<(&str, Fault, &str)> = vec![
+        (
+            "http-500",
+            fault("contacts", status(500, None)),
+            "dataverse_unavailable",
+        ),
+        (
+            "http-503",
+            fault("create_work_item", status(503, None)),
+            "dataverse_unavailable",
+        ),
+        (
+            "http-429",
+            fault("create_work_item", status(429, Some(0))),
+            "dataverse_throttled",
+        ),
+        (
+            "reset",
+            fault("contacts", FaultAction::Reset),
+            "dataverse_unavailable",
+        ),
+        (
+            "lost-answer",
+            fault("create_work_item", FaultAction::DropAfterCommit),
+            "dataverse_unavailable",
+        ),
+        (
+            "entra-503",
+            fault("token", status(503, None)),
+            "entra_unavailable",
+        ),
+        (
+            "entra-429",
+            fault("token", status(429, Some(0))),
+            "entra_throttled",
+        ),
+    ];
+    for (id, fault, code) in cases {
+        if fault.kind == "token" {
+            // The cached token must go for the token endpoint to be asked again.
+            t.sandbox.expire_tokens();
+        }
+        t.sandbox.inject(fault);
+        t.send(
+            "acme",
+            &secret,
+            id,
+            &envelope("acme", json!({ "id": id, "contact": verified })),
+        )
+        .await;
+        t.drain().await;
+        let record = t.record("acme", id).await;
+        assert_eq!(record["state"], "succeeded", "{id}: {record}");
+        assert_eq!(record["attempts"], 2, "{id}: {record}");
+        let failed = events(&record, "attempt_failed");
+        assert_eq!(failed.len(), 1, "{id}");
+        assert_eq!(failed[0]["detail"]["code"], code, "{id}");
+        assert_eq!(failed[0]["detail"]["transient"], true, "{id}");
+        assert_eq!(
+            record["last_error"],
+            Value::Null,
+            "{id}: cleared on success"
+        );
+    }
+    assert_eq!(
+        t.sandbox.work_items().len(),
+        7,
+        "one work item per session, lost answer included"
+    );
+}
+
+#[tokio::test]
+async fn a_request_timeout_is_transient() {
+    let t = TestApp::start_with(TestOptions {
+        request_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox
+        .inject(fault("create_work_item", FaultAction::Delay { ms: 1000 }));
+    t.send(
+        "acme",
+        &secret,
+        "m1",
+        &envelope("acme", json!({ "id": "slow" })),
+    )
+    .await;
+    t.drain().await;
+    let record = t.record("acme", "slow").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    let failed = events(&record, "attempt_failed");
+    assert_eq!(failed[0]["detail"]["code"], "dataverse_unavailable");
+    // The slow create still commits in the sandbox later; it must find the key taken.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(t.sandbox.work_items().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_is_honored_and_pauses_the_whole_connection() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox
+        .inject(fault("create_work_item", status(429, Some(1))));
+    t.send(
+        "acme",
+        &secret,
+        "m1",
+        &envelope("acme", json!({ "id": "throttled" })),
+    )
+    .await;
+    t.drain().await;
+    let a = t.record("acme", "throttled").await;
+    assert_eq!(a["state"], "queued");
+    assert_eq!(a["last_error"]["code"], "dataverse_throttled");
+    let scheduled = events(&a, "retry_scheduled");
+    assert_eq!(
+        scheduled[0]["detail"]["delay_ms"], 1000,
+        "Retry-After as sent, not backoff"
+    );
+    assert_eq!(scheduled[0]["detail"]["retry_after_s"], 1);
+
+    // Another handoff of the same connection is not sent while the pause lasts.
+    t.send(
+        "acme",
+        &secret,
+        "m2",
+        &envelope("acme", json!({ "id": "during-pause" })),
+    )
+    .await;
+    t.drain().await;
+    let b = t.record("acme", "during-pause").await;
+    assert_eq!(b["state"], "queued", "{b}");
+    assert_eq!(b["last_error"]["code"], "dataverse_throttled");
+    let paused_for = events(&b, "retry_scheduled")[0]["detail"]["delay_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(paused_for > 0 && paused_for <= 1000, "{paused_for}");
+    assert_eq!(
+        t.requests_of("create_work_item").len(),
+        1,
+        "nothing was sent during the pause"
+    );
+    assert_eq!(
+        t.app.run_due().await.unwrap(),
+        0,
+        "nothing is due before Retry-After"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    t.drain().await;
+    for id in ["throttled", "during-pause"] {
+        assert_eq!(t.record("acme", id).await["state"], "succeeded");
+    }
+    assert_eq!(t.requests_of("create_work_item").len(), 3);
+}
+
+#[tokio::test]
+async fn the_per_connection_concurrency_limit_is_never_exceeded() {
+    let t = TestApp::start_with(TestOptions {
+        worker_concurrency: 16,
+        dataverse_concurrency: 3,
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox.inject(Fault {
+        kind: "any".into(),
+        action: FaultAction::Delay { ms: 30 },
+        count: 1000,
+    });
+    for i in 0..24 {
+        let session = json!({ "id": format!("c-{i}"), "contact": { "email": "ada@example.com", "verified": true } });
+        t.send(
+            "acme",
+            &secret,
+            &format!("m{i}"),
+            &envelope("acme", session),
+        )
+        .await;
+    }
+    t.drain().await;
+    assert_eq!(t.sandbox.work_items().len(), 24);
+    assert_eq!(
+        t.sandbox.peak_concurrency(),
+        3,
+        "the limit was reached and never exceeded"
+    );
+}
+
+#[tokio::test]
+async fn entra_throttling_pauses_token_requests_for_the_connection() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox.expire_tokens();
+    t.sandbox.inject(fault("token", status(429, Some(1))));
+    for i in 0..3 {
+        t.send(
+            "acme",
+            &secret,
+            &format!("m{i}"),
+            &envelope("acme", json!({ "id": format!("e-{i}") })),
+        )
+        .await;
+    }
+    t.drain().await;
+    let tokens = t.requests_of("token");
+    assert_eq!(
+        tokens.len(),
+        2,
+        "the connect, then one throttled request for three handoffs"
+    );
+    assert_eq!(tokens[1].status, 429);
+    for i in 0..3 {
+        let record = t.record("acme", &format!("e-{i}")).await;
+        assert_eq!(record["state"], "queued");
+        assert_eq!(record["last_error"]["code"], "entra_throttled");
+    }
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    t.drain().await;
+    for i in 0..3 {
+        assert_eq!(
+            t.record("acme", &format!("e-{i}")).await["state"],
+            "succeeded"
+        );
+    }
+    assert_eq!(
+        t.requests_of("token").len(),
+        3,
+        "one new token after the pause, shared by all"
+    );
+}
