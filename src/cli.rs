@@ -87,6 +87,14 @@ pub struct ServeArgs {
     /// allows 52 per user; stay well under).
     #[arg(long, env = "HANDOFF_DATAVERSE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=52))]
     pub dataverse_concurrency: u16,
+    /// On SIGTERM/Ctrl-C, seconds that handoffs in flight may take before they are given back
+    /// to the queue.
+    #[arg(long, env = "HANDOFF_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Seconds a claimed job belongs to this process; after a crash another process takes it
+    /// then [default: 4 × request timeout + 30]
+    #[arg(long, env = "HANDOFF_LEASE_SECS", value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: Option<u64>,
     /// Timeout of each outbound request (Entra ID, Dataverse, callbacks), in seconds.
     #[arg(long, env = "HANDOFF_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -184,9 +192,13 @@ pub fn serve_config(
         settings: Settings {
             allow_insecure_dynamics: args.allow_insecure_dynamics,
             retry: RetryPolicy::default(),
-            lease: Duration::from_secs(args.request_timeout_secs * 4 + 30),
+            lease: Duration::from_secs(
+                args.lease_secs
+                    .unwrap_or(args.request_timeout_secs * 4 + 30),
+            ),
             concurrency: args.worker_concurrency as usize,
             dataverse_concurrency: args.dataverse_concurrency as usize,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         },
     })
 }

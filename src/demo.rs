@@ -192,6 +192,7 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
             lease: Duration::from_secs(60),
             concurrency: 4,
             dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,
+            shutdown_grace: Duration::from_secs(5),
         },
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

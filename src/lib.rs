@@ -45,6 +45,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Concurrent Dataverse requests per environment from this process (default 8).
     pub dataverse_concurrency: usize,
+    /// On shutdown, how long jobs in flight may take before they are given back.
+    pub shutdown_grace: Duration,
 }
 
 /// Everything a request handler or a job needs. Shared as `Arc<Context>`.

@@ -2,12 +2,15 @@
 //!
 //! Claiming is one atomic `UPDATE … RETURNING` that sets a lease; no database lock is held
 //! during the HTTP calls. A worker that dies leaves the lease to expire, and any worker then
-//! takes the job again; the deterministic keys make the second run safe.
+//! takes the job again; the deterministic keys make the second run safe. A worker that is
+//! asked to stop finishes its jobs within the grace period and gives back the leases of
+//! those it had to abandon, so they run again at once elsewhere.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -18,6 +21,18 @@ use crate::Context;
 enum Job {
     Handoff(Claim),
     Callback(CallbackRow, String),
+}
+
+/// What to give back if a job is abandoned: (`is_handoff`, key, lease id).
+type Lease = (bool, String, String);
+
+impl Job {
+    fn lease(&self) -> Lease {
+        match self {
+            Job::Handoff(c) => (true, c.handoff.handoff_id.clone(), c.lease_id.clone()),
+            Job::Callback(cb, lease) => (false, cb.webhook_id.clone(), lease.clone()),
+        }
+    }
 }
 
 /// Longest sleep between two looks at the queue when nothing is due.
@@ -89,55 +104,117 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
     }
 }
 
+/// The jobs this worker is running, with their leases.
+#[derive(Default)]
+struct Running {
+    set: JoinSet<()>,
+    leases: HashMap<Id, Lease>,
+}
+
+impl Running {
+    /// Claims and starts jobs until `concurrency` run or the queue has nothing due.
+    /// Returns how many started and whether the queue ran dry.
+    async fn fill(&mut self, ctx: &Arc<Context>) -> Result<(usize, bool), StoreError> {
+        let mut started = 0;
+        while self.set.len() < ctx.settings.concurrency {
+            let Some(job) = claim_next(ctx).await? else {
+                return Ok((started, true));
+            };
+            let lease = job.lease();
+            let handle = self.set.spawn(run_job(ctx.clone(), job));
+            self.leases.insert(handle.id(), lease);
+            started += 1;
+        }
+        Ok((started, false))
+    }
+
+    /// Waits for one job to end; `None` when none runs. A job that ended (or panicked: its
+    /// lease will expire) is forgotten; an aborted one keeps its lease, to be given back.
+    async fn join_one(&mut self) -> Option<()> {
+        match self.set.join_next_with_id().await? {
+            Ok((id, ())) => {
+                self.leases.remove(&id);
+            }
+            Err(e) if !e.is_cancelled() => {
+                self.leases.remove(&e.id());
+            }
+            Err(_) => {}
+        }
+        Some(())
+    }
+
+    /// Lets the jobs finish within `grace`; aborts the rest and gives their leases back.
+    async fn stop(mut self, ctx: &Context, grace: Duration) {
+        let finished =
+            tokio::time::timeout(grace, async { while self.join_one().await.is_some() {} }).await;
+        if finished.is_ok() {
+            return;
+        }
+        self.set.abort_all();
+        while self.join_one().await.is_some() {}
+        let now = now_ms();
+        for (is_handoff, key, lease) in self.leases.into_values() {
+            let released = if is_handoff {
+                ctx.store.release_handoff(&key, &lease, now).await
+            } else {
+                ctx.store.release_callback(&key, &lease, now).await
+            };
+            match released {
+                Ok(_) => tracing::info!(%key, "gave back an unfinished job at shutdown"),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "could not give back a job; its lease will expire")
+                }
+            }
+        }
+    }
+}
+
 /// Runs the jobs that are due, up to `concurrency` at a time, until a claim finds none;
 /// then waits for those in flight and returns how many ran. A retry that a job schedules
 /// for "now" runs on the next call, so one call always ends. Tests call this to drain the
 /// queue deterministically.
 pub async fn run_due(ctx: &Arc<Context>) -> Result<usize, StoreError> {
-    let mut running = JoinSet::new();
+    let mut running = Running::default();
     let mut ran = 0;
     let mut queue_empty = false;
     loop {
-        while !queue_empty && running.len() < ctx.settings.concurrency {
-            match claim_next(ctx).await? {
-                Some(job) => {
-                    ran += 1;
-                    running.spawn(run_job(ctx.clone(), job));
-                }
-                None => queue_empty = true,
-            }
+        if !queue_empty {
+            let (started, dry) = running.fill(ctx).await?;
+            ran += started;
+            queue_empty = dry;
         }
-        if running.join_next().await.is_none() {
+        if running.join_one().await.is_none() {
             return Ok(ran);
         }
     }
 }
 
-/// The worker loop: runs due jobs, then sleeps until woken (a new handoff), the next due
-/// time, or `IDLE_POLL`, whichever is first. Stops when `shutdown` is cancelled, after the
-/// jobs in flight finish.
+/// The worker loop: keeps up to `concurrency` jobs running, sleeping when nothing is due
+/// until woken (a new handoff), the next due time, or `IDLE_POLL`. When `shutdown` is
+/// cancelled it claims nothing more and stops as described in [`Running::stop`].
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut running = Running::default();
     loop {
-        if shutdown.is_cancelled() {
-            return;
-        }
-        let wait = match run_due(&ctx).await {
-            Ok(_) => match ctx.store.next_due_at().await {
+        let wait = match running.fill(&ctx).await {
+            Ok((_, false)) => None,
+            Ok((_, true)) => Some(match ctx.store.next_due_at().await {
                 Ok(Some(due)) => Duration::from_millis(
                     (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
                 ),
-                Ok(None) => IDLE_POLL,
-                Err(_) => IDLE_POLL,
-            },
+                _ => IDLE_POLL,
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "the worker cannot reach the store; trying again shortly");
-                Duration::from_secs(1)
+                Some(Duration::from_secs(1))
             }
         };
         tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ctx.wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => break,
+            Some(()) = running.join_one(), if !running.set.is_empty() => {}
+            _ = ctx.wake.notified(), if wait.is_some() => {}
+            _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }
     }
+    tracing::info!(in_flight = running.set.len(), "worker stopping");
+    running.stop(&ctx, ctx.settings.shutdown_grace).await;
 }

@@ -633,6 +633,58 @@ impl Store {
         })
     }
 
+    /// Gives a claimed handoff back to the queue, due now (a worker shutting down before the
+    /// attempt finished). Only while the lease is still `lease_id`.
+    pub async fn release_handoff(
+        &self,
+        handoff_id: &str,
+        lease_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let released = sqlx::query(
+            "UPDATE handoffs SET state = 'queued', next_attempt_at = $1, lease_id = NULL, lease_until = NULL, \
+             updated_at = $1 WHERE handoff_id = $2 AND lease_id = $3",
+        )
+        .bind(now)
+        .bind(handoff_id)
+        .bind(lease_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if released {
+            let event = NewEvent {
+                at: now,
+                kind: "released",
+                detail: serde_json::json!({ "reason": "worker shutdown" }),
+            };
+            insert_event(&mut *tx, handoff_id, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// Gives a claimed callback back, due now. Only while the lease is still `lease_id`.
+    pub async fn release_callback(
+        &self,
+        webhook_id: &str,
+        lease_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let released = sqlx::query(
+            "UPDATE callbacks SET next_attempt_at = $1, lease_id = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE webhook_id = $2 AND lease_id = $3",
+        )
+        .bind(now)
+        .bind(webhook_id)
+        .bind(lease_id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(released == 1)
+    }
+
     /// The callback deliveries of a handoff, oldest first.
     pub async fn callbacks(&self, handoff_id: &str) -> Result<Vec<CallbackRow>, StoreError> {
         let rows = sqlx::query(&format!(

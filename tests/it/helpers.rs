@@ -377,6 +377,8 @@ pub struct TestOptions {
     pub worker_concurrency: usize,
     /// Concurrent Dataverse requests per environment.
     pub dataverse_concurrency: usize,
+    /// How long a stopping worker lets jobs finish.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for TestOptions {
@@ -387,6 +389,7 @@ impl Default for TestOptions {
             request_timeout: Duration::from_secs(5),
             worker_concurrency: 4,
             dataverse_concurrency: 8,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -417,6 +420,7 @@ fn test_config(
             lease: Duration::from_secs(60),
             concurrency: options.worker_concurrency,
             dataverse_concurrency: options.dataverse_concurrency,
+            shutdown_grace: options.shutdown_grace,
         },
     }
 }

@@ -269,3 +269,75 @@ async fn entra_throttling_pauses_token_requests_for_the_connection() {
         "one new token after the pause, shared by all"
     );
 }
+
+/// Starts the worker, waits until the handoff of `session` is being processed, stops the
+/// worker, and returns how long stopping took.
+async fn stop_mid_attempt(t: &TestApp, session: &str) -> Duration {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = t.app.spawn_worker(shutdown.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while t.record("acme", session).await["state"] != "processing" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never took the handoff"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    shutdown.cancel();
+    worker.await.unwrap();
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn shutdown_gives_back_a_handoff_that_outlasts_the_grace_period() {
+    let t = TestApp::start_with(TestOptions {
+        shutdown_grace: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox
+        .inject(fault("create_work_item", FaultAction::Delay { ms: 1500 }));
+    t.send(
+        "acme",
+        &secret,
+        "m1",
+        &envelope("acme", json!({ "id": "slow" })),
+    )
+    .await;
+    let took = stop_mid_attempt(&t, "slow").await;
+    assert!(
+        took < Duration::from_millis(1000),
+        "stopped after the grace period, not the request: {took:?}"
+    );
+    let record = t.record("acme", "slow").await;
+    assert_eq!(
+        record["state"], "queued",
+        "given back, not left leased: {record}"
+    );
+    assert_eq!(events(&record, "released").len(), 1);
+    t.drain().await;
+    assert_eq!(t.record("acme", "slow").await["state"], "succeeded");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(t.sandbox.work_items().len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_handoff_finish_within_the_grace_period() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox
+        .inject(fault("create_work_item", FaultAction::Delay { ms: 300 }));
+    t.send(
+        "acme",
+        &secret,
+        "m1",
+        &envelope("acme", json!({ "id": "finishing" })),
+    )
+    .await;
+    stop_mid_attempt(&t, "finishing").await;
+    let record = t.record("acme", "finishing").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert!(events(&record, "released").is_empty());
+}
