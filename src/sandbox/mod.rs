@@ -72,7 +72,9 @@ pub enum FaultAction {
     DropAfterCommit,
 }
 
-/// A fault for the next `count` requests of `kind` (`any` matches every kind).
+/// A fault for requests of `kind` (`any` matches every kind): the next `count` of them, or,
+/// with `probability`, each one with that chance until `count` have been hit (`count` 0: no
+/// limit). JSON: `{"kind":"contacts","action":"status","status":503,"probability":0.3,"count":0}`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Fault {
     pub kind: String,
@@ -80,6 +82,32 @@ pub struct Fault {
     pub action: FaultAction,
     #[serde(default = "one")]
     pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+}
+
+impl Fault {
+    /// The next `count` requests of `kind`.
+    pub fn next(kind: &str, action: FaultAction, count: u32) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            action,
+            count,
+            probability: None,
+        }
+    }
+}
+
+/// Dataverse service protection limits, scaled down for tests (DATAVERSE.md: 6,000 requests
+/// per 5-minute window, 52 concurrent, per user; the sandbox counts all Dataverse requests).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+pub struct ServiceProtection {
+    /// Sliding window, seconds.
+    pub window_secs: u64,
+    /// Requests allowed per window; past it, 429 `0x80072322` with `Retry-After`.
+    pub max_requests: usize,
+    /// Requests handled at once; past it, 429 `0x80072326`.
+    pub max_concurrent: usize,
 }
 
 fn one() -> u32 {
@@ -104,6 +132,9 @@ struct SandboxState {
     /// Dataverse requests being handled now, and the most ever at once.
     in_flight: usize,
     peak_in_flight: usize,
+    /// Service protection limits in force, and the request times in the current window.
+    limits: Option<ServiceProtection>,
+    window: std::collections::VecDeque<tokio::time::Instant>,
 }
 
 type Shared = Arc<Mutex<SandboxState>>;
@@ -140,6 +171,8 @@ impl Sandbox {
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         let contacts = seed.contacts.clone();
+        let faults = seed.faults.clone();
+        let limits = seed.service_protection;
         let state = Arc::new(Mutex::new(SandboxState {
             seed,
             url,
@@ -147,10 +180,12 @@ impl Sandbox {
             contacts,
             work_items: BTreeMap::new(),
             requests: Vec::new(),
-            faults: Vec::new(),
+            faults,
             next_seq: 1,
             in_flight: 0,
             peak_in_flight: 0,
+            limits,
+            window: std::collections::VecDeque::new(),
         }));
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, router(state.clone()), stop.clone()));
@@ -210,6 +245,11 @@ impl Sandbox {
             .collect()
     }
 
+    /// Sets (or, with `None`, lifts) the service protection limits.
+    pub fn set_limits(&self, limits: Option<ServiceProtection>) {
+        self.state.lock().expect("poisoned").limits = limits;
+    }
+
     /// Makes every token issued so far expire now (Dataverse then answers 401).
     pub fn expire_tokens(&self) {
         let now = tokio::time::Instant::now();
@@ -256,6 +296,7 @@ fn router(state: Shared) -> Router {
         .route("/_sandbox/requests", get(admin_requests))
         .route("/_sandbox/work-items", get(admin_work_items))
         .route("/_sandbox/faults", post(admin_fault))
+        .route("/_sandbox/limits", post(admin_limits))
         .with_state(state)
 }
 
@@ -269,6 +310,14 @@ async fn admin_work_items(State(state): State<Shared>) -> Json<Value> {
     )
 }
 
+async fn admin_limits(
+    State(state): State<Shared>,
+    Json(limits): Json<Option<ServiceProtection>>,
+) -> StatusCode {
+    state.lock().expect("poisoned").limits = limits;
+    StatusCode::NO_CONTENT
+}
+
 async fn admin_fault(State(state): State<Shared>, Json(fault): Json<Fault>) -> StatusCode {
     state.lock().expect("poisoned").faults.push(fault);
     StatusCode::NO_CONTENT
@@ -276,17 +325,67 @@ async fn admin_fault(State(state): State<Shared>, Json(fault): Json<Fault>) -> S
 
 /// Takes the first matching fault, counting it down.
 fn take_fault(state: &Shared, kind: &str) -> Option<FaultAction> {
+    use rand::Rng;
     let mut s = state.lock().expect("poisoned");
-    let i = s
-        .faults
-        .iter()
-        .position(|f| f.kind == kind || f.kind == "any")?;
+    let mut rng = rand::thread_rng();
+    let i = s.faults.iter().position(|f| {
+        (f.kind == kind || f.kind == "any")
+            && f.probability
+                .is_none_or(|p| rng.gen_bool(p.clamp(0.0, 1.0)))
+    })?;
     let action = s.faults[i].action.clone();
-    s.faults[i].count -= 1;
-    if s.faults[i].count == 0 {
-        s.faults.remove(i);
+    match s.faults[i].count {
+        0 => {}
+        1 => {
+            s.faults.remove(i);
+        }
+        _ => s.faults[i].count -= 1,
     }
     Some(action)
+}
+
+/// Applies the service protection limits to one Dataverse request about to be handled:
+/// `Some(answer)` when a limit refuses it.
+fn over_limit(state: &Shared) -> Option<Handled> {
+    let mut s = state.lock().expect("poisoned");
+    let limits = s.limits?;
+    let now = tokio::time::Instant::now();
+    let window = Duration::from_secs(limits.window_secs);
+    while s
+        .window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= window)
+    {
+        s.window.pop_front();
+    }
+    let (code, message, retry_after) = if s.in_flight >= limits.max_concurrent {
+        (
+            "0x80072326",
+            "Number of concurrent requests exceeded the limit of 52.",
+            1,
+        )
+    } else if s.window.len() >= limits.max_requests {
+        let oldest = *s.window.front().expect("the window is full");
+        let wait = (oldest + window)
+            .duration_since(now)
+            .as_secs_f64()
+            .ceil()
+            .max(1.0) as u64;
+        (
+            "0x80072322",
+            "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+            wait,
+        )
+    } else {
+        s.window.push_back(now);
+        return None;
+    };
+    let mut h = Handled::dataverse_error(StatusCode::TOO_MANY_REQUESTS, code, message);
+    h.response.headers_mut().insert(
+        "retry-after",
+        retry_after.to_string().parse().expect("digits"),
+    );
+    Some(h)
 }
 
 /// What a handler hands back to [`respond`]: the answer plus what to log.
@@ -331,7 +430,14 @@ where
     Fut: std::future::Future<Output = Handled>,
 {
     let fault = take_fault(state, &req_meta.kind);
-    let _in_flight = (req_meta.kind != "token").then(|| InFlight::enter(state));
+    let is_dataverse = req_meta.kind != "token";
+    if is_dataverse {
+        if let Some(refused) = over_limit(state) {
+            log(state, &req_meta, refused.status, refused.error_code.clone());
+            return refused.response;
+        }
+    }
+    let _in_flight = is_dataverse.then(|| InFlight::enter(state));
     if let Some(FaultAction::Delay { ms }) = &fault {
         tokio::time::sleep(Duration::from_millis(*ms)).await;
     }

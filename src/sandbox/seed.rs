@@ -23,6 +23,12 @@ pub struct Seed {
     #[serde(default)]
     pub queues: Vec<Value>,
     pub demo: DemoConnection,
+    /// Faults in force from the start (see `Fault`).
+    #[serde(default)]
+    pub faults: Vec<super::Fault>,
+    /// Service protection limits in force from the start.
+    #[serde(default)]
+    pub service_protection: Option<super::ServiceProtection>,
 }
 
 fn default_lifetime() -> u64 {

@@ -45,11 +45,11 @@ async fn redelivery_and_a_second_webhook_for_the_same_session_yield_one_work_ite
 async fn a_create_committed_but_unanswered_is_retried_into_one_work_item() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
-    t.sandbox.inject(Fault {
-        kind: "create_work_item".into(),
-        action: FaultAction::DropAfterCommit,
-        count: 1,
-    });
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::DropAfterCommit,
+        1,
+    ));
     t.send(
         "acme",
         &secret,
@@ -263,14 +263,14 @@ async fn create_contact_if_missing_creates_one_contact_and_links_it() {
 async fn a_permanent_dataverse_error_fails_with_code_and_hint_and_is_not_retried() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
-    t.sandbox.inject(Fault {
-        kind: "create_work_item".into(),
-        action: FaultAction::Status {
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::Status {
             status: 403,
             retry_after_secs: None,
         },
-        count: 1,
-    });
+        1,
+    ));
     t.send(
         "acme",
         &secret,
@@ -402,11 +402,11 @@ async fn two_replicas_on_one_store_never_run_a_handoff_twice() {
     let secret = t.connected_org("acme").await;
     let replica = t.replica().await;
     // Slow creates widen the window in which both replicas look for work.
-    t.sandbox.inject(Fault {
-        kind: "create_work_item".into(),
-        action: FaultAction::Delay { ms: 20 },
-        count: 1000,
-    });
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::Delay { ms: 20 },
+        1000,
+    ));
     for i in 0..40 {
         t.send(
             "acme",

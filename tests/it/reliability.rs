@@ -9,11 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{envelope, TestApp, TestOptions};
 
 fn fault(kind: &str, action: FaultAction) -> Fault {
-    Fault {
-        kind: kind.into(),
-        action,
-        count: 1,
-    }
+    Fault::next(kind, action, 1)
 }
 
 fn status(status: u16, retry_after_secs: Option<u64>) -> FaultAction {
@@ -203,11 +199,8 @@ async fn the_per_connection_concurrency_limit_is_never_exceeded() {
     })
     .await;
     let secret = t.connected_org("acme").await;
-    t.sandbox.inject(Fault {
-        kind: "any".into(),
-        action: FaultAction::Delay { ms: 30 },
-        count: 1000,
-    });
+    t.sandbox
+        .inject(Fault::next("any", FaultAction::Delay { ms: 30 }, 1000));
     for i in 0..24 {
         let session = json!({ "id": format!("c-{i}"), "contact": { "email": "ada@example.com", "verified": true } });
         t.send(
@@ -340,4 +333,136 @@ async fn shutdown_lets_a_handoff_finish_within_the_grace_period() {
     let record = t.record("acme", "finishing").await;
     assert_eq!(record["state"], "succeeded", "{record}");
     assert!(events(&record, "released").is_empty());
+}
+
+/// Drains until every listed session has settled, sleeping until the soonest retry when
+/// nothing is due; bounded.
+async fn settle_all(t: &TestApp, sessions: &[String]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        t.drain().await;
+        let mut open = 0;
+        for s in sessions {
+            if !matches!(
+                t.record("acme", s).await["state"].as_str(),
+                Some("succeeded" | "failed" | "skipped")
+            ) {
+                open += 1;
+            }
+        }
+        if open == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} handoffs never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_request_limit_of_service_protection_is_waited_out() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox
+        .set_limits(Some(handoff_bridge::sandbox::ServiceProtection {
+            window_secs: 1,
+            max_requests: 3,
+            max_concurrent: 52,
+        }));
+    let sessions: Vec<String> = (0..4).map(|i| format!("limited-{i}")).collect();
+    for s in &sessions {
+        let session =
+            json!({ "id": s, "contact": { "email": "ada@example.com", "verified": true } });
+        t.send("acme", &secret, s, &envelope("acme", session)).await;
+    }
+    let started = std::time::Instant::now();
+    settle_all(&t, &sessions).await;
+    for s in &sessions {
+        assert_eq!(t.record("acme", s).await["state"], "succeeded");
+    }
+    let refused = t
+        .sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.error_code.as_deref() == Some("0x80072322"))
+        .count();
+    assert!(refused > 0, "the limit was hit");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "8 requests at 3 per second need more than a second"
+    );
+    assert_eq!(t.sandbox.work_items().len(), 4);
+}
+
+#[tokio::test]
+async fn the_bridge_stays_under_the_concurrency_limit_of_service_protection() {
+    let t = TestApp::start_with(TestOptions {
+        worker_concurrency: 16,
+        dataverse_concurrency: 4,
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox
+        .set_limits(Some(handoff_bridge::sandbox::ServiceProtection {
+            window_secs: 300,
+            max_requests: 6000,
+            max_concurrent: 4,
+        }));
+    t.sandbox
+        .inject(Fault::next("any", FaultAction::Delay { ms: 20 }, 1000));
+    let sessions: Vec<String> = (0..20).map(|i| format!("conc-{i}")).collect();
+    for s in &sessions {
+        t.send("acme", &secret, s, &envelope("acme", json!({ "id": s })))
+            .await;
+    }
+    t.drain().await;
+    let refused = t
+        .sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 429)
+        .count();
+    assert_eq!(
+        refused, 0,
+        "never over the sandbox's concurrent-request limit"
+    );
+    assert_eq!(t.sandbox.work_items().len(), 20);
+}
+
+#[tokio::test]
+async fn random_transient_faults_end_in_one_work_item_per_session() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox.inject(Fault {
+        probability: Some(0.3),
+        ..Fault::next(
+            "any",
+            FaultAction::Status {
+                status: 503,
+                retry_after_secs: None,
+            },
+            0,
+        )
+    });
+    let sessions: Vec<String> = (0..30).map(|i| format!("random-{i}")).collect();
+    for s in &sessions {
+        let session =
+            json!({ "id": s, "contact": { "email": "grace@example.com", "verified": true } });
+        t.send("acme", &secret, s, &envelope("acme", session)).await;
+    }
+    settle_all(&t, &sessions).await;
+    let faults = t
+        .sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 503)
+        .count();
+    assert!(faults > 5, "about 30% of the requests failed: {faults}");
+    for s in &sessions {
+        assert_eq!(t.record("acme", s).await["state"], "succeeded");
+    }
+    assert_eq!(t.sandbox.work_items().len(), 30);
 }

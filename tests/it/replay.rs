@@ -7,11 +7,7 @@ use serde_json::json;
 use crate::helpers::{envelope, TestApp};
 
 fn fault(kind: &str, action: FaultAction, count: u32) -> Fault {
-    Fault {
-        kind: kind.into(),
-        action,
-        count,
-    }
+    Fault::next(kind, action, count)
 }
 
 #[tokio::test]
