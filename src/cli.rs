@@ -95,6 +95,13 @@ pub struct ServeArgs {
     /// then [default: 4 × request timeout + 30]
     #[arg(long, env = "HANDOFF_LEASE_SECS", value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_secs: Option<u64>,
+    /// Upper bound of the first retry's delay, in milliseconds (exponential backoff with full
+    /// jitter doubles it per attempt).
+    #[arg(long, env = "HANDOFF_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// Largest delay between two attempts, in seconds.
+    #[arg(long, env = "HANDOFF_RETRY_CAP_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retry_cap_secs: u64,
     /// Timeout of each outbound request (Entra ID, Dataverse, callbacks), in seconds.
     #[arg(long, env = "HANDOFF_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -191,7 +198,11 @@ pub fn serve_config(
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         settings: Settings {
             allow_insecure_dynamics: args.allow_insecure_dynamics,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy {
+                base: Duration::from_millis(args.retry_base_ms),
+                cap: Duration::from_secs(args.retry_cap_secs),
+                ..RetryPolicy::default()
+            },
             lease: Duration::from_secs(
                 args.lease_secs
                     .unwrap_or(args.request_timeout_secs * 4 + 30),

@@ -297,6 +297,7 @@ fn router(state: Shared) -> Router {
         .route("/_sandbox/work-items", get(admin_work_items))
         .route("/_sandbox/faults", post(admin_fault))
         .route("/_sandbox/limits", post(admin_limits))
+        .route("/_sandbox/stats", get(admin_stats))
         .with_state(state)
 }
 
@@ -309,6 +310,33 @@ async fn admin_work_items(State(state): State<Shared>) -> Json<Value> {
         json!({ "value": state.lock().expect("poisoned").work_items.values().collect::<Vec<_>>() }),
     )
 }
+
+/// `{"requests", "work_items", "distinct_sessions", "peak_concurrency"}`: counts for soak
+/// runs, without transferring every row.
+async fn admin_stats(State(state): State<Shared>) -> Json<Value> {
+    let s = state.lock().expect("poisoned");
+    let sessions: std::collections::HashSet<&str> = s
+        .work_items
+        .values()
+        .filter_map(|w| {
+            w[CONTEXT_ITEMS_NAV]
+                .as_array()?
+                .iter()
+                .find(|c| c["msdyn_name"] == "sessionId")?["msdyn_value"]
+                .as_str()
+        })
+        .collect();
+    Json(json!({
+        "requests": s.requests.len(),
+        "work_items": s.work_items.len(),
+        "distinct_sessions": sessions.len(),
+        "peak_concurrency": s.peak_in_flight,
+    }))
+}
+
+/// The context items' navigation property on a stored work item.
+const CONTEXT_ITEMS_NAV: &str =
+    "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid";
 
 async fn admin_limits(
     State(state): State<Shared>,

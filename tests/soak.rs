@@ -1,0 +1,585 @@
+//! Soak tests: the real binaries under faults and crashes. Ignored in the normal suite (they
+//! take a minute or more); run them with
+//!
+//! ```sh
+//! cargo test --release --test soak -- --ignored --nocapture
+//! ```
+//!
+//! `soak_sqlite_with_restarts`: one `serve` process on a SQLite file, killed with SIGKILL and
+//! restarted at random moments. `soak_postgres_two_replicas`: two `serve` processes on one
+//! PostgreSQL schema (`HANDOFF_TEST_DATABASE_URL`, default the local `test` database), one of
+//! them killed mid-run for good. Both drive 2,000 handoffs (`SOAK_HANDOFFS` to change) through
+//! the sandbox process with about 30 % transient faults, every webhook delivered twice at the
+//! same moment, and check: exactly one work item per session, every handoff `succeeded`, one
+//! callback event per session.
+
+use std::collections::HashSet;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use handoff_bridge::connection::crypto::EncryptionKey;
+use handoff_bridge::webhook::WebhookSecret;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+const BIN: &str = env!("CARGO_BIN_EXE_handoff-bridge");
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn handoffs() -> usize {
+    std::env::var("SOAK_HANDOFFS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// A `serve` process and how to start it again.
+struct Bridge {
+    port: u16,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Bridge {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    /// Starts the process and returns how long it took to answer `/healthz`.
+    async fn start(&mut self, http: &reqwest::Client) -> Duration {
+        let started = Instant::now();
+        self.spawn();
+        loop {
+            if let Ok(r) = http.get(format!("{}/healthz", self.url())).send().await {
+                if r.status().is_success() {
+                    return started.elapsed();
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "serve did not come up; see {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// SIGKILL, no warning.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Sandbox {
+    url: String,
+    child: Child,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sandbox process, seeded with about 30 % transient faults on every request kind.
+async fn start_sandbox(dir: &Path, http: &reqwest::Client) -> Sandbox {
+    let mut seed: Value =
+        serde_json::from_str(include_str!("../fixtures/sandbox/seed.json")).unwrap();
+    seed["faults"] = json!([
+        { "kind": "any", "action": "status", "status": 503, "probability": 0.12, "count": 0 },
+        { "kind": "any", "action": "status", "status": 500, "probability": 0.06, "count": 0 },
+        { "kind": "any", "action": "reset", "probability": 0.06, "count": 0 },
+        { "kind": "create_work_item", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
+    ]);
+    let seed_path = dir.join("seed.json");
+    std::fs::write(&seed_path, seed.to_string()).unwrap();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "sandbox",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--seed",
+        ])
+        .arg(&seed_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("sandbox.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http
+        .get(format!("{url}/_sandbox/stats"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the sandbox did not come up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Sandbox { url, child }
+}
+
+/// A widget backend that records every callback delivery's `webhook-id` and session.
+async fn callback_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let event: Value = serde_json::from_str(&body).unwrap_or_default();
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let session = event["data"]["session_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                store.lock().unwrap().push((id, session));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// Retries an admin call on any bridge until it answers 2xx (bridges may be down).
+async fn admin(
+    http: &reqwest::Client,
+    bridges: &[String],
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    loop {
+        let url = format!("{}{path}", bridges[i % bridges.len()]);
+        i += 1;
+        let mut req = http.request(method.clone(), &url).bearer_auth(token);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        if let Ok(r) = req.send().await {
+            if r.status().is_success() {
+                return r.json().await.unwrap_or(Value::Null);
+            }
+        }
+        assert!(Instant::now() < deadline, "{path} never succeeded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Delivers one webhook until a bridge accepts it (202 or 200), like a sender that retries.
+async fn deliver(
+    http: &reqwest::Client,
+    bridges: &[String],
+    secret: &WebhookSecret,
+    id: &str,
+    body: &[u8],
+) -> u16 {
+    let mut attempt = 0usize;
+    loop {
+        let url = format!("{}/v1/webhooks/soak", bridges[attempt % bridges.len()]);
+        attempt += 1;
+        let ts = handoff_bridge::store::now_ms() / 1000;
+        let sent = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", secret.sign(id, ts, body))
+            .body(body.to_vec())
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            let status = r.status().as_u16();
+            if status == 202 || status == 200 {
+                return status;
+            }
+            assert!(status >= 500, "a delivery was refused with {status}");
+        }
+        assert!(attempt < 10_000, "a delivery never got through");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Report {
+    handoffs: usize,
+    work_items: u64,
+    distinct_sessions: u64,
+    succeeded: usize,
+    callback_deliveries: usize,
+    callback_events: usize,
+    callback_sessions: usize,
+    peak_concurrency: u64,
+    duration: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: a minute or more; run with --ignored"]
+async fn soak_sqlite_with_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let sandbox = start_sandbox(dir.path(), &http).await;
+    let db = format!("sqlite://{}", dir.path().join("soak.db").display());
+    let mut bridge = new_bridge(dir.path(), "a", &sandbox, &db);
+    let first_start = bridge.start(&http).await;
+    let bridges = Arc::new(tokio::sync::Mutex::new(vec![bridge]));
+    let report = run(
+        &http,
+        &sandbox,
+        bridges.clone(),
+        |bridges, done| async move {
+            let mut restarts = Vec::new();
+            let mut kills = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || kills < 5 {
+                let wait = rand::thread_rng().gen_range(300..2500);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                let mut all = bridges.lock().await;
+                all[0].kill();
+                kills += 1;
+                let http = reqwest::Client::new();
+                restarts.push(all[0].start(&http).await);
+            }
+            println!(
+                "killed with SIGKILL and restarted {kills} times; restart to /healthz: {:?}",
+                restarts
+            );
+            kills
+        },
+    )
+    .await;
+    println!("first start to /healthz: {first_start:?}");
+    report.check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: a minute or more; run with --ignored"]
+async fn soak_postgres_two_replicas() {
+    let base = std::env::var("HANDOFF_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    sqlx::any::install_default_drivers();
+    let schema = format!("soak_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("PostgreSQL answers at HANDOFF_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let db = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let sandbox = start_sandbox(dir.path(), &http).await;
+    let mut a = new_bridge(dir.path(), "a", &sandbox, &db);
+    let mut b = new_bridge(dir.path(), "b", &sandbox, &db);
+    b.env = a.env.clone();
+    a.start(&http).await;
+    b.start(&http).await;
+    let bridges = Arc::new(tokio::sync::Mutex::new(vec![a, b]));
+    let report = run(
+        &http,
+        &sandbox,
+        bridges.clone(),
+        |bridges, _done| async move {
+            let wait = rand::thread_rng().gen_range(1000..3000);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            bridges.lock().await[1].kill();
+            println!("replica b killed with SIGKILL mid-run; replica a carries on alone");
+            1
+        },
+    )
+    .await;
+    report.check();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+fn new_bridge(dir: &Path, name: &str, sandbox: &Sandbox, db: &str) -> Bridge {
+    let env = vec![
+        ("HANDOFF_DATABASE_URL".to_owned(), db.to_owned()),
+        (
+            "HANDOFF_ADMIN_TOKEN".to_owned(),
+            "soak-admin-token-0123456789".to_owned(),
+        ),
+        ("HANDOFF_ENCRYPTION_KEY".to_owned(), soak_key()),
+        ("HANDOFF_ENTRA_AUTHORITY".to_owned(), sandbox.url.clone()),
+        (
+            "HANDOFF_ALLOW_INSECURE_DYNAMICS".to_owned(),
+            "true".to_owned(),
+        ),
+        ("HANDOFF_REQUEST_TIMEOUT_SECS".to_owned(), "2".to_owned()),
+        ("HANDOFF_LEASE_SECS".to_owned(), "3".to_owned()),
+        ("HANDOFF_WORKER_CONCURRENCY".to_owned(), "8".to_owned()),
+        ("HANDOFF_LOG".to_owned(), "warn".to_owned()),
+        // The production backoff (1 s doubling to 10 min) would make the soak as long as its
+        // slowest tail; the same policy, scaled down.
+        ("HANDOFF_RETRY_BASE_MS".to_owned(), "200".to_owned()),
+        ("HANDOFF_RETRY_CAP_SECS".to_owned(), "5".to_owned()),
+    ];
+    Bridge {
+        port: free_port(),
+        env,
+        log: dir.join(format!("bridge-{name}.log")),
+        child: None,
+    }
+}
+
+/// One key for every process of a run (they must read each other's secrets).
+fn soak_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(EncryptionKey::generate_base64).clone()
+}
+
+impl Report {
+    fn check(&self) {
+        println!(
+            "soak: {} handoffs in {:.1} s — work items {}, distinct sessions with a work item {}, succeeded {}, \
+             callback events {} for {} sessions ({} deliveries), sandbox peak concurrency {}",
+            self.handoffs,
+            self.duration.as_secs_f64(),
+            self.work_items,
+            self.distinct_sessions,
+            self.succeeded,
+            self.callback_events,
+            self.callback_sessions,
+            self.callback_deliveries,
+            self.peak_concurrency
+        );
+        assert_eq!(
+            self.work_items as usize, self.handoffs,
+            "exactly one work item per session"
+        );
+        assert_eq!(self.distinct_sessions as usize, self.handoffs);
+        assert_eq!(self.succeeded, self.handoffs, "every handoff succeeded");
+        assert_eq!(
+            self.callback_events, self.handoffs,
+            "one logical callback event per session"
+        );
+        assert_eq!(self.callback_sessions, self.handoffs, "no callback missing");
+    }
+}
+
+/// Sets up org `soak` on `bridges`, delivers the handoffs while `chaos` runs, waits until every
+/// work item and callback arrived, and counts.
+async fn run<F, Fut>(
+    http: &reqwest::Client,
+    sandbox: &Sandbox,
+    bridges: Arc<tokio::sync::Mutex<Vec<Bridge>>>,
+    chaos: F,
+) -> Report
+where
+    F: FnOnce(Arc<tokio::sync::Mutex<Vec<Bridge>>>, Arc<std::sync::atomic::AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = usize> + Send + 'static,
+{
+    let urls: Vec<String> = bridges.lock().await.iter().map(Bridge::url).collect();
+    let token = "soak-admin-token-0123456789";
+    let (callback_url, callbacks) = callback_receiver().await;
+    let created = admin(
+        http,
+        &urls,
+        token,
+        reqwest::Method::PUT,
+        "/v1/orgs/soak",
+        Some(json!({ "name": "Soak", "callback_url": callback_url })),
+    )
+    .await;
+    let secret =
+        WebhookSecret::parse(created["webhook_secret"].as_str().expect("a new org")).unwrap();
+    let demo = handoff_bridge::sandbox::Seed::builtin().demo;
+    let connection = json!({
+        "tenant_id": demo.tenant_id, "client_id": demo.client_id, "client_secret": demo.client_secret,
+        "environment_url": sandbox.url, "default_queue_id": demo.default_queue_id,
+    });
+    // Test-and-save meets the faults too; it is retried until every check passes.
+    admin(
+        http,
+        &urls,
+        token,
+        reqwest::Method::PUT,
+        "/v1/orgs/soak/connection",
+        Some(connection),
+    )
+    .await;
+
+    let n = handoffs();
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chaos = tokio::spawn(chaos(bridges.clone(), done.clone()));
+
+    let emails = [
+        "ada@example.com",
+        "grace@example.com",
+        "twins@example.com",
+        "nobody@example.com",
+    ];
+    let limit = Arc::new(Semaphore::new(32));
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let session = format!("soak-{i:05}");
+        let channel = ["web", "sms", "whatsapp"][i % 3];
+        let contact = if i % 3 == 0 {
+            json!(null)
+        } else {
+            json!({ "email": emails[i % emails.len()], "verified": true })
+        };
+        let body = serde_json::to_vec(&json!({
+            "event": "conversation.handoff_to_human", "organization_id": "soak",
+            "data": { "session": { "id": session, "channel": { "type": channel },
+                "contact": contact, "handoff": { "summary": format!("Soak handoff {i}") } } }
+        }))
+        .unwrap();
+        let (http, urls, secret, limit) =
+            (http.clone(), urls.clone(), secret.clone(), limit.clone());
+        // Spread over about ten seconds, so crashes also land during intake.
+        let pace = Duration::from_millis((i * 10_000 / n) as u64);
+        sends.spawn(async move {
+            tokio::time::sleep(pace).await;
+            let _permit = limit.acquire_owned().await.unwrap();
+            let id = format!("msg_soak_{i}");
+            // The same delivery twice at the same moment, as a sender retrying too early would.
+            let (a, b) = tokio::join!(
+                deliver(&http, &urls, &secret, &id, &body),
+                deliver(&http, &urls, &secret, &id, &body)
+            );
+            (a, b)
+        });
+    }
+    let mut accepted = 0;
+    while let Some(r) = sends.join_next().await {
+        let (a, b) = r.unwrap();
+        accepted += usize::from(a == 202) + usize::from(b == 202);
+    }
+    println!(
+        "all {n} webhooks delivered twice in {:.1} s; {accepted} deliveries answered 202",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(accepted >= n, "every session was accepted at least once");
+
+    // Wait for every work item and every callback.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let stats = loop {
+        let stats: Value = http
+            .get(format!("{}/_sandbox/stats", sandbox.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sessions: HashSet<String> = callbacks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        if stats["distinct_sessions"].as_u64() == Some(n as u64) && sessions.len() >= n {
+            break stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not finished after 10 minutes: {stats}, {} callbacks",
+            sessions.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let kills = chaos.await.unwrap();
+    let duration = started.elapsed();
+    println!("chaos: {kills} kills");
+
+    // Every record, through the API of a live bridge.
+    let live: Vec<String> = bridges
+        .lock()
+        .await
+        .iter()
+        .filter(|b| b.child.is_some())
+        .map(Bridge::url)
+        .collect();
+    let mut succeeded = 0;
+    for i in 0..n {
+        let record = admin(
+            http,
+            &live,
+            token,
+            reqwest::Method::GET,
+            &format!("/v1/orgs/soak/sessions/soak-{i:05}"),
+            None,
+        )
+        .await;
+        if record["state"] == "succeeded" {
+            succeeded += 1;
+        }
+    }
+    // Late duplicates of a callback would arrive within a lease or two.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let callbacks = callbacks.lock().unwrap().clone();
+    let events: HashSet<&String> = callbacks.iter().map(|(id, _)| id).collect();
+    let sessions: HashSet<&String> = callbacks.iter().map(|(_, s)| s).collect();
+    Report {
+        handoffs: n,
+        work_items: stats["work_items"].as_u64().unwrap(),
+        distinct_sessions: stats["distinct_sessions"].as_u64().unwrap(),
+        succeeded,
+        callback_deliveries: callbacks.len(),
+        callback_events: events.len(),
+        callback_sessions: sessions.len(),
+        peak_concurrency: stats["peak_concurrency"].as_u64().unwrap(),
+        duration,
+    }
+}
