@@ -68,6 +68,8 @@ struct Progress {
     events: Vec<NewEvent>,
     contact_match: Option<ContactMatch>,
     contact_id: Option<Uuid>,
+    /// When the attempt started.
+    started: Instant,
 }
 
 impl Progress {
@@ -88,6 +90,7 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
         events: Vec::new(),
         contact_match: None,
         contact_id: None,
+        started: Instant::now(),
     };
     progress.event("attempt_started", json!({ "attempt": handoff.attempts }));
 
@@ -291,10 +294,12 @@ fn dataverse_failed(
         "attempt_failed",
         json!({
             "step": step,
+            "outcome": if matches!(class, Class::Transient { .. }) { "transient" } else { "permanent" },
             "code": diag.code,
             "http_status": err.status(),
             "dataverse_code": err.code(),
             "transient": matches!(class, Class::Transient { .. }),
+            "duration_ms": progress.started.elapsed().as_millis() as u64,
         }),
     );
     match class {

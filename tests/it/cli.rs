@@ -53,3 +53,47 @@ fn keygen_prints_a_usable_key() {
     let key = String::from_utf8(out.stdout).unwrap();
     assert!(handoff_bridge::connection::crypto::EncryptionKey::from_base64(key.trim()).is_ok());
 }
+
+#[test]
+fn serve_exits_0_on_sigterm() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = handoff_bridge::connection::crypto::EncryptionKey::generate_base64();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handoff-bridge"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HANDOFF_ADMIN_TOKEN", "a-long-enough-admin-token")
+        .env("HANDOFF_ENCRYPTION_KEY", &key)
+        .env(
+            "HANDOFF_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("b.db").display()),
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it listens (bounded), then ask it to stop the way an orchestrator does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve never listened");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}: {stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+}

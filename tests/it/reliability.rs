@@ -91,6 +91,9 @@ async fn each_transient_kind_is_retried_and_succeeds() {
         assert_eq!(failed.len(), 1, "{id}");
         assert_eq!(failed[0]["detail"]["code"], code, "{id}");
         assert_eq!(failed[0]["detail"]["transient"], true, "{id}");
+        assert_eq!(failed[0]["detail"]["outcome"], "transient", "{id}");
+        assert!(failed[0]["detail"]["duration_ms"].is_u64(), "{id}");
+        assert!(failed[0]["detail"]["step"].is_string(), "{id}");
         assert_eq!(
             record["last_error"],
             Value::Null,
