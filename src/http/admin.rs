@@ -16,7 +16,7 @@ use crate::connection::{self, Check, ConnectionInput};
 use crate::domain::OrgId;
 use crate::error::ApiError;
 use crate::handoff::{callback::check_callback_url, client_secret_aad, webhook_secret_aad};
-use crate::store::{now_ms, rfc3339, ConnectionRow, HandoffState, OrgRow};
+use crate::store::{now_ms, rfc3339, ConnectionRow, HandoffRow, HandoffState, OrgRow};
 use crate::webhook::{FieldError, WebhookSecret};
 use crate::Context;
 
@@ -38,6 +38,20 @@ async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, ApiError> {
         .org(id.as_str())
         .await?
         .ok_or_else(|| ApiError::UnknownOrg(raw.to_owned()))
+}
+
+async fn existing_handoff(
+    ctx: &Context,
+    org: &OrgRow,
+    session_id: &str,
+) -> Result<HandoffRow, ApiError> {
+    ctx.store
+        .handoff(&org.org_id, session_id)
+        .await?
+        .ok_or_else(|| ApiError::UnknownSession {
+            org: org.org_id.clone(),
+            session: session_id.to_owned(),
+        })
 }
 
 /// `PUT /v1/orgs/{org_id}` body.
@@ -248,14 +262,7 @@ pub async fn get_session(
     Path((raw, session_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
-    let handoff = ctx
-        .store
-        .handoff(&org.org_id, &session_id)
-        .await?
-        .ok_or_else(|| ApiError::UnknownSession {
-            org: org.org_id.clone(),
-            session: session_id.clone(),
-        })?;
+    let handoff = existing_handoff(&ctx, &org, &session_id).await?;
     let events = ctx.store.events(&handoff.handoff_id).await?;
     let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
     Ok(Json(views::handoff_record(&handoff, &events, &callbacks)))
@@ -321,14 +328,7 @@ pub async fn retry_session(
     Path((raw, session_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
-    let handoff = ctx
-        .store
-        .handoff(&org.org_id, &session_id)
-        .await?
-        .ok_or_else(|| ApiError::UnknownSession {
-            org: org.org_id.clone(),
-            session: session_id.clone(),
-        })?;
+    let handoff = existing_handoff(&ctx, &org, &session_id).await?;
     let replayed = ctx
         .store
         .replay_failed(&org.org_id, Some(&handoff.handoff_id), now_ms())
