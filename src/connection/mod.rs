@@ -193,14 +193,29 @@ pub async fn run_checks(
     allow_insecure: bool,
 ) -> (Vec<Check>, Option<ValidConnection>) {
     let started = Instant::now();
-    let valid = match validate_input(input, allow_insecure) {
-        Ok(v) => v,
-        Err(diag) => {
-            let mut checks = vec![Check::diagnosed("input", CheckStatus::Fail, diag, started)];
-            checks.extend(CHECK_NAMES[1..].iter().map(|n| Check::skipped(n, "input")));
-            return (checks, None);
+    match validate_input(input, allow_insecure) {
+        Ok(valid) => {
+            let checks = check_valid(dataverse, &valid, started).await;
+            (checks, Some(valid))
         }
-    };
+        Err(diag) => (failed_input(diag, started), None),
+    }
+}
+
+/// The checks when `input` fails: that failure, and every later check skipped.
+pub fn failed_input(diag: Diagnosis, started: Instant) -> Vec<Check> {
+    let mut checks = vec![Check::diagnosed("input", CheckStatus::Fail, diag, started)];
+    checks.extend(CHECK_NAMES[1..].iter().map(|n| Check::skipped(n, "input")));
+    checks
+}
+
+/// Runs the checks on a connection whose input is valid (a new one, or a saved one being
+/// checked again): `input` passes, then `token`, `dataverse`, `workstream`.
+pub async fn check_valid(
+    dataverse: &Arc<Dataverse>,
+    valid: &ValidConnection,
+    started: Instant,
+) -> Vec<Check> {
     let mut checks = vec![Check::pass(
         "input",
         format!(
@@ -238,7 +253,7 @@ pub async fn run_checks(
                 started,
             ));
             checks_after(&mut checks, "token");
-            return (checks, Some(valid));
+            return checks;
         }
     }
 
@@ -261,7 +276,7 @@ pub async fn run_checks(
                 started,
             ));
             checks_after(&mut checks, "dataverse");
-            return (checks, Some(valid));
+            return checks;
         }
     }
 
@@ -289,7 +304,7 @@ pub async fn run_checks(
         ),
     };
     checks.push(check);
-    (checks, Some(valid))
+    checks
 }
 
 fn judge_workstream(ws: &Workstream, started: Instant) -> Check {

@@ -219,6 +219,50 @@ pub async fn save_connection(
     Ok(Json(json!({ "status": "active", "checks": checks })).into_response())
 }
 
+/// `POST /v1/orgs/{org_id}/connection/check`: runs the checks again on the saved connection
+/// (e.g. after its client secret expired) and records the verdict: `active` when every
+/// check passes, `failing` otherwise. 404 `not_connected` without a connection.
+pub async fn check_connection(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let conn = ctx
+        .store
+        .connection(&org.org_id)
+        .await?
+        .ok_or_else(|| ApiError::NotConnected(org.org_id.clone()))?;
+    let started = std::time::Instant::now();
+    let checks = match crate::handoff::credentials(&ctx, &conn) {
+        Ok((credentials, workstream)) => {
+            let valid = connection::ValidConnection {
+                credentials,
+                workstream,
+                create_contact_if_missing: conn.create_contact_if_missing,
+            };
+            connection::check_valid(&ctx.dataverse, &valid, started).await
+        }
+        Err(diag) => connection::failed_input(diag, started),
+    };
+    let status = if connection::all_passed(&checks) {
+        "active"
+    } else {
+        "failing"
+    };
+    let now = now_ms();
+    ctx.store
+        .record_connection_check(
+            &org.org_id,
+            status,
+            &serde_json::to_string(&checks).expect("checks serialize"),
+            now,
+        )
+        .await?;
+    Ok(Json(
+        json!({ "status": status, "last_checked_at": rfc3339(now), "checks": checks }),
+    ))
+}
+
 /// `GET /v1/orgs/{org_id}/connection`: status and settings, never the secret.
 pub async fn get_connection(
     State(ctx): State<Arc<Context>>,

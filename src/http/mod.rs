@@ -39,6 +39,10 @@ pub fn router(ctx: Arc<Context>) -> Router {
                 .get(admin::get_connection)
                 .delete(admin::delete_connection),
         )
+        .route(
+            "/v1/orgs/{org_id}/connection/check",
+            post(admin::check_connection),
+        )
         .route("/v1/orgs/{org_id}/sessions", get(admin::list_sessions))
         .route(
             "/v1/orgs/{org_id}/sessions/{session_id}/retry",
@@ -56,9 +60,16 @@ pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
         .route("/v1/webhooks/{org_id}", post(webhooks::receive))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .merge(admin)
         .layer(middleware::from_fn(log_request))
         .with_state(ctx)
+}
+
+/// `GET /readyz`: 200 when the store answers, 503 `store_unavailable` otherwise.
+async fn readyz(State(ctx): State<Arc<Context>>) -> Result<&'static str, ApiError> {
+    ctx.store.ping().await?;
+    Ok("ready")
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.

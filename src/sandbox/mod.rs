@@ -245,6 +245,18 @@ impl Sandbox {
             .collect()
     }
 
+    /// Marks the client secret with this value as expired (as Entra ID does at its end date).
+    pub fn expire_secret(&self, value: &str) {
+        let mut s = self.state.lock().expect("poisoned");
+        for tenant in &mut s.seed.tenants {
+            for app in &mut tenant.apps {
+                for secret in app.secrets.iter_mut().filter(|sec| sec.value == value) {
+                    secret.expired = true;
+                }
+            }
+        }
+    }
+
     /// Sets (or, with `None`, lifts) the service protection limits.
     pub fn set_limits(&self, limits: Option<ServiceProtection>) {
         self.state.lock().expect("poisoned").limits = limits;

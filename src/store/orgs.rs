@@ -198,6 +198,27 @@ impl Store {
         Ok(())
     }
 
+    /// Records the result of checking a saved connection again: `active` or `failing`, the
+    /// checks (JSON), and when.
+    pub async fn record_connection_check(
+        &self,
+        org_id: &str,
+        status: &str,
+        checks: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET status = $1, checks = $2, last_checked_at = $3, updated_at = $3 WHERE org_id = $4",
+        )
+        .bind(status)
+        .bind(checks)
+        .bind(now)
+        .bind(org_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Deletes an org's connection; `false` if there was none.
     pub async fn delete_connection(&self, org_id: &str) -> Result<bool, StoreError> {
         let deleted = sqlx::query("DELETE FROM connections WHERE org_id = $1")

@@ -269,3 +269,65 @@ async fn disconnecting_forgets_the_credentials() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(problem["code"], "not_connected");
 }
+
+#[tokio::test]
+async fn checking_again_turns_the_card_failing_when_the_secret_expires() {
+    let t = TestApp::start().await;
+    t.connected_org("acme").await;
+    let (status, body) = t
+        .admin(Method::POST, "/v1/orgs/acme/connection/check", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "active");
+
+    t.sandbox
+        .expire_secret(&t.sandbox.demo_connection().client_secret);
+    let (_, body) = t
+        .admin(Method::POST, "/v1/orgs/acme/connection/check", None)
+        .await;
+    assert_eq!(body["status"], "failing");
+    let token = check(&body, "token");
+    assert_eq!(token["code"], "entra_secret_expired");
+    assert!(token["hint"]
+        .as_str()
+        .unwrap()
+        .contains("new client secret"));
+    let (_, card) = t.admin(Method::GET, "/v1/orgs/acme/connection", None).await;
+    assert_eq!(card["status"], "failing");
+    assert_eq!(card["checks"], body["checks"]);
+    assert_eq!(card["last_checked_at"], body["last_checked_at"]);
+
+    t.create_org("empty", None).await;
+    let (status, problem) = t
+        .admin(Method::POST, "/v1/orgs/empty/connection/check", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["code"], "not_connected");
+}
+
+#[tokio::test]
+async fn readyz_answers_while_the_store_does() {
+    let t = TestApp::start().await;
+    let ready = t
+        .http
+        .get(format!("{}/readyz", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    t.app.context().store.close().await;
+    let down = t
+        .http
+        .get(format!("{}/readyz", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let live = t
+        .http
+        .get(format!("{}/healthz", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK, "the process is still up");
+}
