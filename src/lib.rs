@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod diagnostics;
 pub mod domain;
 pub mod dynamics;
 pub mod error;

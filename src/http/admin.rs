@@ -312,6 +312,71 @@ pub async fn get_session(
     Ok(Json(views::handoff_record(&handoff, &events, &callbacks)))
 }
 
+/// Query of `GET /v1/status`.
+#[derive(Debug, Deserialize)]
+pub struct StatusQuery {
+    pub org: Option<String>,
+    pub state: Option<String>,
+    pub session: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// `GET /v1/status?org=&state=&session=&limit=`: per org, the connection card, counts over
+/// 24 h, the queue, and recent handoffs with an explanation each (`diagnostics.rs`).
+pub async fn status(
+    State(ctx): State<Arc<Context>>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
+    let filter = crate::diagnostics::Filter {
+        org: query.org.filter(|o| !o.is_empty()),
+        state,
+        session: query.session,
+        limit,
+    };
+    Ok(Json(crate::diagnostics::status(&ctx.store, &filter).await?))
+}
+
+/// Parses the `state` and `limit` query options of the lists (`limit` 1–500).
+fn list_options(
+    state: Option<&str>,
+    limit: Option<&str>,
+    default_limit: i64,
+) -> Result<(Option<HandoffState>, i64), ApiError> {
+    let mut errors = Vec::new();
+    let state = match state.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match HandoffState::parse(s) {
+            Some(state) => Some(state),
+            None => {
+                errors.push(FieldError::new(
+                    "/state",
+                    "(query) must be one of queued, processing, succeeded, failed, skipped",
+                ));
+                None
+            }
+        },
+    };
+    let limit = match limit {
+        None => default_limit,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new(
+                    "/limit",
+                    "(query) must be a whole number from 1 to 500",
+                ));
+                default_limit
+            }
+        },
+    };
+    if errors.is_empty() {
+        Ok((state, limit))
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 /// Query of the session list.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -327,37 +392,11 @@ pub async fn list_sessions(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
-    let mut errors = Vec::new();
-    let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match HandoffState::parse(s) {
-            Some(state) => Some(state),
-            None => {
-                errors.push(FieldError::new(
-                    "/state",
-                    "(query) must be one of queued, processing, succeeded, failed, skipped",
-                ));
-                None
-            }
-        },
-    };
-    let limit = match query.limit.as_deref() {
-        None => 50,
-        Some(l) => match l.parse::<i64>() {
-            Ok(n) if (1..=500).contains(&n) => n,
-            _ => {
-                errors.push(FieldError::new(
-                    "/limit",
-                    "(query) must be a whole number from 1 to 500",
-                ));
-                50
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let rows = ctx.store.recent_handoffs(&org.org_id, state, limit).await?;
+    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 50)?;
+    let rows = ctx
+        .store
+        .recent_handoffs(&org.org_id, state, None, limit)
+        .await?;
     Ok(Json(
         json!({ "sessions": rows.iter().map(views::handoff_summary).collect::<Vec<_>>() }),
     ))

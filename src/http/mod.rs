@@ -44,6 +44,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
             post(admin::check_connection),
         )
         .route("/v1/orgs/{org_id}/sessions", get(admin::list_sessions))
+        .route("/v1/status", get(admin::status))
         .route(
             "/v1/orgs/{org_id}/sessions/{session_id}/retry",
             post(admin::retry_session),

@@ -381,23 +381,75 @@ impl Store {
         row.as_ref().map(HandoffRow::from_row).transpose()
     }
 
-    /// Recent handoffs of an org, newest first, optionally in one state; at most `limit`.
+    /// Recent handoffs of an org, newest first, optionally in one state and with a session id
+    /// containing `session` (plain text, not a pattern); at most `limit`.
     pub async fn recent_handoffs(
         &self,
         org_id: &str,
         state: Option<HandoffState>,
+        session: Option<&str>,
         limit: i64,
     ) -> Result<Vec<HandoffRow>, StoreError> {
+        let pattern = session
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                format!(
+                    "%{}%",
+                    s.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )
+            })
+            .unwrap_or_default();
         let rows = sqlx::query(&format!(
             "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE org_id = $1 AND ($2 = '' OR state = $2) \
+             AND ($4 = '' OR session_id LIKE $4 ESCAPE '\\') \
              ORDER BY created_at DESC, handoff_id DESC LIMIT $3"
         ))
         .bind(org_id)
         .bind(state.map(HandoffState::as_str).unwrap_or(""))
         .bind(limit)
+        .bind(pattern)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(HandoffRow::from_row).collect()
+    }
+
+    /// How many handoffs of an org were created since `since`, by state.
+    pub async fn counts_since(
+        &self,
+        org_id: &str,
+        since: i64,
+    ) -> Result<Vec<(HandoffState, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM handoffs WHERE org_id = $1 AND created_at >= $2 GROUP BY state",
+        )
+        .bind(org_id)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = col(row, "state")?;
+                let state = HandoffState::parse(&state).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown handoff state '{state}'"))
+                })?;
+                Ok((state, col(row, "n")?))
+            })
+            .collect()
+    }
+
+    /// Handoffs of an org waiting or running (`queued` or `processing`), and when the oldest
+    /// queued one was received.
+    pub async fn queue_depth(&self, org_id: &str) -> Result<(i64, Option<i64>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS depth, MIN(CASE WHEN state = 'queued' THEN created_at END) AS oldest \
+             FROM handoffs WHERE org_id = $1 AND state IN ('queued', 'processing')",
+        )
+        .bind(org_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((col(&row, "depth")?, col(&row, "oldest")?))
     }
 
     /// The timeline of a handoff, oldest first.

@@ -11,3 +11,4 @@ mod intake;
 mod reliability;
 mod replay;
 mod secrets;
+mod status;

@@ -68,12 +68,18 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
     t.drain().await;
     responses.push(t.record("acme", "leak-check").await);
     responses.push(t.admin(Method::GET, "/v1/orgs/acme/sessions", None).await.1);
+    responses.push(t.admin(Method::GET, "/v1/status", None).await.1);
+    responses.push(
+        t.admin(Method::POST, "/v1/orgs/acme/connection/check", None)
+            .await
+            .1,
+    );
 
     let access_tokens = t.sandbox.issued_tokens();
     assert_eq!(
         access_tokens.len(),
-        3,
-        "connect, test-and-save, and after expiry"
+        4,
+        "test, test-and-save, after expiry, and the re-check (which never uses the cache)"
     );
     let mut secrets: Vec<(&str, String)> = vec![
         ("client secret", client_secret.clone()),

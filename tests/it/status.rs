@@ -1,0 +1,193 @@
+//! `GET /v1/status`: the facts of the troubleshooting page, per org.
+
+use handoff_bridge::sandbox::{Fault, FaultAction};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{envelope, TestApp};
+
+fn recent<'a>(org: &'a Value, session: &str) -> &'a Value {
+    org["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["session_id"] == session)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn status_explains_each_handoff_per_org_and_filters() {
+    let t = TestApp::start().await;
+    let acme = t.connected_org("acme").await;
+    let beta = t.create_org("beta", None).await;
+    t.send(
+        "acme",
+        &acme,
+        "m1",
+        &envelope("acme", json!({ "id": "ok_1" })),
+    )
+    .await;
+    t.send(
+        "acme",
+        &acme,
+        "m2",
+        &envelope(
+            "acme",
+            json!({ "id": "mail_1", "channel": { "type": "email" } }),
+        ),
+    )
+    .await;
+    t.drain().await;
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::Status {
+            status: 403,
+            retry_after_secs: None,
+        },
+        1,
+    ));
+    t.send(
+        "acme",
+        &acme,
+        "m3",
+        &envelope("acme", json!({ "id": "fail_1" })),
+    )
+    .await;
+    t.drain().await;
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::Status {
+            status: 429,
+            retry_after_secs: Some(60),
+        },
+        1,
+    ));
+    t.send(
+        "acme",
+        &acme,
+        "m4",
+        &envelope("acme", json!({ "id": "wait_1" })),
+    )
+    .await;
+    t.drain().await;
+    t.send(
+        "beta",
+        &beta,
+        "b1",
+        &envelope("beta", json!({ "id": "beta_1" })),
+    )
+    .await;
+    // beta has no connection: its handoff waits, due again at once with the tests' zero
+    // backoff, so one pass of the worker rather than a drain.
+    t.app.run_due().await.unwrap();
+
+    let (status, body) = t.admin(Method::GET, "/v1/status", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let orgs = body["orgs"].as_array().unwrap();
+    assert_eq!(orgs.len(), 2);
+    let a = orgs.iter().find(|o| o["org_id"] == "acme").unwrap();
+    assert_eq!(a["connection"]["label"], "Active");
+    assert_eq!(
+        a["counts_24h"],
+        json!({ "queued": 1, "processing": 0, "succeeded": 1, "failed": 1, "skipped": 1 })
+    );
+    assert_eq!(a["queue"]["depth"], 1);
+    assert!(a["queue"]["oldest_queued_age_ms"].as_i64().unwrap() >= 0);
+
+    let ok = recent(a, "ok_1");
+    assert_eq!(ok["explanation"]["side"], "dynamics_routing");
+    assert!(ok["explanation"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains(ok["dynamics365_chat_id"].as_str().unwrap()));
+    assert!(ok["explanation"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("routing rules"));
+    let failed = recent(a, "fail_1");
+    assert_eq!(failed["last_error"]["code"], "missing_privilege");
+    assert!(failed["explanation"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("security role"));
+    assert_eq!(failed["explanation"]["side"], "configuration");
+    let mail = recent(a, "mail_1");
+    assert!(mail["explanation"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("lands as an incident"));
+    let waiting = recent(a, "wait_1");
+    assert_eq!(waiting["state"], "queued");
+    assert!(waiting["explanation"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("Waiting to try again"));
+    assert_eq!(waiting["explanation"]["side"], "dynamics_service");
+
+    let b = orgs.iter().find(|o| o["org_id"] == "beta").unwrap();
+    assert_eq!(b["connection"]["label"], "Not connected");
+    assert_eq!(b["queue"]["depth"], 1);
+    assert_eq!(recent(b, "beta_1")["last_error"]["code"], "not_connected");
+
+    // Filters: one org only, one state, a session search where '_' is not a wildcard.
+    let (_, only) = t.admin(Method::GET, "/v1/status?org=beta", None).await;
+    assert_eq!(only["orgs"].as_array().unwrap().len(), 1);
+    assert!(
+        !only.to_string().contains("acme"),
+        "another org's data never appears"
+    );
+    let (_, failed_only) = t
+        .admin(Method::GET, "/v1/status?org=acme&state=failed", None)
+        .await;
+    let sessions: Vec<&str> = failed_only["orgs"][0]["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(sessions, ["fail_1"]);
+    let (_, search) = t
+        .admin(Method::GET, "/v1/status?org=acme&session=l_1", None)
+        .await;
+    let found: Vec<&str> = search["orgs"][0]["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["fail_1", "mail_1"], "newest first");
+    let (_, literal) = t
+        .admin(Method::GET, "/v1/status?org=acme&session=_", None)
+        .await;
+    assert_eq!(
+        literal["orgs"][0]["recent"].as_array().unwrap().len(),
+        4,
+        "every id here has a '_'"
+    );
+    let (_, none) = t
+        .admin(Method::GET, "/v1/status?org=acme&session=%25", None)
+        .await;
+    assert!(
+        none["orgs"][0]["recent"].as_array().unwrap().is_empty(),
+        "'%' is text, not a wildcard"
+    );
+}
+
+#[tokio::test]
+async fn the_card_names_the_failing_check_after_a_secret_expires() {
+    let t = TestApp::start().await;
+    t.connected_org("acme").await;
+    t.sandbox
+        .expire_secret(&t.sandbox.demo_connection().client_secret);
+    t.admin(Method::POST, "/v1/orgs/acme/connection/check", None)
+        .await;
+    let (_, body) = t.admin(Method::GET, "/v1/status", None).await;
+    let card = &body["orgs"][0]["connection"];
+    assert_eq!(card["label"], "Failing");
+    assert_eq!(card["failing_check"]["name"], "token");
+    assert_eq!(card["failing_check"]["code"], "entra_secret_expired");
+    assert!(card["failing_check"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("new client secret"));
+}
