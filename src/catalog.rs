@@ -159,6 +159,27 @@ catalog! {
         "Check the org's callback_url and that the endpoint verifies the Standard Webhooks signature with the org's webhook secret.");
 }
 
+/// The catalog as a Markdown table (`code`, step, what happened, what to change), the form
+/// the README's Troubleshooting section holds; a test keeps the two the same.
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| code | step | what happened | what to change |\n|---|---|---|---|\n");
+    for f in CATALOG {
+        let step = serde_json::to_value(f.step)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            f.code,
+            step,
+            f.message.replace('|', "\\|"),
+            f.hint.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// The entry for `code`. Panics on a code not in the table: codes are constants of this
 /// module, so that is a programming error caught by the tests.
 pub fn entry(code: &str) -> Failure {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod cli;
 mod connection;
+mod docs;
 mod fixtures;
 mod handoff;
 mod intake;
