@@ -45,6 +45,8 @@ pub enum ApiError {
     },
     #[error("the store is unavailable; nothing was stored, try again")]
     StoreUnavailable(#[from] StoreError),
+    #[error("the page could not be rendered")]
+    Render(String),
 }
 
 impl ApiError {
@@ -66,6 +68,7 @@ impl ApiError {
             Self::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
             Self::NothingToRetry { .. } => (StatusCode::CONFLICT, "nothing_to_retry"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            Self::Render(_) => (StatusCode::INTERNAL_SERVER_ERROR, "render_failed"),
         }
     }
 }

@@ -32,7 +32,7 @@ fn org_id(raw: &str) -> Result<OrgId, ApiError> {
     })
 }
 
-async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, ApiError> {
+pub(super) async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, ApiError> {
     let id = OrgId::parse(raw).map_err(|_| ApiError::UnknownOrg(raw.to_owned()))?;
     ctx.store
         .org(id.as_str())
@@ -40,7 +40,7 @@ async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, ApiError> {
         .ok_or_else(|| ApiError::UnknownOrg(raw.to_owned()))
 }
 
-async fn existing_handoff(
+pub(super) async fn existing_handoff(
     ctx: &Context,
     org: &OrgRow,
     session_id: &str,
@@ -338,7 +338,7 @@ pub async fn status(
 }
 
 /// Parses the `state` and `limit` query options of the lists (`limit` 1–500).
-fn list_options(
+pub(super) fn list_options(
     state: Option<&str>,
     limit: Option<&str>,
     default_limit: i64,

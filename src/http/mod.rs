@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod extract;
+pub mod status;
 pub mod views;
 pub mod webhooks;
 
@@ -62,6 +63,11 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/v1/webhooks/{org_id}", post(webhooks::receive))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/status", get(status::page))
+        .route(
+            "/status/{org_id}/sessions/{session_id}",
+            get(status::session),
+        )
         .merge(admin)
         .layer(middleware::from_fn(log_request))
         .with_state(ctx)
@@ -73,6 +79,14 @@ async fn readyz(State(ctx): State<Arc<Context>>) -> Result<&'static str, ApiErro
     Ok("ready")
 }
 
+/// Whether `given` is the admin token (constant-time comparison).
+fn admin_token_matches(ctx: &Context, given: &str) -> bool {
+    given
+        .as_bytes()
+        .ct_eq(ctx.admin_token.expose_secret().as_bytes())
+        .into()
+}
+
 /// Checks `Authorization: Bearer <admin token>` in constant time.
 async fn require_admin(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
     let given = req
@@ -81,8 +95,7 @@ async fn require_admin(State(ctx): State<Arc<Context>>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let expected = ctx.admin_token.expose_secret();
-    if given.as_bytes().ct_eq(expected.as_bytes()).into() {
+    if admin_token_matches(&ctx, given) {
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()

@@ -69,6 +69,18 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
     responses.push(t.record("acme", "leak-check").await);
     responses.push(t.admin(Method::GET, "/v1/orgs/acme/sessions", None).await.1);
     responses.push(t.admin(Method::GET, "/v1/status", None).await.1);
+    let html = t
+        .http
+        .get(format!("{}/status", t.url))
+        .basic_auth("admin", Some(&t.admin_token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("leak-check"), "the status page was read");
+    responses.push(serde_json::Value::String(html));
     responses.push(
         t.admin(Method::POST, "/v1/orgs/acme/connection/check", None)
             .await

@@ -191,3 +191,116 @@ async fn the_card_names_the_failing_check_after_a_secret_expires() {
         .unwrap()
         .contains("new client secret"));
 }
+
+async fn page(
+    t: &TestApp,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut req = t.http.get(format!("{}{path}", t.url));
+    if let Some((user, password)) = auth {
+        req = req.basic_auth(user, Some(password));
+    }
+    let response = req.send().await.unwrap();
+    (
+        response.status(),
+        response.headers().clone(),
+        response.text().await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_page_asks_a_browser_to_sign_in_and_shows_the_facts() {
+    let t = TestApp::start().await;
+    let acme = t.connected_org("acme").await;
+    let beta = t.connected_org("beta").await;
+    t.send(
+        "acme",
+        &acme,
+        "m1",
+        &envelope("acme", json!({ "id": "acme-ok" })),
+    )
+    .await;
+    t.drain().await;
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::Status {
+            status: 403,
+            retry_after_secs: None,
+        },
+        1,
+    ));
+    t.send(
+        "acme",
+        &acme,
+        "m2",
+        &envelope("acme", json!({ "id": "acme-<b>denied</b>" })),
+    )
+    .await;
+    t.drain().await;
+    t.send(
+        "beta",
+        &beta,
+        "b1",
+        &envelope("beta", json!({ "id": "beta-only" })),
+    )
+    .await;
+    t.drain().await;
+
+    let (status, headers, _) = page(&t, "/status", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic "));
+    let (status, _, _) = page(&t, "/status", Some(("admin", "not-the-token"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let token = t.admin_token.clone();
+    let (status, headers, html) = page(&t, "/status", Some(("admin", &token))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        html.contains("Dynamics connection: <span class=\"badge active\">Active</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Give the application user a security role"),
+        "the failed row's hint"
+    );
+    assert!(
+        html.contains("acme-&lt;b&gt;denied"),
+        "session ids are escaped"
+    );
+    assert!(!html.contains("<b>denied</b>"));
+    assert!(html.contains("href=\"/status/acme/sessions/acme-ok\""));
+    // Bearer works too, and filters narrow the page to one org.
+    let response = t
+        .http
+        .get(format!("{}/status?org=beta", t.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let beta_only = response.text().await.unwrap();
+    assert!(beta_only.contains("beta-only"));
+    assert!(
+        !beta_only.contains("acme-ok"),
+        "one org's data never appears on another org's view"
+    );
+
+    let (status, _, detail) =
+        page(&t, "/status/acme/sessions/acme-ok", Some(("admin", &token))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(detail.contains("work_item_created"), "the timeline");
+    assert!(
+        detail.contains("routing rules"),
+        "the succeeded handoff points at Dynamics routing"
+    );
+    let (status, _, _) = page(&t, "/status/acme/sessions/acme-ok", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

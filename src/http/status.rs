@@ -1,0 +1,121 @@
+//! `GET /status` and `GET /status/{org}/sessions/{session}`: the troubleshooting page,
+//! server-rendered (minijinja, auto-escaped) from the same facts as `GET /v1/status`. The
+//! admin token is accepted as a Bearer token or as the HTTP Basic password, so a browser's
+//! sign-in prompt works.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::Environment;
+use serde_json::json;
+
+use super::admin::{existing_handoff, existing_org, list_options, StatusQuery};
+use super::{admin_token_matches, views};
+use crate::error::ApiError;
+use crate::Context;
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.add_template("status.html", include_str!("../../templates/status.html"))
+        .expect("the status template parses");
+    env
+});
+
+/// The token a request presents: `Authorization: Bearer <t>`, or the password of
+/// `Authorization: Basic base64(user:password)` (any user name).
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.to_owned());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.strip_prefix("Basic ")?.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
+}
+
+fn challenge() -> Response {
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        "Sign in with any user name and the admin token (HANDOFF_ADMIN_TOKEN) as the password.\n",
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"handoff-bridge\", charset=\"UTF-8\""),
+    );
+    response
+}
+
+fn authorized(ctx: &Context, headers: &HeaderMap) -> bool {
+    presented_token(headers).is_some_and(|t| admin_token_matches(ctx, &t))
+}
+
+fn render(context: serde_json::Value) -> Result<Response, ApiError> {
+    let html = TEMPLATES
+        .get_template("status.html")
+        .and_then(|t| t.render(minijinja::value::Serde(&context)))
+        .map_err(|e| ApiError::Render(e.to_string()))?;
+    let mut response = Html(html).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `GET /status?org=&state=&session=&limit=`.
+pub async fn page(
+    State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
+    Query(query): Query<StatusQuery>,
+) -> Result<Response, ApiError> {
+    if !authorized(&ctx, &headers) {
+        return Ok(challenge());
+    }
+    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
+    let filter = crate::diagnostics::Filter {
+        org: query.org.clone().filter(|o| !o.is_empty()),
+        state,
+        session: query.session.clone(),
+        limit,
+    };
+    let status = crate::diagnostics::status(&ctx.store, &filter).await?;
+    let org_ids: Vec<String> = ctx
+        .store
+        .orgs()
+        .await?
+        .into_iter()
+        .map(|o| o.org_id)
+        .collect();
+    render(json!({
+        "status": status,
+        "org_ids": org_ids,
+        "filter": { "org": filter.org, "state": state.map(|s| s.as_str()), "session": query.session },
+    }))
+}
+
+/// `GET /status/{org}/sessions/{session}`: one handoff with its timeline.
+pub async fn session(
+    State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
+    Path((raw, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if !authorized(&ctx, &headers) {
+        return Ok(challenge());
+    }
+    let org = existing_org(&ctx, &raw).await?;
+    let handoff = existing_handoff(&ctx, &org, &session_id).await?;
+    let events = ctx.store.events(&handoff.handoff_id).await?;
+    let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
+    render(json!({
+        "detail": {
+            "record": views::handoff_record(&handoff, &events, &callbacks),
+            "explanation": crate::diagnostics::explain(&handoff),
+        }
+    }))
+}
