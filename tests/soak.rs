@@ -509,7 +509,9 @@ where
         "all {n} webhooks delivered twice in {:.1} s; {accepted} deliveries answered 202",
         started.elapsed().as_secs_f64()
     );
-    assert!(accepted >= n, "every session was accepted at least once");
+    // Fewer 202s than sessions is expected: a crash between commit and answer loses the
+    // 202, and the sender's retry is then answered 200 duplicate. What counts is checked
+    // below: one work item per session and every handoff succeeded.
 
     // Wait for every work item and every callback.
     let deadline = Instant::now() + Duration::from_secs(600);
