@@ -86,6 +86,16 @@ pub struct Fault {
     pub probability: Option<f64>,
 }
 
+impl FaultAction {
+    /// An error answer with this HTTP status, and `Retry-After` when given (seconds).
+    pub fn status(status: u16, retry_after_secs: Option<u64>) -> Self {
+        Self::Status {
+            status,
+            retry_after_secs,
+        }
+    }
+}
+
 impl Fault {
     /// The next `count` requests of `kind`.
     pub fn next(kind: &str, action: FaultAction, count: u32) -> Self {

@@ -265,10 +265,7 @@ async fn a_permanent_dataverse_error_fails_with_code_and_hint_and_is_not_retried
     let secret = t.connected_org("acme").await;
     t.sandbox.inject(Fault::next(
         "create_work_item",
-        FaultAction::Status {
-            status: 403,
-            retry_after_secs: None,
-        },
+        FaultAction::status(403, None),
         1,
     ));
     t.send(

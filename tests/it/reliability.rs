@@ -12,13 +12,6 @@ fn fault(kind: &str, action: FaultAction) -> Fault {
     Fault::next(kind, action, 1)
 }
 
-fn status(status: u16, retry_after_secs: Option<u64>) -> FaultAction {
-    FaultAction::Status {
-        status,
-        retry_after_secs,
-    }
-}
-
 fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
     record["events"]
         .as_array()
@@ -36,17 +29,17 @@ async fn each_transient_kind_is_retried_and_succeeds() {
     let cases: Vec<(&str, Fault, &str)> = vec![
         (
             "http-500",
-            fault("contacts", status(500, None)),
+            fault("contacts", FaultAction::status(500, None)),
             "dataverse_unavailable",
         ),
         (
             "http-503",
-            fault("create_work_item", status(503, None)),
+            fault("create_work_item", FaultAction::status(503, None)),
             "dataverse_unavailable",
         ),
         (
             "http-429",
-            fault("create_work_item", status(429, Some(0))),
+            fault("create_work_item", FaultAction::status(429, Some(0))),
             "dataverse_throttled",
         ),
         (
@@ -61,12 +54,12 @@ async fn each_transient_kind_is_retried_and_succeeds() {
         ),
         (
             "entra-503",
-            fault("token", status(503, None)),
+            fault("token", FaultAction::status(503, None)),
             "entra_unavailable",
         ),
         (
             "entra-429",
-            fault("token", status(429, Some(0))),
+            fault("token", FaultAction::status(429, Some(0))),
             "entra_throttled",
         ),
     ];
@@ -139,7 +132,7 @@ async fn retry_after_is_honored_and_pauses_the_whole_connection() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
     t.sandbox
-        .inject(fault("create_work_item", status(429, Some(1))));
+        .inject(fault("create_work_item", FaultAction::status(429, Some(1))));
     t.send(
         "acme",
         &secret,
@@ -228,7 +221,8 @@ async fn entra_throttling_pauses_token_requests_for_the_connection() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
     t.sandbox.expire_tokens();
-    t.sandbox.inject(fault("token", status(429, Some(1))));
+    t.sandbox
+        .inject(fault("token", FaultAction::status(429, Some(1))));
     for i in 0..3 {
         t.send(
             "acme",
@@ -441,14 +435,7 @@ async fn random_transient_faults_end_in_one_work_item_per_session() {
     let secret = t.connected_org("acme").await;
     t.sandbox.inject(Fault {
         probability: Some(0.3),
-        ..Fault::next(
-            "any",
-            FaultAction::Status {
-                status: 503,
-                retry_after_secs: None,
-            },
-            0,
-        )
+        ..Fault::next("any", FaultAction::status(503, None), 0)
     });
     let sessions: Vec<String> = (0..30).map(|i| format!("random-{i}")).collect();
     for s in &sessions {

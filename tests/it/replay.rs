@@ -17,14 +17,8 @@ async fn a_replayed_handoff_succeeds_once_fixed_and_never_creates_a_second_work_
     // The create commits but its answer is lost; the retry is then refused for good.
     t.sandbox
         .inject(fault("create_work_item", FaultAction::DropAfterCommit, 1));
-    t.sandbox.inject(fault(
-        "create_work_item",
-        FaultAction::Status {
-            status: 403,
-            retry_after_secs: None,
-        },
-        1,
-    ));
+    t.sandbox
+        .inject(fault("create_work_item", FaultAction::status(403, None), 1));
     t.send(
         "acme",
         &secret,
@@ -82,14 +76,8 @@ async fn retry_failed_requeues_every_failed_handoff_of_the_org_only() {
     let t = TestApp::start().await;
     let acme = t.connected_org("acme").await;
     let other = t.connected_org("other").await;
-    t.sandbox.inject(fault(
-        "create_work_item",
-        FaultAction::Status {
-            status: 400,
-            retry_after_secs: None,
-        },
-        4,
-    ));
+    t.sandbox
+        .inject(fault("create_work_item", FaultAction::status(400, None), 4));
     for i in 0..3 {
         t.send(
             "acme",

@@ -40,10 +40,7 @@ async fn status_explains_each_handoff_per_org_and_filters() {
     t.drain().await;
     t.sandbox.inject(Fault::next(
         "create_work_item",
-        FaultAction::Status {
-            status: 403,
-            retry_after_secs: None,
-        },
+        FaultAction::status(403, None),
         1,
     ));
     t.send(
@@ -56,10 +53,7 @@ async fn status_explains_each_handoff_per_org_and_filters() {
     t.drain().await;
     t.sandbox.inject(Fault::next(
         "create_work_item",
-        FaultAction::Status {
-            status: 429,
-            retry_after_secs: Some(60),
-        },
+        FaultAction::status(429, Some(60)),
         1,
     ));
     t.send(
@@ -224,10 +218,7 @@ async fn the_page_asks_a_browser_to_sign_in_and_shows_the_facts() {
     t.drain().await;
     t.sandbox.inject(Fault::next(
         "create_work_item",
-        FaultAction::Status {
-            status: 403,
-            retry_after_secs: None,
-        },
+        FaultAction::status(403, None),
         1,
     ));
     t.send(
