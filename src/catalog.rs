@@ -10,6 +10,7 @@
 use serde::Serialize;
 
 use crate::dynamics::{DataverseError, TokenError};
+use crate::store::ContactMatch;
 
 /// Where in the flow a failure happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,6 +214,38 @@ impl Failure {
     }
 }
 
+/// The catalog entry that explains a contact match the admin may want to act on
+/// (`ambiguous`, `not_found`, `unverified`); `None` for a match that needs no words.
+pub fn contact_note(matched: ContactMatch) -> Option<Failure> {
+    match matched {
+        ContactMatch::Ambiguous => Some(CONTACT_AMBIGUOUS),
+        ContactMatch::NotFound => Some(CONTACT_NOT_FOUND),
+        ContactMatch::Unverified => Some(EMAIL_UNVERIFIED),
+        ContactMatch::Linked | ContactMatch::Created | ContactMatch::Anonymous => None,
+    }
+}
+
+/// The catalog entry for a failed live work item create (`POST msdyn_ocliveworkitems`).
+/// Its only required lookup is the workstream, so a `0x80040217` ("does not exist") that
+/// does not name the contact means the workstream was deleted since the connection was
+/// saved; other refusals are `work_item_rejected`, service failures as for any request.
+pub fn work_item_failure(err: &DataverseError) -> Diagnosis {
+    let diag = dataverse_failure(err);
+    if diag.code != DATAVERSE_REJECTED.code {
+        return diag;
+    }
+    let missing_workstream = matches!(err, DataverseError::Status { code: Some(code), message, .. }
+        if code == NOT_FOUND_CODE && !message.contains("contact"));
+    let entry = if missing_workstream {
+        WORKSTREAM_NOT_FOUND
+    } else {
+        WORK_ITEM_REJECTED
+    };
+    entry.diagnose(diag.detail)
+}
+
+/// "Does not exist" (DATAVERSE.md, "Codes seen").
+const NOT_FOUND_CODE: &str = "0x80040217";
 /// Dataverse error codes for a missing privilege (DATAVERSE.md, "Codes seen").
 const PRIVILEGE_CODES: &[&str] = &["0x80040220", "0x80040231", "0x80048405"];
 /// "The user is not a member of the organization." (HTTP 403).

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::catalog;
+use crate::catalog::{self, Diagnosis};
 use crate::connection::{Check, CheckStatus};
 use crate::store::{now_ms, rfc3339, HandoffRow, HandoffState, OrgRow, Store, StoreError};
 
@@ -62,6 +62,18 @@ pub fn explain(h: &HandoffRow) -> Value {
         },
     };
     json!({ "summary": summary, "hint": hint, "side": side })
+}
+
+/// What else an admin may want to know about a handoff, beside its state: the contact
+/// match that linked no contact, and a callback that was given up. Each is a catalog entry
+/// (`[{code, message, hint, detail?}]`); `failed_callback` is that callback's last error.
+pub fn notes(h: &HandoffRow, failed_callback: Option<&str>) -> Vec<Diagnosis> {
+    let contact = h
+        .contact_match
+        .and_then(catalog::contact_note)
+        .map(|f| f.diagnose(None));
+    let callback = failed_callback.map(|e| catalog::CALLBACK_FAILED.diagnose(e.to_owned()));
+    contact.into_iter().chain(callback).collect()
 }
 
 fn side_of(code: Option<&str>) -> &'static str {
@@ -138,7 +150,8 @@ async fn org_status(
         "connection": connection_card(store, &org.org_id).await?,
         "counts_24h": counts,
         "queue": { "depth": depth, "oldest_queued_age_ms": oldest.map(|t| (now - t).max(0)) },
-        "recent": recent.iter().map(|h| {
+        "recent": recent.iter().map(|listed| {
+            let h = &listed.handoff;
             json!({
                 "session_id": h.session_id,
                 "channel": h.channel,
@@ -147,6 +160,7 @@ async fn org_status(
                 "dynamics365_chat_id": h.dynamics365_chat_id,
                 "attempts": h.attempts,
                 "last_error": h.last_error,
+                "notes": notes(h, listed.failed_callback.as_deref()),
                 "created_at": rfc3339(h.created_at),
                 "explanation": explain(h),
             })

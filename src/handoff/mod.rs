@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::catalog::{self, Diagnosis, Failure};
+use crate::catalog::{self, Diagnosis};
 use crate::domain::{EnvironmentUrl, OrgId, WorkstreamId};
 use crate::dynamics::{CreateOutcome, Credentials, DataverseClient, DataverseError};
 use crate::store::{Claim, ConnectionRow, ContactMatch, HandoffState, NewEvent, OrgRow, Outcome};
@@ -161,7 +161,8 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
     )
     .await
     {
-        return dataverse_failed(ctx, claim, &org, "contact", progress, &err, None);
+        let diag = catalog::dataverse_failure(&err);
+        return dataverse_failed(ctx, claim, &org, "contact", progress, &err, diag);
     }
 
     let org_id = OrgId::parse(&handoff.org_id).expect("stored org ids are valid");
@@ -198,7 +199,7 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
             "work_item",
             progress,
             &err,
-            Some(catalog::WORK_ITEM_REJECTED),
+            catalog::work_item_failure(&err),
         ),
     }
 }
@@ -274,8 +275,7 @@ fn store_trouble(err: &crate::store::StoreError) -> Diagnosis {
     catalog::STORE_UNAVAILABLE.diagnose(err.to_string())
 }
 
-/// Classifies a Dataverse failure at `step` and turns it into a retry or a failure.
-/// `rejected` replaces the generic `dataverse_rejected` entry for this step's 4xx answers.
+/// Turns a Dataverse failure at `step`, diagnosed as `diag`, into a retry or a failure.
 fn dataverse_failed(
     ctx: &Context,
     claim: &Claim,
@@ -283,12 +283,8 @@ fn dataverse_failed(
     step: &'static str,
     mut progress: Progress,
     err: &DataverseError,
-    rejected: Option<Failure>,
+    diag: Diagnosis,
 ) -> Outcome {
-    let mut diag = catalog::dataverse_failure(err);
-    if let Some(entry) = rejected.filter(|_| diag.code == catalog::DATAVERSE_REJECTED.code) {
-        diag = entry.diagnose(diag.detail.clone());
-    }
     let class = retry::classify(err);
     progress.event(
         "attempt_failed",

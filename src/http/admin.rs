@@ -397,9 +397,10 @@ pub async fn list_sessions(
         .store
         .recent_handoffs(&org.org_id, state, None, limit)
         .await?;
-    Ok(Json(
-        json!({ "sessions": rows.iter().map(views::handoff_summary).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({ "sessions": rows
+            .iter()
+            .map(|r| views::handoff_summary(&r.handoff, r.failed_callback.as_deref()))
+            .collect::<Vec<_>>() })))
 }
 
 /// `POST /v1/orgs/{org_id}/sessions/{session_id}/retry`: re-queues a `failed` handoff, and

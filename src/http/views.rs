@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::diagnostics;
 use crate::store::{rfc3339, CallbackRow, EventRow, HandoffRow, OrgRow};
 
 fn time(ms: Option<i64>) -> Value {
@@ -20,8 +21,10 @@ pub fn org(org: &OrgRow) -> Value {
     })
 }
 
-/// A handoff record (SPEC §6), without the timeline: the list view.
-pub fn handoff_summary(h: &HandoffRow) -> Value {
+/// A handoff record (SPEC §6), without the timeline: the list view. `notes` are
+/// [`diagnostics::notes`]: catalog entries for a contact left unlinked and for a callback
+/// given up (`failed_callback`, its last error).
+pub fn handoff_summary(h: &HandoffRow, failed_callback: Option<&str>) -> Value {
     json!({
         "handoff_id": h.handoff_id,
         "org_id": h.org_id,
@@ -36,6 +39,7 @@ pub fn handoff_summary(h: &HandoffRow) -> Value {
         "attempts": h.attempts,
         "next_attempt_at": if h.state.is_settled() { Value::Null } else { time(Some(h.next_attempt_at)) },
         "last_error": h.last_error,
+        "notes": diagnostics::notes(h, failed_callback),
         "created_at": time(Some(h.created_at)),
         "updated_at": time(Some(h.updated_at)),
     })
@@ -44,7 +48,12 @@ pub fn handoff_summary(h: &HandoffRow) -> Value {
 /// The full handoff record: summary, timeline (`events: [{at, kind, detail}]`) and callback
 /// deliveries.
 pub fn handoff_record(h: &HandoffRow, events: &[EventRow], callbacks: &[CallbackRow]) -> Value {
-    let mut record = handoff_summary(h);
+    let failed_callback = callbacks
+        .iter()
+        .rev()
+        .find(|c| c.state == "failed")
+        .and_then(|c| c.last_error.as_deref());
+    let mut record = handoff_summary(h, failed_callback);
     record["events"] = events
         .iter()
         .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "detail": e.detail }))

@@ -118,7 +118,9 @@ pub async fn receive(
         }
         Intake::Duplicate(h) => {
             tracing::info!(session_id = %h.session_id, handoff_id = %h.handoff_id, "duplicate delivery");
-            let mut record = views::handoff_summary(&h);
+            // The answer goes to the widget backend, the callbacks' receiver: their
+            // delivery is not reported back to it here.
+            let mut record = views::handoff_summary(&h, None);
             record["duplicate"] = json!(true);
             Ok((StatusCode::OK, Json(record)).into_response())
         }

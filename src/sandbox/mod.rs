@@ -11,7 +11,7 @@ mod dataverse;
 mod entra;
 pub mod odata;
 mod schema;
-mod seed;
+pub mod seed;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -265,6 +265,19 @@ impl Sandbox {
                 }
             }
         }
+    }
+
+    /// Changes the tenant or the environment the way an admin would after the bridge was
+    /// connected (delete an app or a secret, take away a security role, deactivate or
+    /// delete a workstream). Requests see the change at once; tokens already issued stay
+    /// valid until they expire (see [`Sandbox::expire_tokens`]).
+    pub fn edit_seed<T>(&self, edit: impl FnOnce(&mut Seed) -> T) -> T {
+        edit(&mut self.state.lock().expect("poisoned").seed)
+    }
+
+    /// Drops every fault not yet used up.
+    pub fn clear_faults(&self) {
+        self.state.lock().expect("poisoned").faults.clear();
     }
 
     /// Sets (or, with `None`, lifts) the service protection limits.

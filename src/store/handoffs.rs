@@ -163,6 +163,13 @@ impl HandoffRow {
     }
 }
 
+/// A handoff in a list, with the error of a callback that was given up (`failed`), if any.
+#[derive(Debug, Clone)]
+pub struct ListedHandoff {
+    pub handoff: HandoffRow,
+    pub failed_callback: Option<String>,
+}
+
 /// One entry of a handoff's timeline: `{at, kind, detail}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRow {
@@ -389,7 +396,7 @@ impl Store {
         state: Option<HandoffState>,
         session: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<HandoffRow>, StoreError> {
+    ) -> Result<Vec<ListedHandoff>, StoreError> {
         let pattern = session
             .filter(|s| !s.is_empty())
             .map(|s| {
@@ -402,7 +409,10 @@ impl Store {
             })
             .unwrap_or_default();
         let rows = sqlx::query(&format!(
-            "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE org_id = $1 AND ($2 = '' OR state = $2) \
+            "SELECT {HANDOFF_COLUMNS}, (SELECT c.last_error FROM callbacks c \
+             WHERE c.handoff_id = handoffs.handoff_id AND c.state = 'failed' \
+             ORDER BY c.created_at DESC LIMIT 1) AS failed_callback \
+             FROM handoffs WHERE org_id = $1 AND ($2 = '' OR state = $2) \
              AND ($4 = '' OR session_id LIKE $4 ESCAPE '\\') \
              ORDER BY created_at DESC, handoff_id DESC LIMIT $3"
         ))
@@ -412,7 +422,14 @@ impl Store {
         .bind(pattern)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(HandoffRow::from_row).collect()
+        rows.iter()
+            .map(|row| {
+                Ok(ListedHandoff {
+                    handoff: HandoffRow::from_row(row)?,
+                    failed_callback: col(row, "failed_callback")?,
+                })
+            })
+            .collect()
     }
 
     /// How many handoffs of an org were created since `since`, by state.

@@ -15,8 +15,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use handoffs::{
-    CallbackRow, Claim, ContactMatch, EventRow, HandoffRow, HandoffState, Intake, NewCallback,
-    NewEvent, NewHandoff, Outcome, Replayed,
+    CallbackRow, Claim, ContactMatch, EventRow, HandoffRow, HandoffState, Intake, ListedHandoff,
+    NewCallback, NewEvent, NewHandoff, Outcome, Replayed,
 };
 pub use orgs::{ConnectionRow, OrgRow};
 

@@ -159,7 +159,16 @@ pub struct TestApp {
     pub db: TestDb,
     encryption_key: String,
     options: TestOptions,
+    server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    /// Stops serving, so the router's hold on the store's pool ends with the test (tests
+    /// that start many bridges would otherwise run Postgres out of connections).
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 impl TestApp {
@@ -182,7 +191,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = app.router();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             sandbox,
             app,
@@ -192,6 +201,7 @@ impl TestApp {
             db,
             encryption_key,
             options,
+            server,
             _dir: dir,
         }
     }
@@ -204,6 +214,20 @@ impl TestApp {
             &self.db,
             &self.admin_token,
             &self.encryption_key,
+            &self.options,
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// A replica started with another `HANDOFF_ENCRYPTION_KEY` than the one the store's
+    /// secrets were saved with.
+    pub async fn replica_with_other_key(&self) -> App {
+        App::build(test_config(
+            &self.sandbox,
+            &self.db,
+            &self.admin_token,
+            &EncryptionKey::generate_base64(),
             &self.options,
         ))
         .await

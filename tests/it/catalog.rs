@@ -1,0 +1,748 @@
+//! Every failure catalog entry the sandbox can produce, driven for real, and the three
+//! places that report it: test-and-save (`POST …/connection/test`), the handoff record
+//! (`GET …/sessions/{id}`) and `GET /v1/status`. Each place must report the entry's `code`
+//! with exactly the catalog's `hint`. The last test checks that the scenarios here cover
+//! the whole catalog but for the entries listed in `NOT_PRODUCIBLE`, with the reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use handoff_bridge::catalog::{self, CATALOG};
+use handoff_bridge::sandbox::{Fault, FaultAction};
+use handoff_bridge::webhook::signature::WebhookSecret;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{envelope, TestApp, TestOptions};
+
+/// Where a catalog entry is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Surface {
+    /// A check of `POST /v1/orgs/{org}/connection/test`.
+    TestAndSave,
+    /// `last_error` or `notes` of the handoff record.
+    Record,
+    /// `GET /v1/status`: the connection card or a recent handoff.
+    Status,
+}
+use Surface::*;
+
+/// Entries no sandbox answer can cause, and why; each is tested where it can be.
+const NOT_PRODUCIBLE: &[(&str, &str)] = &[
+    (
+        "store_unavailable",
+        "the bridge's own database failing; see readyz_answers_while_the_store_does",
+    ),
+    (
+        "payload_unreadable",
+        "a stored row written by another version of the bridge",
+    ),
+];
+
+/// Where each entry is expected; checked against what the scenarios below observed.
+const EXPECTED: &[(&str, &[Surface])] = &[
+    ("tenant_id_invalid", &[TestAndSave]),
+    ("client_id_invalid", &[TestAndSave]),
+    ("client_secret_missing", &[TestAndSave]),
+    ("default_queue_id_invalid", &[TestAndSave]),
+    ("environment_url_invalid", &[TestAndSave]),
+    ("entra_wrong_secret", &[TestAndSave, Record, Status]),
+    ("entra_secret_expired", &[TestAndSave, Record, Status]),
+    ("entra_unknown_client", &[TestAndSave, Record, Status]),
+    ("entra_unknown_tenant", &[TestAndSave, Record, Status]),
+    ("entra_unknown_resource", &[TestAndSave]),
+    ("entra_throttled", &[TestAndSave, Record, Status]),
+    ("entra_unavailable", &[TestAndSave, Record, Status]),
+    ("entra_refused", &[TestAndSave, Record, Status]),
+    ("not_application_user", &[TestAndSave, Record, Status]),
+    ("missing_privilege", &[TestAndSave, Record, Status]),
+    ("dataverse_unauthorized", &[TestAndSave, Record, Status]),
+    ("dataverse_unavailable", &[TestAndSave, Record, Status]),
+    ("dataverse_throttled", &[TestAndSave, Record, Status]),
+    ("dataverse_rejected", &[TestAndSave, Record, Status]),
+    ("workstream_not_found", &[TestAndSave, Record, Status]),
+    ("workstream_is_queue", &[TestAndSave]),
+    ("workstream_inactive", &[TestAndSave, Status]),
+    ("workstream_record_routing", &[TestAndSave, Status]),
+    ("workstream_voice", &[TestAndSave, Status]),
+    ("workstream_other_channel", &[TestAndSave, Status]),
+    ("workstream_pick_mode", &[TestAndSave, Status]),
+    ("contact_ambiguous", &[Record, Status]),
+    ("contact_not_found", &[Record, Status]),
+    ("email_unverified", &[Record, Status]),
+    ("unsupported_channel", &[Record, Status]),
+    ("work_item_rejected", &[Record, Status]),
+    ("not_connected", &[Record, Status]),
+    ("connection_secret_unreadable", &[Record, Status]),
+    ("retries_exhausted", &[Record, Status]),
+    ("callback_failed", &[Record, Status]),
+];
+
+/// What the scenarios observed.
+static OBSERVED: Mutex<BTreeMap<&'static str, BTreeSet<Surface>>> = Mutex::new(BTreeMap::new());
+
+fn observed(code: &str, surface: Surface) {
+    let code = catalog::entry(code).code;
+    OBSERVED
+        .lock()
+        .unwrap()
+        .entry(code)
+        .or_default()
+        .insert(surface);
+}
+
+/// Asserts that `found` (a `{code, hint, …}` object) is the catalog's entry `code`.
+fn assert_entry(found: &Value, code: &str, context: &str) {
+    assert_eq!(found["code"], code, "{context}: {found}");
+    assert_eq!(
+        found["hint"],
+        catalog::entry(code).hint,
+        "{context}: the hint is the catalog's"
+    );
+}
+
+// Seed values (fixtures/sandbox/seed.json).
+const SECRET_ID: &str = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+const EXPIRED_SECRET: &str = "Sbx8Q~old.expired-secret-value_2024";
+const NOT_APP_USER: (&str, &str) = (
+    "3e5f7081-2b4c-4d6e-9f0a-1b2c3d4e5f60",
+    "Sbx8Q~not-an-application-user_2026",
+);
+const NO_ROLE: (&str, &str) = (
+    "4f607182-3c5d-4e7f-a01b-2c3d4e5f6071",
+    "Sbx8Q~user-without-a-security-role",
+);
+const RECORD_WORKSTREAM: &str = "b1e2c3d4-0003-4a5b-8c6d-7e8f9a0b1c2d";
+const VOICE_WORKSTREAM: &str = "b1e2c3d4-0004-4a5b-8c6d-7e8f9a0b1c2d";
+const INACTIVE_WORKSTREAM: &str = "b1e2c3d4-0005-4a5b-8c6d-7e8f9a0b1c2d";
+const PICK_WORKSTREAM: &str = "b1e2c3d4-0006-4a5b-8c6d-7e8f9a0b1c2d";
+const QUEUE: &str = "d4c3b2a1-0001-4e5f-8a9b-0c1d2e3f4a5b";
+/// Added by a test: a messaging workstream of a channel outside live chat, SMS, WhatsApp
+/// and custom.
+const OTHER_CHANNEL_WORKSTREAM: &str = "b1e2c3d4-0007-4a5b-8c6d-7e8f9a0b1c2d";
+
+/// Test-and-save with the demo connection changed by `changes`; asserts that check `name`
+/// reports `code` with status `fail` (or `warn`).
+async fn expect_check(t: &TestApp, changes: Value, name: &str, status: &str, code: &str) {
+    let (http, body) = t
+        .admin(
+            Method::POST,
+            "/v1/orgs/acme/connection/test",
+            Some(t.connection_input(changes.clone())),
+        )
+        .await;
+    assert_eq!(http, StatusCode::OK, "{body}");
+    let check = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {body}"));
+    assert_eq!(check["status"], status, "{changes}: {check}");
+    assert_entry(check, code, &format!("test-and-save {changes}"));
+    let overall = if status == "warn" { "passed" } else { "failed" };
+    assert_eq!(body["status"], overall, "{changes}");
+    if status == "fail" {
+        let after = body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip_while(|c| c["name"] != name)
+            .skip(1);
+        for c in after {
+            assert_eq!(
+                c["status"], "skip",
+                "checks after a failure are not run: {body}"
+            );
+        }
+    }
+    observed(code, TestAndSave);
+}
+
+/// Asserts that the handoff record of `session` and its row in `/v1/status` report `code`,
+/// as `last_error` or as one of the `notes`.
+async fn expect_handoff(t: &TestApp, org: &str, session: &str, state: &str, code: &str) {
+    let record = t.record(org, session).await;
+    assert_eq!(record["state"], state, "{record}");
+    assert_entry(find_code(&record, code), code, "handoff record");
+    observed(code, Record);
+
+    let (_, status) = t
+        .admin(Method::GET, &format!("/v1/status?org={org}"), None)
+        .await;
+    let row = status["orgs"][0]["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["session_id"] == session)
+        .unwrap_or_else(|| panic!("{session} not in /v1/status: {status}"));
+    assert_entry(find_code(row, code), code, "/v1/status recent handoff");
+    observed(code, Status);
+}
+
+/// `last_error` when it has `code`, else the note with `code`.
+fn find_code<'a>(handoff: &'a Value, code: &str) -> &'a Value {
+    if handoff["last_error"]["code"] == code {
+        return &handoff["last_error"];
+    }
+    handoff["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["code"] == code)
+        .unwrap_or_else(|| panic!("{code} is neither last_error nor a note: {handoff}"))
+}
+
+/// Re-runs the saved connection's checks, then asserts the `/v1/status` card reports `code`
+/// as its failing check (`fail`) or its warning (`warn`).
+async fn expect_card(t: &TestApp, org: &str, status: &str, code: &str) {
+    let (http, body) = t
+        .admin(
+            Method::POST,
+            &format!("/v1/orgs/{org}/connection/check"),
+            None,
+        )
+        .await;
+    assert_eq!(http, StatusCode::OK, "{body}");
+    let (_, body) = t
+        .admin(Method::GET, &format!("/v1/status?org={org}"), None)
+        .await;
+    let card = &body["orgs"][0]["connection"];
+    let (label, key) = match status {
+        "fail" => ("Failing", "failing_check"),
+        _ => ("Active", "warning"),
+    };
+    assert_eq!(card["label"], label, "{card}");
+    assert_entry(&card[key], code, "/v1/status connection card");
+    observed(code, Status);
+}
+
+/// A bridge with org `acme` connected to the sandbox.
+async fn connected(options: TestOptions) -> (TestApp, WebhookSecret) {
+    let t = TestApp::start_with(options).await;
+    let secret = t.connected_org("acme").await;
+    (t, secret)
+}
+
+/// Sends one handoff for `session` (merged over the defaults) and runs one worker pass.
+async fn hand_off(t: &TestApp, secret: &WebhookSecret, session: Value) {
+    let id = session["id"].as_str().unwrap().to_owned();
+    let (status, body) = t
+        .send(
+            "acme",
+            secret,
+            &format!("msg_{id}"),
+            &envelope("acme", session),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    t.app.run_due().await.unwrap();
+}
+
+/// The demo app registration of the sandbox's tenant.
+fn demo_app<'a>(
+    seed: &'a mut handoff_bridge::sandbox::Seed,
+    client_id: &str,
+) -> &'a mut handoff_bridge::sandbox::seed::App {
+    seed.tenants
+        .iter_mut()
+        .flat_map(|t| t.apps.iter_mut())
+        .find(|a| a.client_id == client_id)
+        .unwrap()
+}
+
+async fn test_and_save_reports_each_input_token_and_dataverse_failure() {
+    let t = TestApp::start().await;
+    t.create_org("acme", None).await;
+    let sandbox_port = t.sandbox.url().rsplit(':').next().unwrap().to_owned();
+    let cases = [
+        (
+            json!({ "tenant_id": "not a tenant!" }),
+            "input",
+            "tenant_id_invalid",
+        ),
+        (json!({ "client_id": "abc" }), "input", "client_id_invalid"),
+        (
+            json!({ "client_secret": "" }),
+            "input",
+            "client_secret_missing",
+        ),
+        (
+            json!({ "default_queue_id": "queue-1" }),
+            "input",
+            "default_queue_id_invalid",
+        ),
+        (
+            json!({ "environment_url": "https://contoso.crm.dynamics.com/main.aspx" }),
+            "input",
+            "environment_url_invalid",
+        ),
+        (
+            json!({ "environment_url": "https://contoso.example.com" }),
+            "input",
+            "environment_url_invalid",
+        ),
+        // A typo in the host that still reaches the service: Entra ID knows no such
+        // resource.
+        (
+            json!({ "environment_url": format!("http://localhost:{sandbox_port}") }),
+            "token",
+            "entra_unknown_resource",
+        ),
+    ];
+    for (changes, name, code) in cases {
+        expect_check(&t, changes, name, "fail", code).await;
+    }
+
+    // Faults, each for the next request of its kind only. Throttling last: a 429 pauses
+    // the environment's requests for its Retry-After.
+    let faults = [
+        ("token", 503, None, "token", "entra_unavailable"),
+        ("token", 400, None, "token", "entra_refused"),
+        ("token", 429, Some(30), "token", "entra_throttled"),
+        ("whoami", 503, None, "dataverse", "dataverse_unavailable"),
+        ("whoami", 400, None, "dataverse", "dataverse_rejected"),
+        ("whoami", 401, None, "dataverse", "dataverse_unauthorized"),
+        ("whoami", 429, Some(30), "dataverse", "dataverse_throttled"),
+    ];
+    for (kind, status, retry_after, name, code) in faults {
+        // Enough faults for any retry inside one check, and cleared afterwards.
+        t.sandbox.inject(Fault::next(
+            kind,
+            FaultAction::status(status, retry_after),
+            5,
+        ));
+        expect_check(&t, json!({}), name, "fail", code).await;
+        t.sandbox.clear_faults();
+    }
+}
+
+async fn test_and_save_reports_each_credential_and_workstream_failure() {
+    let t = TestApp::start().await;
+    t.create_org("acme", None).await;
+    let cases = [
+        (
+            json!({ "client_secret": SECRET_ID }),
+            "token",
+            "fail",
+            "entra_wrong_secret",
+        ),
+        (
+            json!({ "client_secret": EXPIRED_SECRET }),
+            "token",
+            "fail",
+            "entra_secret_expired",
+        ),
+        (
+            json!({ "client_id": "11111111-2222-4333-8444-555555555555" }),
+            "token",
+            "fail",
+            "entra_unknown_client",
+        ),
+        (
+            json!({ "tenant_id": "99999999-8888-4777-8666-555555555555" }),
+            "token",
+            "fail",
+            "entra_unknown_tenant",
+        ),
+        (
+            json!({ "client_id": NOT_APP_USER.0, "client_secret": NOT_APP_USER.1 }),
+            "dataverse",
+            "fail",
+            "not_application_user",
+        ),
+        (
+            json!({ "client_id": NO_ROLE.0, "client_secret": NO_ROLE.1 }),
+            "dataverse",
+            "fail",
+            "missing_privilege",
+        ),
+        (
+            json!({ "default_queue_id": "00000000-0000-4000-8000-00000000dead" }),
+            "workstream",
+            "fail",
+            "workstream_not_found",
+        ),
+        (
+            json!({ "default_queue_id": QUEUE }),
+            "workstream",
+            "fail",
+            "workstream_is_queue",
+        ),
+        (
+            json!({ "default_queue_id": RECORD_WORKSTREAM }),
+            "workstream",
+            "fail",
+            "workstream_record_routing",
+        ),
+        (
+            json!({ "default_queue_id": VOICE_WORKSTREAM }),
+            "workstream",
+            "fail",
+            "workstream_voice",
+        ),
+        (
+            json!({ "default_queue_id": INACTIVE_WORKSTREAM }),
+            "workstream",
+            "fail",
+            "workstream_inactive",
+        ),
+        (
+            json!({ "default_queue_id": PICK_WORKSTREAM }),
+            "workstream",
+            "warn",
+            "workstream_pick_mode",
+        ),
+        (
+            json!({ "default_queue_id": OTHER_CHANNEL_WORKSTREAM }),
+            "workstream",
+            "warn",
+            "workstream_other_channel",
+        ),
+    ];
+    t.sandbox.edit_seed(|seed| {
+        seed.workstreams.push(json!({
+            "msdyn_liveworkstreamid": OTHER_CHANNEL_WORKSTREAM,
+            "msdyn_name": "Messaging – other channel",
+            "msdyn_streamsource": 192_310_000,
+            "msdyn_workdistributionmode": 192_350_000,
+            "msdyn_direction": 0,
+            "statecode": 0,
+        }))
+    });
+    for (changes, name, status, code) in cases {
+        expect_check(&t, changes, name, status, code).await;
+    }
+}
+
+/// Something an admin (or Microsoft) changes after the connection was saved.
+type Change = fn(&TestApp);
+
+/// A change to the saved connection's workstream row.
+type WorkstreamEdit = fn(&mut Value);
+
+fn demo_secret_deleted(t: &TestApp) {
+    let demo = t.sandbox.demo_connection();
+    t.sandbox.edit_seed(|seed| {
+        demo_app(seed, &demo.client_id)
+            .secrets
+            .retain(|s| s.value != demo.client_secret)
+    });
+    t.sandbox.expire_tokens();
+}
+
+fn demo_secret_expired(t: &TestApp) {
+    t.sandbox
+        .expire_secret(&t.sandbox.demo_connection().client_secret);
+    t.sandbox.expire_tokens();
+}
+
+fn app_registration_deleted(t: &TestApp) {
+    let demo = t.sandbox.demo_connection();
+    t.sandbox.edit_seed(|seed| {
+        for tenant in &mut seed.tenants {
+            tenant.apps.retain(|a| a.client_id != demo.client_id);
+        }
+    });
+    t.sandbox.expire_tokens();
+}
+
+fn tenant_gone(t: &TestApp) {
+    t.sandbox.edit_seed(|seed| {
+        seed.tenants[0].tenant_id = "00000000-0000-4000-8000-000000000000".into();
+    });
+    t.sandbox.expire_tokens();
+}
+
+fn application_user_removed(t: &TestApp) {
+    let demo = t.sandbox.demo_connection();
+    t.sandbox
+        .edit_seed(|seed| demo_app(seed, &demo.client_id).application_user = false);
+}
+
+fn security_role_removed(t: &TestApp) {
+    let demo = t.sandbox.demo_connection();
+    t.sandbox
+        .edit_seed(|seed| demo_app(seed, &demo.client_id).security_role = false);
+}
+
+fn workstream_deleted(t: &TestApp) {
+    let ws = t.sandbox.demo_connection().default_queue_id;
+    t.sandbox.edit_seed(|seed| {
+        seed.workstreams
+            .retain(|w| w["msdyn_liveworkstreamid"] != ws.as_str())
+    });
+}
+
+/// Faults on the next few requests of a kind; `token` faults need a token refresh, so
+/// issued tokens are expired too.
+fn faults(t: &TestApp, kind: &str, status: u16, retry_after: Option<u64>) {
+    if kind == "token" {
+        t.sandbox.expire_tokens();
+    }
+    t.sandbox.inject(Fault::next(
+        kind,
+        FaultAction::status(status, retry_after),
+        5,
+    ));
+}
+
+async fn handoff_records_and_the_card_report_what_changed_after_saving() {
+    // (what changed, the handoff's state after one attempt, the code, whether checking
+    // the connection again turns the card failing with the same code)
+    let cases: [(Change, &str, &str, bool); 13] = [
+        (demo_secret_deleted, "failed", "entra_wrong_secret", true),
+        (demo_secret_expired, "failed", "entra_secret_expired", true),
+        (
+            app_registration_deleted,
+            "failed",
+            "entra_unknown_client",
+            true,
+        ),
+        (tenant_gone, "failed", "entra_unknown_tenant", true),
+        (
+            |t| faults(t, "token", 429, Some(30)),
+            "queued",
+            "entra_throttled",
+            false,
+        ),
+        (
+            |t| faults(t, "token", 503, None),
+            "queued",
+            "entra_unavailable",
+            false,
+        ),
+        (
+            |t| faults(t, "token", 400, None),
+            "failed",
+            "entra_refused",
+            false,
+        ),
+        (
+            application_user_removed,
+            "failed",
+            "not_application_user",
+            true,
+        ),
+        (security_role_removed, "failed", "missing_privilege", true),
+        (
+            |t| faults(t, "create_work_item", 401, None),
+            "failed",
+            "dataverse_unauthorized",
+            false,
+        ),
+        (
+            |t| faults(t, "create_work_item", 429, Some(30)),
+            "queued",
+            "dataverse_throttled",
+            false,
+        ),
+        (
+            |t| faults(t, "create_work_item", 400, None),
+            "failed",
+            "work_item_rejected",
+            false,
+        ),
+        (workstream_deleted, "failed", "workstream_not_found", true),
+    ];
+    for (change, state, code, card) in cases {
+        let (t, secret) = connected(TestOptions::default()).await;
+        change(&t);
+        let session = format!("after_{code}");
+        hand_off(&t, &secret, json!({ "id": session })).await;
+        expect_handoff(&t, "acme", &session, state, code).await;
+        if card {
+            expect_card(&t, "acme", "fail", code).await;
+        }
+    }
+}
+
+async fn dataverse_unavailable_by_server_error_and_by_closed_connection() {
+    for action in [FaultAction::status(503, None), FaultAction::Reset] {
+        let (t, secret) = connected(TestOptions::default()).await;
+        t.sandbox
+            .inject(Fault::next("create_work_item", action.clone(), 5));
+        hand_off(&t, &secret, json!({ "id": "unavailable" })).await;
+        expect_handoff(&t, "acme", "unavailable", "queued", "dataverse_unavailable").await;
+    }
+    // The checks of the saved connection, with every connection to the environment
+    // closed unanswered.
+    let (t, _) = connected(TestOptions::default()).await;
+    t.sandbox
+        .inject(Fault::next("whoami", FaultAction::Reset, 5));
+    expect_card(&t, "acme", "fail", "dataverse_unavailable").await;
+}
+
+async fn a_rejected_contact_lookup_is_dataverse_rejected() {
+    let (t, secret) = connected(TestOptions::default()).await;
+    t.sandbox
+        .inject(Fault::next("contacts", FaultAction::status(400, None), 5));
+    let contact = json!({ "name": "Ann", "email": "ann@example.com", "verified": true });
+    hand_off(&t, &secret, json!({ "id": "lookup", "contact": contact })).await;
+    expect_handoff(&t, "acme", "lookup", "failed", "dataverse_rejected").await;
+}
+
+async fn a_workstream_changed_after_saving_shows_on_the_card() {
+    let edits: [(&str, &str, WorkstreamEdit); 5] = [
+        ("fail", "workstream_inactive", |w| w["statecode"] = json!(1)),
+        ("fail", "workstream_record_routing", |w| {
+            w["msdyn_streamsource"] = json!(192_350_000)
+        }),
+        ("fail", "workstream_voice", |w| {
+            w["msdyn_streamsource"] = json!(192_370_000)
+        }),
+        ("warn", "workstream_other_channel", |w| {
+            w["msdyn_streamsource"] = json!(192_310_000)
+        }),
+        ("warn", "workstream_pick_mode", |w| {
+            w["msdyn_workdistributionmode"] = json!(192_350_001)
+        }),
+    ];
+    for (status, code, edit) in edits {
+        let (t, _) = connected(TestOptions::default()).await;
+        let ws = t.sandbox.demo_connection().default_queue_id;
+        t.sandbox.edit_seed(|seed| {
+            edit(
+                seed.workstreams
+                    .iter_mut()
+                    .find(|w| w["msdyn_liveworkstreamid"] == ws.as_str())
+                    .unwrap(),
+            )
+        });
+        expect_card(&t, "acme", status, code).await;
+    }
+}
+
+async fn contact_matches_that_link_no_contact_are_explained() {
+    let (t, secret) = connected(TestOptions::default()).await;
+    let cases = [
+        ("twins@example.com", true, "contact_ambiguous"),
+        ("nobody-here@example.com", true, "contact_not_found"),
+        ("ann@example.com", false, "email_unverified"),
+    ];
+    for (email, verified, code) in cases {
+        let contact = json!({ "name": "Visitor", "email": email, "verified": verified });
+        hand_off(&t, &secret, json!({ "id": code, "contact": contact })).await;
+        expect_handoff(&t, "acme", code, "succeeded", code).await;
+    }
+    // A linked contact needs no words.
+    let record = t.record("acme", "contact_ambiguous").await;
+    assert_eq!(record["notes"].as_array().unwrap().len(), 1, "{record}");
+}
+
+async fn bridge_side_entries_are_reported_on_the_record_and_the_status() {
+    // unsupported_channel and not_connected.
+    let (t, secret) = connected(TestOptions::default()).await;
+    hand_off(
+        &t,
+        &secret,
+        json!({ "id": "by_mail", "channel": { "type": "email" } }),
+    )
+    .await;
+    expect_handoff(&t, "acme", "by_mail", "skipped", "unsupported_channel").await;
+    let beta = t.create_org("beta", None).await;
+    t.send(
+        "beta",
+        &beta,
+        "b1",
+        &envelope("beta", json!({ "id": "waits" })),
+    )
+    .await;
+    t.app.run_due().await.unwrap();
+    expect_handoff(&t, "beta", "waits", "queued", "not_connected").await;
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=beta", None).await;
+    assert_eq!(
+        status["orgs"][0]["connection"]["hint"],
+        catalog::NOT_CONNECTED.hint
+    );
+
+    // connection_secret_unreadable: a replica started with another encryption key.
+    let (status, _) = t
+        .send(
+            "acme",
+            &secret,
+            "msg_k",
+            &envelope("acme", json!({ "id": "other_key" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    t.replica_with_other_key().await.run_due().await.unwrap();
+    expect_handoff(
+        &t,
+        "acme",
+        "other_key",
+        "failed",
+        "connection_secret_unreadable",
+    )
+    .await;
+}
+
+async fn given_up_handoffs_and_callbacks_are_reported() {
+    // No retry window: the first temporary failure is the last.
+    let options = TestOptions {
+        retry_window: std::time::Duration::ZERO,
+        ..TestOptions::default()
+    };
+    let t = TestApp::start_with(options).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", listener.local_addr().unwrap())
+    };
+    let secret = t.create_org("acme", Some(&closed)).await;
+    let (status, body) = t
+        .admin(
+            Method::PUT,
+            "/v1/orgs/acme/connection",
+            Some(t.connection_input(json!({}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::status(503, None),
+        1,
+    ));
+    hand_off(&t, &secret, json!({ "id": "gave_up" })).await;
+    t.drain().await;
+    expect_handoff(&t, "acme", "gave_up", "failed", "retries_exhausted").await;
+    // Its failed callback (handoff.failed) to the closed port is given up too.
+    expect_handoff(&t, "acme", "gave_up", "failed", "callback_failed").await;
+    let record = t.record("acme", "gave_up").await;
+    assert_eq!(record["callbacks"][0]["state"], "failed", "{record}");
+}
+
+/// One test runs every scenario, so that what they observed can be compared with
+/// `EXPECTED` at the end (about a second in all).
+#[tokio::test]
+async fn every_catalog_entry_is_reported_where_it_belongs() {
+    let expected: BTreeSet<&str> = EXPECTED.iter().map(|(c, _)| *c).collect();
+    let excluded: BTreeSet<&str> = NOT_PRODUCIBLE.iter().map(|(c, _)| *c).collect();
+    for f in CATALOG {
+        assert!(
+            expected.contains(f.code) != excluded.contains(f.code),
+            "{} must be in exactly one of EXPECTED and NOT_PRODUCIBLE",
+            f.code
+        );
+    }
+    assert_eq!(expected.len() + excluded.len(), CATALOG.len());
+
+    test_and_save_reports_each_input_token_and_dataverse_failure().await;
+    test_and_save_reports_each_credential_and_workstream_failure().await;
+    handoff_records_and_the_card_report_what_changed_after_saving().await;
+    dataverse_unavailable_by_server_error_and_by_closed_connection().await;
+    a_rejected_contact_lookup_is_dataverse_rejected().await;
+    a_workstream_changed_after_saving_shows_on_the_card().await;
+    contact_matches_that_link_no_contact_are_explained().await;
+    bridge_side_entries_are_reported_on_the_record_and_the_status().await;
+    given_up_handoffs_and_callbacks_are_reported().await;
+
+    let observed = OBSERVED.lock().unwrap().clone();
+    for (code, surfaces) in EXPECTED {
+        let seen: Vec<Surface> = observed
+            .get(code)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        assert_eq!(&seen, surfaces, "{code}: reported on");
+    }
+    assert_eq!(observed.len(), EXPECTED.len(), "{observed:?}");
+}
