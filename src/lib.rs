@@ -16,6 +16,7 @@ pub mod dynamics;
 pub mod error;
 pub mod handoff;
 pub mod http;
+pub mod metrics;
 pub mod sandbox;
 pub mod store;
 pub mod webhook;
@@ -32,6 +33,7 @@ pub use config::Config;
 use connection::crypto::EncryptionKey;
 use dynamics::Dataverse;
 use handoff::retry::RetryPolicy;
+use metrics::Metrics;
 use store::{Store, StoreError};
 
 /// Worker and safety settings that the handoff code reads.
@@ -59,6 +61,8 @@ pub struct Context {
     /// Entra ID tokens and Dataverse traffic (the same HTTP client, the token cache, the
     /// per-environment gates).
     pub dataverse: Arc<Dataverse>,
+    /// What `GET /metrics` reports; shared with `dataverse`.
+    pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub admin_token: SecretString,
     /// Wakes the worker when work arrives.
@@ -86,10 +90,12 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let store = Store::connect(&config.database_url).await?;
         let http = dynamics::http_client(config.request_timeout);
+        let metrics = Arc::new(Metrics::new());
         let dataverse = Dataverse::new(
             http.clone(),
             &config.entra_authority,
             config.settings.dataverse_concurrency,
+            metrics.clone(),
         );
         Ok(Self {
             ctx: Arc::new(Context {
@@ -97,6 +103,7 @@ impl App {
                 key: config.encryption_key,
                 http,
                 dataverse,
+                metrics,
                 settings: config.settings,
                 admin_token: config.admin_token,
                 wake: Notify::new(),

@@ -207,6 +207,11 @@ impl DataverseClient {
                 Err(e) => Err(e),
             };
             let duration_ms = started.elapsed().as_millis() as u64;
+            self.shared.metrics.dataverse_request(
+                kind.as_str(),
+                result.as_ref().ok().map(|(status, ..)| status.as_u16()),
+                started.elapsed().as_secs_f64(),
+            );
             let (status, retry_after, answer) = match result {
                 Ok(r) => r,
                 Err(source) => {

@@ -10,6 +10,8 @@ pub mod token;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::Metrics;
+
 pub use client::{CreateOutcome, DataverseClient, DataverseError, Workstream};
 pub use throttle::{Gates, Paused};
 pub use token::{Credentials, TokenError, TokenProvider};
@@ -20,15 +22,23 @@ pub struct Dataverse {
     pub http: reqwest::Client,
     pub tokens: TokenProvider,
     pub gates: Gates,
+    /// Counts and times every Dataverse and token request.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Dataverse {
     /// `authority` is the Entra ID authority; `max_concurrent` the requests per environment.
-    pub fn new(http: reqwest::Client, authority: &str, max_concurrent: usize) -> Arc<Self> {
+    pub fn new(
+        http: reqwest::Client,
+        authority: &str,
+        max_concurrent: usize,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            tokens: TokenProvider::new(http.clone(), authority),
+            tokens: TokenProvider::new(http.clone(), authority, metrics.clone()),
             gates: Gates::new(max_concurrent),
             http,
+            metrics,
         })
     }
 

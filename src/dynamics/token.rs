@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::domain::EnvironmentUrl;
+use crate::metrics::Metrics;
 
 /// How long before expiry a cached token is replaced.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -118,15 +119,17 @@ pub const DEFAULT_TOKEN_PAUSE: Duration = Duration::from_secs(60);
 pub struct TokenProvider {
     http: reqwest::Client,
     authority: String,
+    metrics: Arc<Metrics>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
 impl TokenProvider {
     /// `authority` is e.g. `https://login.microsoftonline.com` (no trailing slash needed).
     /// `http` must not follow redirects (a redirect would resend the secret elsewhere).
-    pub fn new(http: reqwest::Client, authority: &str) -> Self {
+    pub fn new(http: reqwest::Client, authority: &str, metrics: Arc<Metrics>) -> Self {
         Self {
             http,
+            metrics,
             authority: authority.trim_end_matches('/').to_owned(),
             slots: Mutex::new(HashMap::new()),
         }
@@ -188,8 +191,21 @@ impl TokenProvider {
         *self.slot(creds).token.lock().await = Some(token);
     }
 
-    /// Requests a new token, bypassing the cache (used by connection tests).
+    /// Requests a new token, bypassing the cache (used by connection tests), and counts it
+    /// in the metrics.
     pub async fn fetch(&self, creds: &Credentials) -> Result<AccessToken, TokenError> {
+        let started = Instant::now();
+        let result = self.request(creds).await;
+        let outcome = match &result {
+            Ok(_) => "issued".to_owned(),
+            Err(e) => crate::catalog::token_failure(e).code,
+        };
+        self.metrics
+            .token_request(&outcome, started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn request(&self, creds: &Credentials) -> Result<AccessToken, TokenError> {
         let token_url = TokenUrl::new(format!(
             "{}/{}/oauth2/v2.0/token",
             self.authority, creds.tenant_id

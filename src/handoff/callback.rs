@@ -111,6 +111,10 @@ pub async fn deliver(
             }
         }
     };
+    ctx.metrics.callback_attempted(match state {
+        "pending" => "retry_scheduled",
+        other => other,
+    });
     let mut detail = json!({
         "webhook_id": callback.webhook_id,
         "event": callback.event_type,

@@ -71,12 +71,19 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
                     .map(|d| d.code.as_str())
                     .unwrap_or("");
                 match ctx.store.finish_handoff(&claim, &outcome, now_ms()).await {
-                    Ok(true) => tracing::info!(
-                        state = outcome.state.as_str(),
-                        code,
-                        duration_ms,
-                        "handoff attempt finished"
-                    ),
+                    Ok(true) => {
+                        ctx.metrics.attempt_finished(
+                            outcome.state.as_str(),
+                            outcome.error.as_ref().map(|d| d.code.as_str()),
+                            started.elapsed().as_secs_f64(),
+                        );
+                        tracing::info!(
+                            state = outcome.state.as_str(),
+                            code,
+                            duration_ms,
+                            "handoff attempt finished"
+                        )
+                    }
                     Ok(false) => tracing::warn!(
                         duration_ms,
                         "handoff lease was lost; another worker owns it now"

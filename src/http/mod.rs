@@ -46,6 +46,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         )
         .route("/v1/orgs/{org_id}/sessions", get(admin::list_sessions))
         .route("/v1/status", get(admin::status))
+        .route("/metrics", get(metrics))
         .route(
             "/v1/orgs/{org_id}/sessions/{session_id}/retry",
             post(admin::retry_session),
@@ -59,8 +60,11 @@ pub fn router(ctx: Arc<Context>) -> Router {
             get(admin::get_session),
         )
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_admin));
-    Router::new()
+    let webhooks = Router::new()
         .route("/v1/webhooks/{org_id}", post(webhooks::receive))
+        .route_layer(middleware::from_fn_with_state(ctx.clone(), count_webhook));
+    Router::new()
+        .merge(webhooks)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status::page))
@@ -71,6 +75,27 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(admin)
         .layer(middleware::from_fn(log_request))
         .with_state(ctx)
+}
+
+/// Counts each webhook delivery by the status it was answered with.
+async fn count_webhook(State(ctx): State<Arc<Context>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    ctx.metrics.webhook_answered(response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: Prometheus metrics as OpenMetrics text (see [`crate::metrics`]); admin
+/// token required, as for the admin API.
+async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
+    let text = ctx.metrics.render(&ctx.store).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// `GET /readyz`: 200 when the store answers, 503 `store_unavailable` otherwise.

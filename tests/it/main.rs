@@ -10,6 +10,7 @@ mod docs;
 mod fixtures;
 mod handoff;
 mod intake;
+mod metrics;
 mod reliability;
 mod replay;
 mod secrets;

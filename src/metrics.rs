@@ -1,0 +1,268 @@
+//! Prometheus metrics (`GET /metrics`), kept with the `prometheus-client` crate and rendered
+//! in the OpenMetrics text format, which Prometheus scrapes natively.
+//!
+//! Labels never carry secrets or visitor data: HTTP status codes, catalog codes, Dataverse
+//! request kinds, handoff outcomes and org ids (which admins choose and which already appear
+//! in URLs).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `handoff_webhooks_received_total` | counter | `status` (HTTP status the bridge answered) |
+//! | `handoff_attempts_total` | counter | `outcome` (`succeeded`, `failed`, `skipped`, `retry_scheduled`), `code` (catalog code or `none`) |
+//! | `handoff_attempt_duration_seconds` | histogram | `outcome` |
+//! | `handoff_dataverse_requests_total` | counter | `kind` (`whoami`, `contacts`, `create_contact`, `workstream`, `queue`, `create_work_item`, `get_work_item`), `status` (HTTP status, or `transport_error`) |
+//! | `handoff_dataverse_request_duration_seconds` | histogram | `kind` |
+//! | `handoff_token_requests_total` | counter | `outcome` (`issued`, or the catalog code of the failure) |
+//! | `handoff_token_request_duration_seconds` | histogram | — |
+//! | `handoff_callbacks_total` | counter | `outcome` (`delivered`, `retry_scheduled`, `failed`) |
+//! | `handoff_queue_depth` | gauge | `org_id`: handoffs `queued` or `processing` |
+//! | `handoff_queue_oldest_age_seconds` | gauge | `org_id`: age of the oldest of them |
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::{now_ms, Store, StoreError};
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    outcome: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    kind: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrgLabel {
+    org_id: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Request and attempt durations: 5 ms to about 41 s, doubling.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// One bridge process's metrics. Cheap to update from any task.
+pub struct Metrics {
+    registry: Registry,
+    webhooks: Family<StatusLabel, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    attempt_duration: Histograms<OutcomeLabel>,
+    dataverse_requests: Family<RequestLabels, Counter>,
+    dataverse_duration: Histograms<KindLabel>,
+    token_requests: Family<OutcomeLabel, Counter>,
+    token_duration: Histogram,
+    callbacks: Family<OutcomeLabel, Counter>,
+    queue_depth: Family<OrgLabel, Gauge>,
+    oldest_queued: Family<OrgLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("handoff");
+        let webhooks = Family::default();
+        registry.register(
+            "webhooks_received",
+            "Webhook deliveries, by the HTTP status the bridge answered",
+            webhooks.clone(),
+        );
+        let attempts = Family::default();
+        registry.register(
+            "attempts",
+            "Handoff attempts, by outcome and failure catalog code",
+            attempts.clone(),
+        );
+        let attempt_duration: Histograms<OutcomeLabel> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "attempt_duration_seconds",
+            "Duration of one handoff attempt (token, contact lookup, work item create)",
+            attempt_duration.clone(),
+        );
+        let dataverse_requests = Family::default();
+        registry.register(
+            "dataverse_requests",
+            "Dataverse Web API requests, by kind and HTTP status",
+            dataverse_requests.clone(),
+        );
+        let dataverse_duration: Histograms<KindLabel> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "dataverse_request_duration_seconds",
+            "Duration of one Dataverse request, answer read",
+            dataverse_duration.clone(),
+        );
+        let token_requests = Family::default();
+        registry.register(
+            "token_requests",
+            "Entra ID token requests (refreshes), by outcome",
+            token_requests.clone(),
+        );
+        let token_duration = duration_histogram();
+        registry.register(
+            "token_request_duration_seconds",
+            "Duration of one Entra ID token request",
+            token_duration.clone(),
+        );
+        let callbacks = Family::default();
+        registry.register(
+            "callbacks",
+            "Callback deliveries to the widget backend, by outcome",
+            callbacks.clone(),
+        );
+        let queue_depth = Family::default();
+        registry.register(
+            "queue_depth",
+            "Handoffs queued or being processed, per org (read at scrape time)",
+            queue_depth.clone(),
+        );
+        let oldest_queued = Family::default();
+        registry.register(
+            "queue_oldest_age_seconds",
+            "Age of the oldest queued handoff, per org (read at scrape time)",
+            oldest_queued.clone(),
+        );
+        Self {
+            registry,
+            webhooks,
+            attempts,
+            attempt_duration,
+            dataverse_requests,
+            dataverse_duration,
+            token_requests,
+            token_duration,
+            callbacks,
+            queue_depth,
+            oldest_queued,
+        }
+    }
+
+    /// A webhook delivery answered with `status`.
+    pub fn webhook_answered(&self, status: u16) {
+        self.webhooks
+            .get_or_create(&StatusLabel {
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// A finished handoff attempt: `outcome` is the state it left (`queued` is counted as
+    /// `retry_scheduled`), `code` the catalog code of its failure.
+    pub fn attempt_finished(&self, outcome: &str, code: Option<&str>, seconds: f64) {
+        let outcome = if outcome == "queued" {
+            "retry_scheduled"
+        } else {
+            outcome
+        };
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                outcome: outcome.to_owned(),
+                code: code.unwrap_or("none").to_owned(),
+            })
+            .inc();
+        self.attempt_duration
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// A Dataverse request of `kind` answered with `status` (`None`: no answer).
+    pub fn dataverse_request(&self, kind: &str, status: Option<u16>, seconds: f64) {
+        let status = status.map_or_else(|| "transport_error".to_owned(), |s| s.to_string());
+        self.dataverse_requests
+            .get_or_create(&RequestLabels {
+                kind: kind.to_owned(),
+                status,
+            })
+            .inc();
+        self.dataverse_duration
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// An Entra ID token request: `outcome` is `issued` or a catalog code.
+    pub fn token_request(&self, outcome: &str, seconds: f64) {
+        self.token_requests
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.token_duration.observe(seconds);
+    }
+
+    /// A callback delivery attempt: `delivered`, `retry_scheduled` or `failed`.
+    pub fn callback_attempted(&self, outcome: &str) {
+        self.callbacks
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Reads the queue gauges from `store`, then renders every metric as OpenMetrics text.
+    ///
+    /// # Errors
+    /// The store's, when the queue cannot be read.
+    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+        let now = now_ms();
+        let orgs = store.orgs().await?;
+        self.queue_depth.clear();
+        self.oldest_queued.clear();
+        for org in orgs {
+            let (depth, oldest) = store.queue_depth(&org.org_id).await?;
+            let label = OrgLabel { org_id: org.org_id };
+            self.queue_depth.get_or_create(&label).set(depth);
+            self.oldest_queued
+                .get_or_create(&label)
+                .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0));
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        Ok(text)
+    }
+}
