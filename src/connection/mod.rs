@@ -31,10 +31,12 @@ mod stream_source {
 const PICK_MODE: i64 = 192_350_001;
 
 /// The body of `POST …/connection/test` and `PUT …/connection`. `Debug` hides the secret.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConnectionInput {
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,
+    /// The Value of a client secret (never its Secret ID).
+    #[schema(value_type = Option<String>, format = Password)]
     pub client_secret: Option<SecretString>,
     pub environment_url: Option<String>,
     pub default_queue_id: Option<String>,

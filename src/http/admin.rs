@@ -55,13 +55,20 @@ pub(super) async fn existing_handoff(
 }
 
 /// `PUT /v1/orgs/{org_id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct OrgInput {
     pub name: Option<String>,
     pub callback_url: Option<String>,
 }
 
 /// Creates (201, with the new `webhook_secret`, shown this once) or updates (200) an org.
+#[utoipa::path(put, path = "/v1/orgs/{org_id}", tag = "orgs", params(super::openapi::OrgPath),
+    request_body = OrgInput,
+    responses(
+        (status = 201, description = "Created; `webhook_secret` is shown this once", body = Object),
+        (status = 200, description = "Updated", body = Object),
+        (status = 422, description = "`validation_failed`: `errors` name each field", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ), security(("admin_token" = [])))]
 pub async fn put_org(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -128,6 +135,9 @@ pub async fn put_org(
 }
 
 /// `GET /v1/orgs/{org_id}`: the org, never its secret.
+#[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "orgs", params(super::openapi::OrgPath),
+    responses((status = 200, description = "The org, never its secret", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn get_org(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -136,6 +146,9 @@ pub async fn get_org(
 }
 
 /// `POST /v1/orgs/{org_id}/webhook-secret`: a new secret; the old one is accepted for 24 h.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/webhook-secret", tag = "orgs", params(super::openapi::OrgPath),
+    responses((status = 200, description = "`{webhook_secret, previous_secret_valid_until}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn rotate_secret(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -156,6 +169,10 @@ pub async fn rotate_secret(
 }
 
 /// `POST /v1/orgs/{org_id}/connection/test`: runs the checks, saves nothing.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/test", tag = "connection", params(super::openapi::OrgPath),
+    request_body = crate::connection::ConnectionInput,
+    responses((status = 200, description = "`{status: passed|failed, checks: [{name, status, code, message, hint, detail, duration_ms}]}`; nothing saved", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn test_connection(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -174,6 +191,13 @@ pub async fn test_connection(
 
 /// `PUT /v1/orgs/{org_id}/connection`: runs the checks and saves only if all pass (200);
 /// otherwise 422 and the previous connection stays as it was.
+#[utoipa::path(put, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(super::openapi::OrgPath),
+    request_body = crate::connection::ConnectionInput,
+    responses(
+        (status = 200, description = "Every check passed; saved as `active`", body = Object),
+        (status = 422, description = "A check failed; `{status: failed, checks}`, the previous connection stays", body = Object),
+        (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ), security(("admin_token" = [])))]
 pub async fn save_connection(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -222,6 +246,9 @@ pub async fn save_connection(
 /// `POST /v1/orgs/{org_id}/connection/check`: runs the checks again on the saved connection
 /// (e.g. after its client secret expired) and records the verdict: `active` when every
 /// check passes, `failing` otherwise. 404 `not_connected` without a connection.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/check", tag = "connection", params(super::openapi::OrgPath),
+    responses((status = 200, description = "The checks of the saved connection; the card becomes `active` or `failing`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn check_connection(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -264,6 +291,9 @@ pub async fn check_connection(
 }
 
 /// `GET /v1/orgs/{org_id}/connection`: status and settings, never the secret.
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(super::openapi::OrgPath),
+    responses((status = 200, description = "The connection, never its client secret", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn get_connection(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -288,6 +318,9 @@ pub async fn get_connection(
 
 /// `DELETE /v1/orgs/{org_id}/connection`: forgets the credentials; 204, or 404 when there
 /// was no connection. Records already in Dynamics stay.
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(super::openapi::OrgPath),
+    responses((status = 204, description = "Forgotten"), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn delete_connection(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -301,6 +334,9 @@ pub async fn delete_connection(
 }
 
 /// `GET /v1/orgs/{org_id}/sessions/{session_id}`: the handoff record with its timeline.
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions/{session_id}", tag = "handoffs", params(super::openapi::OrgSessionPath),
+    responses((status = 200, description = "The handoff record with `events` and `callbacks`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn get_session(
     State(ctx): State<Arc<Context>>,
     Path((raw, session_id)): Path<(String, String)>,
@@ -323,6 +359,15 @@ pub struct StatusQuery {
 
 /// `GET /v1/status?org=&state=&session=&limit=`: per org, the connection card, counts over
 /// 24 h, the queue, and recent handoffs with an explanation each (`diagnostics.rs`).
+#[utoipa::path(get, path = "/v1/status", tag = "status",
+    params(
+        ("org" = Option<String>, Query, description = "Only this org"),
+        ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
+        ("session" = Option<String>, Query, description = "Session ids containing this text"),
+        ("limit" = Option<u32>, Query, description = "Recent handoffs per org, 1–500 (default 20)"),
+    ),
+    responses((status = 200, description = "`{generated_at, orgs: [{org_id, name, connection, counts_24h, queue, recent}]}`", body = Object)),
+    security(("admin_token" = [])))]
 pub async fn status(
     State(ctx): State<Arc<Context>>,
     Query(query): Query<StatusQuery>,
@@ -386,6 +431,13 @@ pub struct ListQuery {
 
 /// `GET /v1/orgs/{org_id}/sessions?state=…&limit=…`: recent handoffs, newest first
 /// (`limit` 1–500, default 50).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions", tag = "handoffs",
+    params(super::openapi::OrgPath,
+        ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
+        ("limit" = Option<u32>, Query, description = "1–500 (default 50)"),
+    ),
+    responses((status = 200, description = "`{sessions: [...]}`, newest first", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn list_sessions(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,
@@ -407,6 +459,12 @@ pub async fn list_sessions(
 /// the session's failed callbacks (202). The same deterministic keys are used, so a replay
 /// cannot create a second live work item or a second logical callback. 409 when nothing
 /// failed.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(super::openapi::OrgSessionPath),
+    responses(
+        (status = 202, description = "Re-queued; `{requeued_handoffs, requeued_callbacks}`", body = Object),
+        (status = 409, description = "`nothing_to_retry`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ), security(("admin_token" = [])))]
 pub async fn retry_session(
     State(ctx): State<Arc<Context>>,
     Path((raw, session_id)): Path<(String, String)>,
@@ -438,6 +496,9 @@ pub async fn retry_session(
 
 /// `POST /v1/orgs/{org_id}/handoffs/retry-failed`: re-queues every failed handoff and
 /// callback of the org (e.g. after fixing its credentials). 202 with the counts.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/handoffs/retry-failed", tag = "handoffs", params(super::openapi::OrgPath),
+    responses((status = 202, description = "`{requeued_handoffs, requeued_callbacks}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
 pub async fn retry_failed(
     State(ctx): State<Arc<Context>>,
     Path(raw): Path<String>,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod extract;
+pub mod openapi;
 pub mod status;
 pub mod views;
 pub mod webhooks;
@@ -65,7 +66,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route_layer(middleware::from_fn_with_state(ctx.clone(), count_webhook));
     Router::new()
         .merge(webhooks)
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/readyz", get(readyz))
         .route("/status", get(status::page))
         .route(
@@ -77,6 +79,13 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .with_state(ctx)
 }
 
+/// `GET /healthz`: 200 while the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// Counts each webhook delivery by the status it was answered with.
 async fn count_webhook(State(ctx): State<Arc<Context>>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
@@ -84,6 +93,11 @@ async fn count_webhook(State(ctx): State<Arc<Context>>, request: Request, next: 
     response
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
+        (status = 401, description = "`unauthorized`: the admin token is required"),
+    ), security(("admin_token" = [])))]
 /// `GET /metrics`: Prometheus metrics as OpenMetrics text (see [`crate::metrics`]); admin
 /// token required, as for the admin API.
 async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
@@ -98,6 +112,11 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
         .into_response())
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "`ready`: the store answers", content_type = "text/plain"),
+        (status = 503, description = "`store_unavailable`", body = openapi::Problem, content_type = "application/problem+json"),
+    ))]
 /// `GET /readyz`: 200 when the store answers, 503 `store_unavailable` otherwise.
 async fn readyz(State(ctx): State<Arc<Context>>) -> Result<&'static str, ApiError> {
     ctx.store.ping().await?;

@@ -69,6 +69,16 @@ fn render(context: serde_json::Value) -> Result<Response, ApiError> {
 }
 
 /// `GET /status?org=&state=&session=&limit=`.
+#[utoipa::path(get, path = "/status", tag = "status",
+    params(
+        ("org" = Option<String>, Query, description = "Only this org"),
+        ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
+        ("session" = Option<String>, Query, description = "Session ids containing this text"),
+    ),
+    responses(
+        (status = 200, description = "The troubleshooting page", content_type = "text/html"),
+        (status = 401, description = "Sign in: `WWW-Authenticate: Basic`; the admin token is the password"),
+    ), security(("admin_token" = []), ("admin_basic" = [])))]
 pub async fn page(
     State(ctx): State<Arc<Context>>,
     headers: HeaderMap,
@@ -100,6 +110,12 @@ pub async fn page(
 }
 
 /// `GET /status/{org}/sessions/{session}`: one handoff with its timeline.
+#[utoipa::path(get, path = "/status/{org_id}/sessions/{session_id}", tag = "status",
+    params(super::openapi::OrgSessionPath),
+    responses(
+        (status = 200, description = "One handoff's timeline", content_type = "text/html"),
+        (status = 401, description = "Sign in: `WWW-Authenticate: Basic`"),
+    ), security(("admin_token" = []), ("admin_basic" = [])))]
 pub async fn session(
     State(ctx): State<Arc<Context>>,
     headers: HeaderMap,

@@ -50,6 +50,24 @@ fn signing_secrets(ctx: &Context, org: &OrgRow, now: i64) -> Vec<WebhookSecret> 
 }
 
 /// Receives a handoff webhook. Answers 202 only after the handoff is committed.
+#[utoipa::path(post, path = "/v1/webhooks/{org_id}", tag = "webhooks",
+    params(super::openapi::OrgPath,
+        ("webhook-id" = String, Header, description = "Standard Webhooks message id"),
+        ("webhook-timestamp" = String, Header, description = "Unix seconds; within 5 minutes"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated"),
+    ),
+    request_body(content = Object, description = "`{event: conversation.handoff_to_human, organization_id, data: {session}}`", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Committed; `{handoff_id, session_id, state: queued}`", body = Object),
+        (status = 200, description = "A redelivery or repeated session: the existing record with `duplicate: true`", body = Object),
+        (status = 400, description = "`body_unreadable`, `malformed_json` or `invalid_shape`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`signature_header_missing`, `signature_header_invalid`, `signature_timestamp_out_of_tolerance` or `signature_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_org`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable`: nothing stored, retry", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn receive(
     State(ctx): State<Arc<Context>>,
     Path(org_id): Path<String>,

@@ -11,6 +11,7 @@ mod fixtures;
 mod handoff;
 mod intake;
 mod metrics;
+mod openapi;
 mod reliability;
 mod replay;
 mod secrets;

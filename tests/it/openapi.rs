@@ -1,0 +1,134 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document matches the router, both ways.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+/// `(METHOD, path)` for every `.route("path", get(…).post(…))` in the router's source.
+fn routed() -> BTreeSet<(String, String)> {
+    let source = include_str!("../../src/http/mod.rs");
+    let mut routes = BTreeSet::new();
+    for (at, _) in source.match_indices(".route(") {
+        let rest = &source[at + ".route(".len()..];
+        // The call's arguments: up to the parenthesis that closes `.route(`.
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .unwrap();
+        let args = &rest[..end];
+        let path = args.split('"').nth(1).unwrap().to_owned();
+        for method in ["get", "post", "put", "delete", "patch"] {
+            // `get(` as a call of its own, not the end of `admin::get_org(` and the like.
+            let call = format!("{method}(");
+            let called = args.match_indices(&call).any(|(i, _)| {
+                i == 0 || {
+                    let before = args.as_bytes()[i - 1];
+                    !before.is_ascii_alphanumeric() && before != b'_'
+                }
+            });
+            if called {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+fn documented(spec: &Value) -> BTreeSet<(String, String)> {
+    spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "put", "delete", "patch"].contains(&k.as_str()))
+                .map(|m| (m.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_routes() {
+    let t = TestApp::start().await;
+    let response = t
+        .http
+        .get(format!("{}/openapi.json", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let spec: Value = response.json().await.unwrap();
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        spec["openapi"]
+    );
+
+    let documented = documented(&spec);
+    let routed = routed();
+    assert!(
+        routed.len() >= 19,
+        "the router's routes were read: {routed:?}"
+    );
+    assert_eq!(documented, routed, "documented vs routed");
+
+    // Every documented operation reaches a handler: not the router's bare 404 or a 405.
+    for (method, path) in &documented {
+        let url = format!(
+            "{}{}",
+            t.url,
+            path.replace("{org_id}", "nobody")
+                .replace("{session_id}", "s1")
+        );
+        let response = t
+            .http
+            .request(Method::from_bytes(method.as_bytes()).unwrap(), url)
+            .bearer_auth(&t.admin_token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            status != StatusCode::NOT_FOUND || body.contains("unknown_org"),
+            "{method} {path}: {status} {body}"
+        );
+    }
+
+    // The admin routes ask for the admin token; the webhook and the probes do not.
+    let secured: BTreeSet<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, ops)| {
+            ops.as_object()
+                .unwrap()
+                .values()
+                .any(|op| op.get("security").is_some())
+        })
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert!(secured.contains("/v1/status") && secured.contains("/metrics"));
+    assert!(!secured.contains("/v1/webhooks/{org_id}") && !secured.contains("/healthz"));
+    assert!(
+        spec["components"]["schemas"]["ConnectionInput"]["properties"]["client_secret"].is_object()
+    );
+}
