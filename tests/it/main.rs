@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod browser;
 mod catalog;
 mod cli;
 mod connection;

@@ -1,0 +1,414 @@
+//! The `/status` page in a real headless Chromium, driven through WebDriver (`chromedriver`)
+//! with `fantoccini`: the visible text of the connection cards and of a failed row's hint,
+//! the link to a session's timeline, readability at 1280 px and 390 px, and basic
+//! accessibility (headings in order, table headers, labelled controls, text contrast).
+//!
+//! Screenshots are saved as test artifacts under `target/browser-artifacts/`; with
+//! `UPDATE_SCREENSHOTS=1` the two `/status` screenshots are also copied to `docs/`.
+//! Without `chromedriver` on the PATH the test says it is skipped, unless
+//! `HANDOFF_BROWSER_TESTS=require` (set by `.ci/run`), which turns that into a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use handoff_bridge::catalog;
+use handoff_bridge::sandbox::{Fault, FaultAction};
+use serde_json::{json, Value};
+
+use crate::helpers::{envelope, TestApp};
+
+/// A chromedriver process on a free port; killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+    profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts `chromedriver`, or `None` when it is not installed.
+    async fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = match Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("chromedriver did not start: {e}"),
+        };
+        let driver = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            profile: tempfile::tempdir().unwrap(),
+        };
+        let status = format!("{}/status", driver.url);
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(&status).await {
+                if r.status().is_success() {
+                    return Some(driver);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("chromedriver did not answer on {status}");
+    }
+
+    async fn session(&self) -> Client {
+        let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let mut options = json!({
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--font-render-hinting=none",
+                format!("--user-data-dir={}", self.profile.path().display()),
+            ],
+        });
+        if let Some(binary) = binary {
+            options["binary"] = json!(binary);
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session starts")
+    }
+}
+
+/// A Chrome DevTools Protocol command through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.expect("a session")
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()),
+        )
+    }
+}
+
+async fn cdp(client: &Client, cmd: &'static str, params: Value) -> Value {
+    client
+        .issue_cmd(Cdp { cmd, params })
+        .await
+        .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
+}
+
+/// Emulates a screen `width` CSS pixels wide (a phone below 600).
+async fn set_width(client: &Client, width: u32, height: u32) {
+    cdp(
+        client,
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600 }),
+    )
+    .await;
+}
+
+/// A screenshot of the whole page at `width`, saved as `target/browser-artifacts/{name}.png`.
+async fn screenshot(client: &Client, width: u32, name: &str) -> PathBuf {
+    let height = client
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap() as u32;
+    set_width(client, width, height).await;
+    let shot = cdp(client, "Page.captureScreenshot", json!({ "format": "png" })).await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    set_width(client, width, 900).await;
+    path
+}
+
+/// Basic accessibility and layout checks run in the page; returns every problem found.
+const AUDIT: &str = r#"
+const problems = [];
+if (!document.documentElement.lang) problems.push('html has no lang');
+if (!document.title) problems.push('no title');
+// Headings: one h1 first, no level skipped on the way down.
+const levels = [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => +h.tagName[1]);
+if (levels[0] !== 1) problems.push('the first heading is not h1: ' + levels);
+for (let i = 1; i < levels.length; i++)
+  if (levels[i] > levels[i - 1] + 1) problems.push('heading h' + levels[i] + ' follows h' + levels[i - 1]);
+// Tables: header cells, with a scope.
+for (const t of document.querySelectorAll('table')) {
+  const ths = t.querySelectorAll('th');
+  if (ths.length === 0) problems.push('a table without header cells');
+  for (const th of ths) if (!th.getAttribute('scope')) problems.push('th without scope: ' + th.textContent);
+}
+// Form controls: a label or an accessible name.
+for (const c of document.querySelectorAll('input, select, textarea')) {
+  if (c.type === 'hidden' || c.type === 'submit') continue;
+  if (c.labels.length === 0 && !c.getAttribute('aria-label')) problems.push('unlabelled control ' + c.name);
+}
+// Links and buttons have text.
+for (const a of document.querySelectorAll('a, button'))
+  if (!a.textContent.trim() && !a.getAttribute('aria-label')) problems.push('a link or button without text');
+// Contrast (WCAG 2.1 AA): 4.5:1, or 3:1 for large text, for every element with its own text.
+const rgb = s => s.match(/[\d.]+/g).map(Number);
+const lum = ([r, g, b]) => {
+  const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = el => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+  }
+  return [255, 255, 255];
+};
+let checked = 0;
+for (const el of document.querySelectorAll('body *')) {
+  const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  const style = getComputedStyle(el);
+  if (!own || style.display === 'none' || style.visibility === 'hidden') continue;
+  const l1 = lum(rgb(style.color).slice(0, 3)), l2 = lum(background(el));
+  const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+  const size = parseFloat(style.fontSize), bold = +style.fontWeight >= 700;
+  const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+  checked++;
+  if (ratio < needed) problems.push('contrast ' + ratio.toFixed(2) + ' < ' + needed + ': ' + el.textContent.trim().slice(0, 40));
+}
+if (checked < 10) problems.push('contrast: only ' + checked + ' text elements checked');
+// Readable at this width: nothing wider than the screen.
+if (document.documentElement.scrollWidth > window.innerWidth)
+  problems.push('horizontal scrolling: ' + document.documentElement.scrollWidth + ' > ' + window.innerWidth);
+return problems;
+"#;
+
+async fn audit(client: &Client, what: &str) {
+    let problems = client.execute(AUDIT, vec![]).await.unwrap();
+    assert_eq!(problems, json!([]), "{what}");
+}
+
+/// The visible text of the element `css` selects.
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A bridge with two orgs: `acme` connected, with a succeeded, a skipped, a failed and a
+/// queued handoff; `beta` not connected, with a queued one.
+async fn populated_bridge() -> TestApp {
+    let t = TestApp::start().await;
+    let acme = t.connected_org("acme").await;
+    let beta = t.create_org("beta", None).await;
+    let contact = json!({ "name": "Ada Lovelace", "email": "ada@example.com", "verified": true });
+    t.send(
+        "acme",
+        &acme,
+        "m1",
+        &envelope("acme", json!({ "id": "chat-ok-1", "contact": contact })),
+    )
+    .await;
+    t.send(
+        "acme",
+        &acme,
+        "m2",
+        &envelope(
+            "acme",
+            json!({ "id": "mail-2", "channel": { "type": "email" } }),
+        ),
+    )
+    .await;
+    t.drain().await;
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::status(403, None),
+        1,
+    ));
+    t.send(
+        "acme",
+        &acme,
+        "m3",
+        &envelope("acme", json!({ "id": "chat-denied-3" })),
+    )
+    .await;
+    t.drain().await;
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::status(429, Some(300)),
+        1,
+    ));
+    t.send(
+        "acme",
+        &acme,
+        "m4",
+        &envelope("acme", json!({ "id": "chat-throttled-4" })),
+    )
+    .await;
+    t.drain().await;
+    t.send(
+        "beta",
+        &beta,
+        "b1",
+        &envelope("beta", json!({ "id": "beta-waits-1" })),
+    )
+    .await;
+    t.app.run_due().await.unwrap();
+    t
+}
+
+#[tokio::test]
+async fn the_status_page_in_headless_chromium() {
+    let Some(driver) = Driver::start().await else {
+        assert_ne!(
+            std::env::var("HANDOFF_BROWSER_TESTS").as_deref(),
+            Ok("require"),
+            "chromedriver is not installed (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("SKIPPED the_status_page_in_headless_chromium: chromedriver is not on the PATH");
+        return;
+    };
+    let t = populated_bridge().await;
+    let client = driver.session().await;
+    // The browser signs in as after the Basic prompt: the header on every request.
+    let basic = basic_auth(&t.admin_token);
+    cdp(&client, "Network.enable", json!({})).await;
+    cdp(
+        &client,
+        "Network.setExtraHTTPHeaders",
+        json!({ "headers": { "Authorization": basic } }),
+    )
+    .await;
+
+    let mut saved = Vec::new();
+    for (width, label) in [(1280, "1280"), (390, "390")] {
+        set_width(&client, width, 900).await;
+        client.goto(&format!("{}/status", t.url)).await.unwrap();
+        assert_eq!(
+            text(&client, "h1").await,
+            "handoff-bridge status",
+            "signed in at {width}"
+        );
+
+        let acme_card = text(&client, "#org-acme ~ [data-testid=connection-card]").await;
+        assert!(
+            acme_card.contains("Dynamics connection: Active"),
+            "{acme_card}"
+        );
+        let beta_card = text(&client, "#org-beta ~ [data-testid=connection-card]").await;
+        assert!(
+            beta_card.contains("Dynamics connection: Not connected"),
+            "{beta_card}"
+        );
+        assert!(
+            beta_card.contains(catalog::NOT_CONNECTED.hint),
+            "{beta_card}"
+        );
+
+        // The failed row names its code and the hint, visibly (also as a card on a phone).
+        let row = client
+            .find(Locator::XPath(
+                "//tr[.//a[normalize-space()='chat-denied-3']]",
+            ))
+            .await
+            .unwrap();
+        assert!(row.is_displayed().await.unwrap());
+        let row_text = row.text().await.unwrap();
+        assert!(row_text.contains("missing_privilege"), "{row_text}");
+        assert!(
+            row_text.contains(catalog::MISSING_PRIVILEGE.hint),
+            "{row_text}"
+        );
+        // Every state is on the page; beta's handoffs only under beta.
+        let page = text(&client, "main").await;
+        for state in ["succeeded", "failed", "skipped", "queued"] {
+            assert!(page.contains(state), "{state} at {width}");
+        }
+        let acme_section = text(&client, "section[aria-labelledby=org-acme]").await;
+        assert!(!acme_section.contains("beta-waits-1"), "{acme_section}");
+
+        audit(&client, &format!("/status at {width} px")).await;
+        saved.push((
+            label,
+            screenshot(&client, width, &format!("status-{label}")).await,
+        ));
+
+        // Follow the link to the failed session's timeline.
+        client
+            .find(Locator::LinkText("chat-denied-3"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let url = client.current_url().await.unwrap();
+        assert_eq!(url.path(), "/status/acme/sessions/chat-denied-3");
+        assert_eq!(text(&client, "h1").await, "Session chat-denied-3");
+        let timeline = text(&client, "table").await;
+        for kind in ["received", "attempt_started", "attempt_failed", "failed"] {
+            assert!(timeline.contains(kind), "{kind} in {timeline}");
+        }
+        assert!(text(&client, ".card").await.contains("security role"));
+        audit(&client, &format!("session timeline at {width} px")).await;
+        screenshot(&client, width, &format!("session-{label}")).await;
+    }
+    client.close().await.unwrap();
+
+    if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        for (label, path) in saved {
+            std::fs::copy(path, docs.join(format!("status-{label}.png"))).unwrap();
+        }
+    }
+}
+
+/// `Basic base64("admin:{token}")`: what a browser sends after the sign-in prompt.
+fn basic_auth(token: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("admin:{token}"));
+    format!("Basic {encoded}")
+}
