@@ -8,13 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use handoff_bridge::config::Config;
 use handoff_bridge::connection::crypto::EncryptionKey;
-use handoff_bridge::demo::{connect_demo_org, post_signed};
-use handoff_bridge::handoff::retry::RetryPolicy;
+use handoff_bridge::demo::{connect_demo_org, post_signed, sandbox_config};
 use handoff_bridge::sandbox::{Fault, FaultAction, Sandbox, Seed};
 use handoff_bridge::webhook::signature::WebhookSecret;
-use handoff_bridge::{App, Settings};
+use handoff_bridge::App;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -34,22 +32,8 @@ async fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let admin_token = EncryptionKey::generate_base64();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-        admin_token: secrecy::SecretString::from(admin_token.clone()),
-        encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap(),
-        entra_authority: sandbox.url(),
-        request_timeout: Duration::from_secs(10),
-        settings: Settings {
-            allow_insecure_dynamics: true,
-            retry: RetryPolicy::default(),
-            lease: Duration::from_secs(60),
-            concurrency: 8,
-            dataverse_concurrency: 8,
-            shutdown_grace: Duration::from_secs(5),
-        },
-    };
+    let mut config = sandbox_config(&sandbox, dir.path(), &admin_token);
+    config.settings.concurrency = 8;
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = App::build(config).await.unwrap();

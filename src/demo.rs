@@ -169,19 +169,13 @@ pub async fn connect_demo_org(
     Ok(secret)
 }
 
-/// `demo`.
-pub async fn run(args: DemoArgs) -> CliResult<()> {
-    let fixtures = load_fixtures(&args.fixtures)?;
-    let seed = load_seed(args.seed.as_deref())?;
-    let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().expect("valid"))
-        .await
-        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let admin_token = EncryptionKey::generate_base64();
-    let config = Config {
+/// A bridge configuration for an in-process run against `sandbox`: a SQLite file in `dir`,
+/// the given admin token, a fresh encryption key, loopback HTTP allowed, default retries.
+pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Config {
+    Config {
         listen: "127.0.0.1:0".parse().expect("valid"),
-        database_url: format!("sqlite://{}", dir.path().join("demo.db").display()),
-        admin_token: secrecy::SecretString::from(admin_token.clone()),
+        database_url: format!("sqlite://{}", dir.join("bridge.db").display()),
+        admin_token: secrecy::SecretString::from(admin_token.to_owned()),
         encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64())
             .expect("fresh key"),
         entra_authority: sandbox.url(),
@@ -194,7 +188,19 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
             dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,
             shutdown_grace: Duration::from_secs(5),
         },
-    };
+    }
+}
+
+/// `demo`.
+pub async fn run(args: DemoArgs) -> CliResult<()> {
+    let fixtures = load_fixtures(&args.fixtures)?;
+    let seed = load_seed(args.seed.as_deref())?;
+    let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().expect("valid"))
+        .await
+        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let admin_token = EncryptionKey::generate_base64();
+    let config = sandbox_config(&sandbox, dir.path(), &admin_token);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| e.to_string())?;

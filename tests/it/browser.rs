@@ -16,10 +16,9 @@ use base64::Engine;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use handoff_bridge::catalog;
-use handoff_bridge::sandbox::{Fault, FaultAction};
 use serde_json::{json, Value};
 
-use crate::helpers::{envelope, TestApp};
+use crate::helpers::TestApp;
 
 /// A chromedriver process on a free port; killed on drop.
 struct Driver {
@@ -239,68 +238,6 @@ async fn text(client: &Client, css: &str) -> String {
         .unwrap()
 }
 
-/// A bridge with two orgs: `acme` connected, with a succeeded, a skipped, a failed and a
-/// queued handoff; `beta` not connected, with a queued one.
-async fn populated_bridge() -> TestApp {
-    let t = TestApp::start().await;
-    let acme = t.connected_org("acme").await;
-    let beta = t.create_org("beta", None).await;
-    let contact = json!({ "name": "Ada Lovelace", "email": "ada@example.com", "verified": true });
-    t.send(
-        "acme",
-        &acme,
-        "m1",
-        &envelope("acme", json!({ "id": "chat-ok-1", "contact": contact })),
-    )
-    .await;
-    t.send(
-        "acme",
-        &acme,
-        "m2",
-        &envelope(
-            "acme",
-            json!({ "id": "mail-2", "channel": { "type": "email" } }),
-        ),
-    )
-    .await;
-    t.drain().await;
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(403, None),
-        1,
-    ));
-    t.send(
-        "acme",
-        &acme,
-        "m3",
-        &envelope("acme", json!({ "id": "chat-denied-3" })),
-    )
-    .await;
-    t.drain().await;
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(429, Some(300)),
-        1,
-    ));
-    t.send(
-        "acme",
-        &acme,
-        "m4",
-        &envelope("acme", json!({ "id": "chat-throttled-4" })),
-    )
-    .await;
-    t.drain().await;
-    t.send(
-        "beta",
-        &beta,
-        "b1",
-        &envelope("beta", json!({ "id": "beta-waits-1" })),
-    )
-    .await;
-    t.app.run_due().await.unwrap();
-    t
-}
-
 #[tokio::test]
 async fn the_status_page_in_headless_chromium() {
     let Some(driver) = Driver::start().await else {
@@ -312,7 +249,8 @@ async fn the_status_page_in_headless_chromium() {
         eprintln!("SKIPPED the_status_page_in_headless_chromium: chromedriver is not on the PATH");
         return;
     };
-    let t = populated_bridge().await;
+    let t = TestApp::start().await;
+    t.two_orgs_in_every_state().await;
     let client = driver.session().await;
     // The browser signs in as after the Basic prompt: the header on every request.
     let basic = basic_auth(&t.admin_token);
@@ -351,9 +289,7 @@ async fn the_status_page_in_headless_chromium() {
 
         // The failed row names its code and the hint, visibly (also as a card on a phone).
         let row = client
-            .find(Locator::XPath(
-                "//tr[.//a[normalize-space()='chat-denied-3']]",
-            ))
+            .find(Locator::XPath("//tr[.//a[normalize-space()='fail_1']]"))
             .await
             .unwrap();
         assert!(row.is_displayed().await.unwrap());
@@ -369,7 +305,7 @@ async fn the_status_page_in_headless_chromium() {
             assert!(page.contains(state), "{state} at {width}");
         }
         let acme_section = text(&client, "section[aria-labelledby=org-acme]").await;
-        assert!(!acme_section.contains("beta-waits-1"), "{acme_section}");
+        assert!(!acme_section.contains("beta_1"), "{acme_section}");
 
         audit(&client, &format!("/status at {width} px")).await;
         saved.push((
@@ -379,15 +315,15 @@ async fn the_status_page_in_headless_chromium() {
 
         // Follow the link to the failed session's timeline.
         client
-            .find(Locator::LinkText("chat-denied-3"))
+            .find(Locator::LinkText("fail_1"))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
         let url = client.current_url().await.unwrap();
-        assert_eq!(url.path(), "/status/acme/sessions/chat-denied-3");
-        assert_eq!(text(&client, "h1").await, "Session chat-denied-3");
+        assert_eq!(url.path(), "/status/acme/sessions/fail_1");
+        assert_eq!(text(&client, "h1").await, "Session fail_1");
         let timeline = text(&client, "table").await;
         for kind in ["received", "attempt_started", "attempt_failed", "failed"] {
             assert!(timeline.contains(kind), "{kind} in {timeline}");

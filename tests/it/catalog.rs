@@ -225,7 +225,7 @@ async fn connected(options: TestOptions) -> (TestApp, WebhookSecret) {
 }
 
 /// Sends one handoff for `session` (merged over the defaults) and runs one worker pass.
-async fn hand_off(t: &TestApp, secret: &WebhookSecret, session: Value) {
+async fn send_and_attempt(t: &TestApp, secret: &WebhookSecret, session: Value) {
     let id = session["id"].as_str().unwrap().to_owned();
     let (status, body) = t
         .send(
@@ -549,7 +549,7 @@ async fn handoff_records_and_the_card_report_what_changed_after_saving() {
         let (t, secret) = connected(TestOptions::default()).await;
         change(&t);
         let session = format!("after_{code}");
-        hand_off(&t, &secret, json!({ "id": session })).await;
+        send_and_attempt(&t, &secret, json!({ "id": session })).await;
         expect_handoff(&t, "acme", &session, state, code).await;
         if card {
             expect_card(&t, "acme", "fail", code).await;
@@ -562,7 +562,7 @@ async fn dataverse_unavailable_by_server_error_and_by_closed_connection() {
         let (t, secret) = connected(TestOptions::default()).await;
         t.sandbox
             .inject(Fault::next("create_work_item", action.clone(), 5));
-        hand_off(&t, &secret, json!({ "id": "unavailable" })).await;
+        send_and_attempt(&t, &secret, json!({ "id": "unavailable" })).await;
         expect_handoff(&t, "acme", "unavailable", "queued", "dataverse_unavailable").await;
     }
     // The checks of the saved connection, with every connection to the environment
@@ -578,7 +578,7 @@ async fn a_rejected_contact_lookup_is_dataverse_rejected() {
     t.sandbox
         .inject(Fault::next("contacts", FaultAction::status(400, None), 5));
     let contact = json!({ "name": "Ann", "email": "ann@example.com", "verified": true });
-    hand_off(&t, &secret, json!({ "id": "lookup", "contact": contact })).await;
+    send_and_attempt(&t, &secret, json!({ "id": "lookup", "contact": contact })).await;
     expect_handoff(&t, "acme", "lookup", "failed", "dataverse_rejected").await;
 }
 
@@ -622,7 +622,7 @@ async fn contact_matches_that_link_no_contact_are_explained() {
     ];
     for (email, verified, code) in cases {
         let contact = json!({ "name": "Visitor", "email": email, "verified": verified });
-        hand_off(&t, &secret, json!({ "id": code, "contact": contact })).await;
+        send_and_attempt(&t, &secret, json!({ "id": code, "contact": contact })).await;
         expect_handoff(&t, "acme", code, "succeeded", code).await;
     }
     // A linked contact needs no words.
@@ -633,7 +633,7 @@ async fn contact_matches_that_link_no_contact_are_explained() {
 async fn bridge_side_entries_are_reported_on_the_record_and_the_status() {
     // unsupported_channel and not_connected.
     let (t, secret) = connected(TestOptions::default()).await;
-    hand_off(
+    send_and_attempt(
         &t,
         &secret,
         json!({ "id": "by_mail", "channel": { "type": "email" } }),
@@ -702,7 +702,7 @@ async fn given_up_handoffs_and_callbacks_are_reported() {
         FaultAction::status(503, None),
         1,
     ));
-    hand_off(&t, &secret, json!({ "id": "gave_up" })).await;
+    send_and_attempt(&t, &secret, json!({ "id": "gave_up" })).await;
     t.drain().await;
     expect_handoff(&t, "acme", "gave_up", "failed", "retries_exhausted").await;
     // Its failed callback (handoff.failed) to the closed port is given up too.

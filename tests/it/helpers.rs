@@ -343,6 +343,63 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Sends a handoff for `session` (merged over [`envelope`]'s defaults) under
+    /// `msg_{id}`, asserts it was accepted, and drains the queue.
+    pub async fn hand_off(&self, org: &str, secret: &WebhookSecret, session: Value) {
+        let id = session["id"]
+            .as_str()
+            .expect("the session has an id")
+            .to_owned();
+        let (status, body) = self
+            .send(org, secret, &format!("msg_{id}"), &envelope(org, session))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        self.drain().await;
+    }
+
+    /// Makes the next live work item create answer `status` (with `Retry-After`).
+    pub fn refuse_next_create(&self, status: u16, retry_after_secs: Option<u64>) {
+        self.sandbox.inject(handoff_bridge::sandbox::Fault::next(
+            "create_work_item",
+            handoff_bridge::sandbox::FaultAction::status(status, retry_after_secs),
+            1,
+        ));
+    }
+
+    /// Two orgs with handoffs in every settled and waiting state: `acme` (connected) with
+    /// `ok_1` succeeded, `mail_1` skipped (email channel), `fail_1` failed (403:
+    /// `missing_privilege`) and `wait_1` queued (429, Retry-After 300 s); `beta` (not
+    /// connected) with `beta_1` queued (`not_connected`).
+    pub async fn two_orgs_in_every_state(&self) {
+        let acme = self.connected_org("acme").await;
+        let beta = self.create_org("beta", None).await;
+        self.hand_off("acme", &acme, json!({ "id": "ok_1" })).await;
+        self.hand_off(
+            "acme",
+            &acme,
+            json!({ "id": "mail_1", "channel": { "type": "email" } }),
+        )
+        .await;
+        self.refuse_next_create(403, None);
+        self.hand_off("acme", &acme, json!({ "id": "fail_1" }))
+            .await;
+        self.refuse_next_create(429, Some(300));
+        self.hand_off("acme", &acme, json!({ "id": "wait_1" }))
+            .await;
+        // beta has no connection: its handoff waits, due again at once with the tests'
+        // zero backoff, so one pass of the worker rather than a drain.
+        let (status, body) = self
+            .send(
+                "beta",
+                &beta,
+                "msg_beta_1",
+                &envelope("beta", json!({ "id": "beta_1" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        self.app.run_due().await.unwrap();
+    }
+
     /// Runs every due job until none is left.
     pub async fn drain(&self) {
         for _ in 0..50 {

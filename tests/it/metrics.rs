@@ -1,6 +1,5 @@
 //! `GET /metrics`: Prometheus (OpenMetrics) text with the counts the issue names.
 
-use handoff_bridge::sandbox::{Fault, FaultAction};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -17,35 +16,19 @@ async fn metrics_count_webhooks_attempts_requests_tokens_and_the_queue() {
     let t = TestApp::start().await;
     let acme = t.connected_org("acme").await;
     let beta = t.create_org("beta", None).await;
-    t.send(
-        "acme",
-        &acme,
-        "m1",
-        &envelope("acme", json!({ "id": "ok" })),
-    )
-    .await;
-    t.drain().await;
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(403, None),
-        1,
-    ));
-    t.send(
-        "acme",
-        &acme,
-        "m2",
-        &envelope("acme", json!({ "id": "denied" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &acme, json!({ "id": "ok" })).await;
+    t.refuse_next_create(403, None);
+    t.hand_off("acme", &acme, json!({ "id": "denied" })).await;
     // A redelivery (200), a bad signature (401), and a handoff that waits for a connection.
-    t.send(
-        "acme",
-        &acme,
-        "m1",
-        &envelope("acme", json!({ "id": "ok" })),
-    )
-    .await;
+    let (status, _) = t
+        .send(
+            "acme",
+            &acme,
+            "msg_ok",
+            &envelope("acme", json!({ "id": "ok" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = t
         .send(
             "acme",

@@ -18,62 +18,7 @@ fn recent<'a>(org: &'a Value, session: &str) -> &'a Value {
 #[tokio::test]
 async fn status_explains_each_handoff_per_org_and_filters() {
     let t = TestApp::start().await;
-    let acme = t.connected_org("acme").await;
-    let beta = t.create_org("beta", None).await;
-    t.send(
-        "acme",
-        &acme,
-        "m1",
-        &envelope("acme", json!({ "id": "ok_1" })),
-    )
-    .await;
-    t.send(
-        "acme",
-        &acme,
-        "m2",
-        &envelope(
-            "acme",
-            json!({ "id": "mail_1", "channel": { "type": "email" } }),
-        ),
-    )
-    .await;
-    t.drain().await;
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(403, None),
-        1,
-    ));
-    t.send(
-        "acme",
-        &acme,
-        "m3",
-        &envelope("acme", json!({ "id": "fail_1" })),
-    )
-    .await;
-    t.drain().await;
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(429, Some(60)),
-        1,
-    ));
-    t.send(
-        "acme",
-        &acme,
-        "m4",
-        &envelope("acme", json!({ "id": "wait_1" })),
-    )
-    .await;
-    t.drain().await;
-    t.send(
-        "beta",
-        &beta,
-        "b1",
-        &envelope("beta", json!({ "id": "beta_1" })),
-    )
-    .await;
-    // beta has no connection: its handoff waits, due again at once with the tests' zero
-    // backoff, so one pass of the worker rather than a drain.
-    t.app.run_due().await.unwrap();
+    t.two_orgs_in_every_state().await;
 
     let (status, body) = t.admin(Method::GET, "/v1/status", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
