@@ -16,7 +16,7 @@
 //! | `handoff_token_request_duration_seconds` | histogram | — |
 //! | `handoff_callbacks_total` | counter | `outcome` (`delivered`, `retry_scheduled`, `failed`) |
 //! | `handoff_queue_depth` | gauge | `org_id`: handoffs `queued` or `processing` |
-//! | `handoff_queue_oldest_age_seconds` | gauge | `org_id`: age of the oldest of them |
+//! | `handoff_queue_oldest_age_seconds` | gauge | `org_id`: age of the oldest queued one (0 when none) |
 
 use std::sync::atomic::AtomicU64;
 

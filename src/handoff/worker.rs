@@ -74,7 +74,7 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
                     Ok(true) => {
                         ctx.metrics.attempt_finished(
                             outcome.state.as_str(),
-                            outcome.error.as_ref().map(|d| d.code.as_str()),
+                            Some(code).filter(|c| !c.is_empty()),
                             started.elapsed().as_secs_f64(),
                         );
                         tracing::info!(
