@@ -13,7 +13,7 @@ use handoff_bridge::webhook::signature::WebhookSecret;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{envelope, TestApp, TestOptions};
+use crate::helpers::{envelope, find, TestApp, TestOptions};
 
 /// Where a catalog entry is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,12 +132,7 @@ async fn expect_check(t: &TestApp, changes: Value, name: &str, status: &str, cod
         )
         .await;
     assert_eq!(http, StatusCode::OK, "{body}");
-    let check = body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}: {body}"));
+    let check = find(&body["checks"], "name", name);
     assert_eq!(check["status"], status, "{changes}: {check}");
     assert_entry(check, code, &format!("test-and-save {changes}"));
     let overall = if status == "warn" { "passed" } else { "failed" };
@@ -170,12 +165,7 @@ async fn expect_handoff(t: &TestApp, org: &str, session: &str, state: &str, code
     let (_, status) = t
         .admin(Method::GET, &format!("/v1/status?org={org}"), None)
         .await;
-    let row = status["orgs"][0]["recent"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["session_id"] == session)
-        .unwrap_or_else(|| panic!("{session} not in /v1/status: {status}"));
+    let row = find(&status["orgs"][0]["recent"], "session_id", session);
     assert_entry(find_code(row, code), code, "/v1/status recent handoff");
     observed(code, Status);
 }

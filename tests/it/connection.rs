@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
+use crate::helpers::{find, TestApp};
 
 const NOT_APP_USER: (&str, &str) = (
     "3e5f7081-2b4c-4d6e-9f0a-1b2c3d4e5f60",
@@ -23,12 +23,7 @@ async fn test(t: &TestApp, changes: Value) -> Value {
 }
 
 fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
-    body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap()
+    find(&body["checks"], "name", name)
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use handoff_bridge::sandbox::{Fault, FaultAction};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{envelope, TestApp};
+use crate::helpers::{envelope, find, TestApp};
 
 #[tokio::test]
 async fn redelivery_and_a_second_webhook_for_the_same_session_yield_one_work_item() {
@@ -71,17 +71,10 @@ async fn a_create_committed_but_unanswered_is_retried_into_one_work_item() {
         1,
         "the duplicate was confirmed by a read"
     );
-    let events = record["events"].as_array().unwrap();
-    let failed = events
-        .iter()
-        .find(|e| e["kind"] == "attempt_failed")
-        .unwrap();
+    let failed = find(&record["events"], "kind", "attempt_failed");
     assert_eq!(failed["detail"]["code"], "dataverse_unavailable");
     assert_eq!(failed["detail"]["transient"], true);
-    let created = events
-        .iter()
-        .find(|e| e["kind"] == "work_item_created")
-        .unwrap();
+    let created = find(&record["events"], "kind", "work_item_created");
     assert_eq!(created["detail"]["already_existed"], true);
 }
 

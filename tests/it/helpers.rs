@@ -506,6 +506,16 @@ fn test_config(
     }
 }
 
+/// The first element of the JSON array `list` whose `key` is `value`; panics, showing the
+/// array, when there is none.
+pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .find(|item| item[key] == value)
+        .unwrap_or_else(|| panic!("no element with {key} = {value:?} in {list}"))
+}
+
 /// A handoff envelope for `org` with a session built from `session` (merged over defaults).
 pub fn envelope(org: &str, session: Value) -> Value {
     let mut s = json!({

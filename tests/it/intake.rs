@@ -294,14 +294,12 @@ async fn list_filters_by_state_and_validates_its_query() {
         &envelope("acme", json!({ "id": "a" })),
     )
     .await;
-    t.send(
+    t.hand_off(
         "acme",
         &secret,
-        "m2",
-        &envelope("acme", json!({ "id": "b", "channel": { "type": "email" } })),
+        json!({ "id": "b", "channel": { "type": "email" } }),
     )
     .await;
-    t.drain().await;
     let (_, body) = t
         .admin(
             reqwest::Method::GET,

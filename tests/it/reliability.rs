@@ -110,14 +110,7 @@ async fn a_request_timeout_is_transient() {
     let secret = t.connected_org("acme").await;
     t.sandbox
         .inject(fault("create_work_item", FaultAction::Delay { ms: 1000 }));
-    t.send(
-        "acme",
-        &secret,
-        "m1",
-        &envelope("acme", json!({ "id": "slow" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &secret, json!({ "id": "slow" })).await;
     let record = t.record("acme", "slow").await;
     assert_eq!(record["state"], "succeeded", "{record}");
     let failed = events(&record, "attempt_failed");
@@ -133,14 +126,8 @@ async fn retry_after_is_honored_and_pauses_the_whole_connection() {
     let secret = t.connected_org("acme").await;
     t.sandbox
         .inject(fault("create_work_item", FaultAction::status(429, Some(1))));
-    t.send(
-        "acme",
-        &secret,
-        "m1",
-        &envelope("acme", json!({ "id": "throttled" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &secret, json!({ "id": "throttled" }))
+        .await;
     let a = t.record("acme", "throttled").await;
     assert_eq!(a["state"], "queued");
     assert_eq!(a["last_error"]["code"], "dataverse_throttled");
@@ -152,14 +139,8 @@ async fn retry_after_is_honored_and_pauses_the_whole_connection() {
     assert_eq!(scheduled[0]["detail"]["retry_after_s"], 1);
 
     // Another handoff of the same connection is not sent while the pause lasts.
-    t.send(
-        "acme",
-        &secret,
-        "m2",
-        &envelope("acme", json!({ "id": "during-pause" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &secret, json!({ "id": "during-pause" }))
+        .await;
     let b = t.record("acme", "during-pause").await;
     assert_eq!(b["state"], "queued", "{b}");
     assert_eq!(b["last_error"]["code"], "dataverse_throttled");

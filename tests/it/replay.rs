@@ -19,14 +19,8 @@ async fn a_replayed_handoff_succeeds_once_fixed_and_never_creates_a_second_work_
         .inject(fault("create_work_item", FaultAction::DropAfterCommit, 1));
     t.sandbox
         .inject(fault("create_work_item", FaultAction::status(403, None), 1));
-    t.send(
-        "acme",
-        &secret,
-        "m1",
-        &envelope("acme", json!({ "id": "dead-letter" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &secret, json!({ "id": "dead-letter" }))
+        .await;
     let record = t.record("acme", "dead-letter").await;
     assert_eq!(record["state"], "failed", "{record}");
     assert_eq!(record["last_error"]["code"], "missing_privilege");
@@ -87,14 +81,7 @@ async fn retry_failed_requeues_every_failed_handoff_of_the_org_only() {
         )
         .await;
     }
-    t.send(
-        "other",
-        &other,
-        "o1",
-        &envelope("other", json!({ "id": "o-1" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("other", &other, json!({ "id": "o-1" })).await;
     assert_eq!(t.record("other", "o-1").await["state"], "failed");
 
     let (status, body) = t
@@ -157,14 +144,7 @@ async fn a_failed_callback_is_replayed_under_the_same_webhook_id() {
         Some(t.connection_input(json!({}))),
     )
     .await;
-    t.send(
-        "acme",
-        &secret,
-        "m1",
-        &envelope("acme", json!({ "id": "cb" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &secret, json!({ "id": "cb" })).await;
     let record = t.record("acme", "cb").await;
     assert_eq!(record["state"], "succeeded");
     assert_eq!(record["callbacks"][0]["state"], "failed", "{record}");

@@ -4,15 +4,10 @@ use handoff_bridge::sandbox::{Fault, FaultAction};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{envelope, TestApp};
+use crate::helpers::{find, TestApp};
 
 fn recent<'a>(org: &'a Value, session: &str) -> &'a Value {
-    org["recent"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["session_id"] == session)
-        .unwrap()
+    find(&org["recent"], "session_id", session)
 }
 
 #[tokio::test]
@@ -24,7 +19,7 @@ async fn status_explains_each_handoff_per_org_and_filters() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let orgs = body["orgs"].as_array().unwrap();
     assert_eq!(orgs.len(), 2);
-    let a = orgs.iter().find(|o| o["org_id"] == "acme").unwrap();
+    let a = find(&body["orgs"], "org_id", "acme");
     assert_eq!(a["connection"]["label"], "Active");
     assert_eq!(
         a["counts_24h"],
@@ -63,7 +58,7 @@ async fn status_explains_each_handoff_per_org_and_filters() {
         .starts_with("Waiting to try again"));
     assert_eq!(waiting["explanation"]["side"], "dynamics_service");
 
-    let b = orgs.iter().find(|o| o["org_id"] == "beta").unwrap();
+    let b = find(&body["orgs"], "org_id", "beta");
     assert_eq!(b["connection"]["label"], "Not connected");
     assert_eq!(b["queue"]["depth"], 1);
     assert_eq!(recent(b, "beta_1")["last_error"]["code"], "not_connected");
@@ -153,35 +148,16 @@ async fn the_page_asks_a_browser_to_sign_in_and_shows_the_facts() {
     let t = TestApp::start().await;
     let acme = t.connected_org("acme").await;
     let beta = t.connected_org("beta").await;
-    t.send(
-        "acme",
-        &acme,
-        "m1",
-        &envelope("acme", json!({ "id": "acme-ok" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &acme, json!({ "id": "acme-ok" })).await;
     t.sandbox.inject(Fault::next(
         "create_work_item",
         FaultAction::status(403, None),
         1,
     ));
-    t.send(
-        "acme",
-        &acme,
-        "m2",
-        &envelope("acme", json!({ "id": "acme-<b>denied</b>" })),
-    )
-    .await;
-    t.drain().await;
-    t.send(
-        "beta",
-        &beta,
-        "b1",
-        &envelope("beta", json!({ "id": "beta-only" })),
-    )
-    .await;
-    t.drain().await;
+    t.hand_off("acme", &acme, json!({ "id": "acme-<b>denied</b>" }))
+        .await;
+    t.hand_off("beta", &beta, json!({ "id": "beta-only" }))
+        .await;
 
     let (status, headers, _) = page(&t, "/status", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
