@@ -20,6 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/postgres.rs"]
+mod postgres;
+
 use handoff_bridge::connection::crypto::EncryptionKey;
 use handoff_bridge::webhook::WebhookSecret;
 use rand::Rng;
@@ -306,17 +309,7 @@ async fn soak_sqlite_with_restarts() {
 async fn soak_postgres_two_replicas() {
     let base = std::env::var("HANDOFF_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    sqlx::any::install_default_drivers();
-    let schema = format!("soak_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&base)
-        .await
-        .expect("PostgreSQL answers at HANDOFF_TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let db = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let (schema, db) = postgres::create_schema(&base, "soak_").await;
 
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::builder()
@@ -344,6 +337,7 @@ async fn soak_postgres_two_replicas() {
     )
     .await;
     report.check();
+    let pool = sqlx::AnyPool::connect(&base).await.unwrap();
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&pool)
         .await

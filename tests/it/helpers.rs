@@ -63,15 +63,7 @@ impl TestDb {
             Ok(base_url) if !base_url.is_empty() => {
                 sqlx::any::install_default_drivers();
                 drop_leftover_schemas(&base_url);
-                let schema = format!("handoff_it_{}", uuid::Uuid::new_v4().simple());
-                let pool = sqlx::AnyPool::connect(&base_url)
-                    .await
-                    .expect("the test Postgres database answers");
-                sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
+                let (schema, _) = crate::postgres::create_schema(&base_url, "handoff_it_").await;
                 TestDb::Postgres { base_url, schema }
             }
             _ => TestDb::Sqlite(dir.join("bridge.db")),
@@ -82,10 +74,7 @@ impl TestDb {
     pub fn url(&self) -> String {
         match self {
             TestDb::Sqlite(path) => format!("sqlite://{}", path.display()),
-            TestDb::Postgres { base_url, schema } => {
-                let sep = if base_url.contains('?') { '&' } else { '?' };
-                format!("{base_url}{sep}options=-c%20search_path%3D{schema}")
-            }
+            TestDb::Postgres { base_url, schema } => crate::postgres::schema_url(base_url, schema),
         }
     }
 

@@ -2,6 +2,8 @@
 //! SQLite file per test, real HTTP in between. One test binary.
 
 mod helpers;
+#[path = "../common/postgres.rs"]
+mod postgres;
 
 mod browser;
 mod catalog;
