@@ -71,6 +71,16 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
+/// Registers `metric` under `name` and returns it (metrics are handles onto shared state,
+/// so the registry's copy and the returned one count together).
+fn register<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// One bridge process's metrics. Cheap to update from any task.
 pub struct Metrics {
     registry: Registry,
@@ -101,80 +111,68 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("handoff");
-        let webhooks = Family::default();
-        registry.register(
-            "webhooks_received",
-            "Webhook deliveries, by the HTTP status the bridge answered",
-            webhooks.clone(),
-        );
-        let attempts = Family::default();
-        registry.register(
-            "attempts",
-            "Handoff attempts, by outcome and failure catalog code",
-            attempts.clone(),
-        );
-        let attempt_duration: Histograms<OutcomeLabel> =
-            Family::new_with_constructor(duration_histogram);
-        registry.register(
-            "attempt_duration_seconds",
-            "Duration of one handoff attempt (token, contact lookup, work item create)",
-            attempt_duration.clone(),
-        );
-        let dataverse_requests = Family::default();
-        registry.register(
-            "dataverse_requests",
-            "Dataverse Web API requests, by kind and HTTP status",
-            dataverse_requests.clone(),
-        );
-        let dataverse_duration: Histograms<KindLabel> =
-            Family::new_with_constructor(duration_histogram);
-        registry.register(
-            "dataverse_request_duration_seconds",
-            "Duration of one Dataverse request, answer read",
-            dataverse_duration.clone(),
-        );
-        let token_requests = Family::default();
-        registry.register(
-            "token_requests",
-            "Entra ID token requests (refreshes), by outcome",
-            token_requests.clone(),
-        );
-        let token_duration = duration_histogram();
-        registry.register(
-            "token_request_duration_seconds",
-            "Duration of one Entra ID token request",
-            token_duration.clone(),
-        );
-        let callbacks = Family::default();
-        registry.register(
-            "callbacks",
-            "Callback deliveries to the widget backend, by outcome",
-            callbacks.clone(),
-        );
-        let queue_depth = Family::default();
-        registry.register(
-            "queue_depth",
-            "Handoffs queued or being processed, per org (read at scrape time)",
-            queue_depth.clone(),
-        );
-        let oldest_queued = Family::default();
-        registry.register(
-            "queue_oldest_age_seconds",
-            "Age of the oldest queued handoff, per org (read at scrape time)",
-            oldest_queued.clone(),
-        );
         Self {
+            webhooks: register(
+                &mut registry,
+                "webhooks_received",
+                "Webhook deliveries, by the HTTP status the bridge answered",
+                Family::default(),
+            ),
+            attempts: register(
+                &mut registry,
+                "attempts",
+                "Handoff attempts, by outcome and failure catalog code",
+                Family::default(),
+            ),
+            attempt_duration: register(
+                &mut registry,
+                "attempt_duration_seconds",
+                "Duration of one handoff attempt (token, contact lookup, work item create)",
+                Family::new_with_constructor(duration_histogram),
+            ),
+            dataverse_requests: register(
+                &mut registry,
+                "dataverse_requests",
+                "Dataverse Web API requests, by kind and HTTP status",
+                Family::default(),
+            ),
+            dataverse_duration: register(
+                &mut registry,
+                "dataverse_request_duration_seconds",
+                "Duration of one Dataverse request, answer read",
+                Family::new_with_constructor(duration_histogram),
+            ),
+            token_requests: register(
+                &mut registry,
+                "token_requests",
+                "Entra ID token requests (refreshes), by outcome",
+                Family::default(),
+            ),
+            token_duration: register(
+                &mut registry,
+                "token_request_duration_seconds",
+                "Duration of one Entra ID token request",
+                duration_histogram(),
+            ),
+            callbacks: register(
+                &mut registry,
+                "callbacks",
+                "Callback deliveries to the widget backend, by outcome",
+                Family::default(),
+            ),
+            queue_depth: register(
+                &mut registry,
+                "queue_depth",
+                "Handoffs queued or being processed, per org (read at scrape time)",
+                Family::default(),
+            ),
+            oldest_queued: register(
+                &mut registry,
+                "queue_oldest_age_seconds",
+                "Age of the oldest queued handoff, per org (read at scrape time)",
+                Family::default(),
+            ),
             registry,
-            webhooks,
-            attempts,
-            attempt_duration,
-            dataverse_requests,
-            dataverse_duration,
-            token_requests,
-            token_duration,
-            callbacks,
-            queue_depth,
-            oldest_queued,
         }
     }
 
