@@ -275,6 +275,22 @@ impl Sandbox {
         edit(&mut self.state.lock().expect("poisoned").seed)
     }
 
+    /// Waits until no Dataverse request is being handled (a delayed one has committed or
+    /// been cancelled), polling every 10 ms.
+    ///
+    /// # Panics
+    /// After 10 s with a request still in flight.
+    pub async fn until_idle(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.state.lock().expect("poisoned").in_flight > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a sandbox request is still in flight after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Drops every fault not yet used up.
     pub fn clear_faults(&self) {
         self.state.lock().expect("poisoned").faults.clear();

@@ -687,11 +687,7 @@ async fn given_up_handoffs_and_callbacks_are_reported() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(503, None),
-        1,
-    ));
+    t.refuse_next_create(503, None);
     send_and_attempt(&t, &secret, json!({ "id": "gave_up" })).await;
     t.drain().await;
     expect_handoff(&t, "acme", "gave_up", "failed", "retries_exhausted").await;

@@ -256,11 +256,7 @@ async fn create_contact_if_missing_creates_one_contact_and_links_it() {
 async fn a_permanent_dataverse_error_fails_with_code_and_hint_and_is_not_retried() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(403, None),
-        1,
-    ));
+    t.refuse_next_create(403, None);
     t.send(
         "acme",
         &secret,

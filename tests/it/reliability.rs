@@ -116,7 +116,7 @@ async fn a_request_timeout_is_transient() {
     let failed = events(&record, "attempt_failed");
     assert_eq!(failed[0]["detail"]["code"], "dataverse_unavailable");
     // The slow create still commits in the sandbox later; it must find the key taken.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    t.sandbox.until_idle().await;
     assert_eq!(t.sandbox.work_items().len(), 1);
 }
 
@@ -290,7 +290,7 @@ async fn shutdown_gives_back_a_handoff_that_outlasts_the_grace_period() {
     assert_eq!(events(&record, "released").len(), 1);
     t.drain().await;
     assert_eq!(t.record("acme", "slow").await["state"], "succeeded");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    t.sandbox.until_idle().await;
     assert_eq!(t.sandbox.work_items().len(), 1);
 }
 

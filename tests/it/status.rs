@@ -1,6 +1,5 @@
 //! `GET /v1/status`: the facts of the troubleshooting page, per org.
 
-use handoff_bridge::sandbox::{Fault, FaultAction};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -149,11 +148,7 @@ async fn the_page_asks_a_browser_to_sign_in_and_shows_the_facts() {
     let acme = t.connected_org("acme").await;
     let beta = t.connected_org("beta").await;
     t.hand_off("acme", &acme, json!({ "id": "acme-ok" })).await;
-    t.sandbox.inject(Fault::next(
-        "create_work_item",
-        FaultAction::status(403, None),
-        1,
-    ));
+    t.refuse_next_create(403, None);
     t.hand_off("acme", &acme, json!({ "id": "acme-<b>denied</b>" }))
         .await;
     t.hand_off("beta", &beta, json!({ "id": "beta-only" }))
