@@ -216,15 +216,7 @@ async fn connected(options: TestOptions) -> (TestApp, WebhookSecret) {
 
 /// Sends one handoff for `session` (merged over the defaults) and runs one worker pass.
 async fn send_and_attempt(t: &TestApp, secret: &WebhookSecret, session: Value) {
-    let id = session["id"].as_str().unwrap().to_owned();
-    let (status, body) = t
-        .send(
-            "acme",
-            secret,
-            &format!("msg_{id}"),
-            &envelope("acme", session),
-        )
-        .await;
+    let (status, body) = t.submit("acme", secret, session).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     t.app.run_due().await.unwrap();
 }
@@ -648,12 +640,7 @@ async fn bridge_side_entries_are_reported_on_the_record_and_the_status() {
 
     // connection_secret_unreadable: a replica started with another encryption key.
     let (status, _) = t
-        .send(
-            "acme",
-            &secret,
-            "msg_k",
-            &envelope("acme", json!({ "id": "other_key" })),
-        )
+        .submit("acme", &secret, json!({ "id": "other_key" }))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     t.replica_with_other_key().await.run_due().await.unwrap();

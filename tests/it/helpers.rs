@@ -332,16 +332,25 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    /// Sends a handoff for `session` (merged over [`envelope`]'s defaults) under
-    /// `msg_{id}`, asserts it was accepted, and drains the queue.
-    pub async fn hand_off(&self, org: &str, secret: &WebhookSecret, session: Value) {
+    /// Sends a handoff webhook for `session` (merged over [`envelope`]'s defaults) with
+    /// `webhook-id` `msg_{id}`; returns the status and JSON body.
+    pub async fn submit(
+        &self,
+        org: &str,
+        secret: &WebhookSecret,
+        session: Value,
+    ) -> (StatusCode, Value) {
         let id = session["id"]
             .as_str()
             .expect("the session has an id")
             .to_owned();
-        let (status, body) = self
-            .send(org, secret, &format!("msg_{id}"), &envelope(org, session))
-            .await;
+        self.send(org, secret, &format!("msg_{id}"), &envelope(org, session))
+            .await
+    }
+
+    /// [`TestApp::submit`], asserting it was accepted, then drains the queue.
+    pub async fn hand_off(&self, org: &str, secret: &WebhookSecret, session: Value) {
+        let (status, body) = self.submit(org, secret, session).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         self.drain().await;
     }
@@ -377,14 +386,7 @@ impl TestApp {
             .await;
         // beta has no connection: its handoff waits, due again at once with the tests'
         // zero backoff, so one pass of the worker rather than a drain.
-        let (status, body) = self
-            .send(
-                "beta",
-                &beta,
-                "msg_beta_1",
-                &envelope("beta", json!({ "id": "beta_1" })),
-            )
-            .await;
+        let (status, body) = self.submit("beta", &beta, json!({ "id": "beta_1" })).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         self.app.run_due().await.unwrap();
     }

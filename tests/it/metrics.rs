@@ -20,14 +20,7 @@ async fn metrics_count_webhooks_attempts_requests_tokens_and_the_queue() {
     t.refuse_next_create(403, None);
     t.hand_off("acme", &acme, json!({ "id": "denied" })).await;
     // A redelivery (200), a bad signature (401), and a handoff that waits for a connection.
-    let (status, _) = t
-        .send(
-            "acme",
-            &acme,
-            "msg_ok",
-            &envelope("acme", json!({ "id": "ok" })),
-        )
-        .await;
+    let (status, _) = t.submit("acme", &acme, json!({ "id": "ok" })).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = t
         .send(
