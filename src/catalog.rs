@@ -152,6 +152,9 @@ catalog! {
     PAYLOAD_UNREADABLE = ("payload_unreadable", Handoff,
         "The stored session could not be read back; it was written by an incompatible version.",
         "Report this with the handoff id; the session has to be sent again by the widget backend.");
+    INTERNAL_ERROR = ("internal_error", Handoff,
+        "The bridge hit an internal error (a bug) during the attempt; the handoff is retried like after a temporary error.",
+        "Report it with the handoff id and the bridge's log around that time (it names the error). If it repeats, the handoff ends with retries_exhausted.");
     RETRIES_EXHAUSTED = ("retries_exhausted", Handoff,
         "The handoff kept failing with temporary errors for 24 hours and was given up.",
         "Read the earlier attempts in the record's events; fix the cause, then replay the handoff.");

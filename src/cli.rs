@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::connection::crypto::EncryptionKey;
 use crate::handoff::retry::RetryPolicy;
+use crate::http::server::HttpLimits;
 use crate::sandbox::{Sandbox, Seed};
 use crate::{App, Settings};
 
@@ -105,6 +106,25 @@ pub struct ServeArgs {
     /// Timeout of each outbound request (Entra ID, Dataverse, callbacks), in seconds.
     #[arg(long, env = "HANDOFF_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
+    /// Jobs of one org processed at once by this process, so one org whose Dataverse hangs
+    /// or who floods the queue cannot take every slot [default: half of
+    /// HANDOFF_WORKER_CONCURRENCY, at least 1]
+    #[arg(long, env = "HANDOFF_ORG_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub org_concurrency: Option<u16>,
+    /// Open HTTP connections at most; past it new clients wait in the listen backlog.
+    #[arg(long, env = "HANDOFF_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub http_max_connections: u32,
+    /// Seconds a client has to send a request head; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "HANDOFF_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client has to send a request body (answered 408 past it).
+    #[arg(long, env = "HANDOFF_HTTP_BODY_TIMEOUT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub http_body_timeout_secs: u64,
+    /// Days a settled handoff keeps the visitor's session (summary, contact details,
+    /// transcript) before it is redacted; ids, outcome and timeline are kept.
+    #[arg(long, env = "HANDOFF_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub retention_days: u32,
     /// Start the sandbox in-process and connect a demo org `demo` to it.
     #[arg(long)]
     pub sandbox: bool,
@@ -208,8 +228,18 @@ pub fn serve_config(
                     .unwrap_or(args.request_timeout_secs * 4 + 30),
             ),
             concurrency: args.worker_concurrency as usize,
+            org_concurrency: args.org_concurrency.map_or_else(
+                || Settings::default_org_concurrency(args.worker_concurrency as usize),
+                usize::from,
+            ),
             dataverse_concurrency: args.dataverse_concurrency as usize,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            limits: HttpLimits {
+                max_connections: args.http_max_connections as usize,
+                header_read_timeout: Duration::from_secs(args.http_header_timeout_secs),
+                body_read_timeout: Duration::from_secs(args.http_body_timeout_secs),
+            },
+            retention: Duration::from_secs(u64::from(args.retention_days) * 86_400),
         },
     })
 }

@@ -185,8 +185,11 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
             retry: RetryPolicy::default(),
             lease: Duration::from_secs(60),
             concurrency: 4,
+            org_concurrency: Settings::default_org_concurrency(4),
             dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,
             shutdown_grace: Duration::from_secs(5),
+            limits: crate::http::server::HttpLimits::default(),
+            retention: crate::store::DEFAULT_RETENTION,
         },
     }
 }

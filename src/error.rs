@@ -20,6 +20,8 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("the request body could not be read")]
     BodyUnreadable,
+    #[error("the request body was not received within {seconds} s")]
+    RequestTimeout { seconds: u64 },
     #[error("the request body is not valid JSON: {}", .0.message)]
     MalformedJson(FieldError),
     #[error("the request body does not have the expected shape: {} {}", .0.pointer, .0.message)]
@@ -43,6 +45,8 @@ pub enum ApiError {
         session: String,
         state: &'static str,
     },
+    #[error("session '{session}' cannot be retried: its retention period ended and the session was removed; the widget backend must send it again")]
+    SessionRedacted { session: String },
     #[error("the store is unavailable; nothing was stored, try again")]
     StoreUnavailable(#[from] StoreError),
     #[error("the page could not be rendered")]
@@ -58,6 +62,7 @@ impl ApiError {
             }
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BodyUnreadable => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::InvalidShape(_) => (StatusCode::BAD_REQUEST, "invalid_shape"),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
@@ -67,6 +72,7 @@ impl ApiError {
             Self::UnknownSession { .. } => (StatusCode::NOT_FOUND, "unknown_session"),
             Self::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
             Self::NothingToRetry { .. } => (StatusCode::CONFLICT, "nothing_to_retry"),
+            Self::SessionRedacted { .. } => (StatusCode::CONFLICT, "session_redacted"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Render(_) => (StatusCode::INTERNAL_SERVER_ERROR, "render_failed"),
         }
@@ -119,6 +125,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // The rest of the body may still be on its way: close rather than read it.
+            Self::RequestTimeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Self::Unauthorized => {
                 response

@@ -46,10 +46,26 @@ pub struct Settings {
     pub lease: Duration,
     /// Jobs run at once by this process's worker.
     pub concurrency: usize,
+    /// Jobs of one org run at once by this process's worker (default half of
+    /// `concurrency`, at least 1), so an org whose Dataverse hangs or who floods the queue
+    /// leaves slots for the others.
+    pub org_concurrency: usize,
     /// Concurrent Dataverse requests per environment from this process (default 8).
     pub dataverse_concurrency: usize,
     /// On shutdown, how long jobs in flight may take before they are given back.
     pub shutdown_grace: Duration,
+    /// Limits on inbound HTTP connections and request reads.
+    pub limits: http::server::HttpLimits,
+    /// How long a settled handoff keeps the visitor's session (summary, contact details,
+    /// transcript) before it is redacted; ids, outcome and timeline stay (default 30 days).
+    pub retention: Duration,
+}
+
+impl Settings {
+    /// The default per-org share of `concurrency`: half, at least 1.
+    pub fn default_org_concurrency(concurrency: usize) -> usize {
+        (concurrency / 2).max(1)
+    }
 }
 
 /// Everything a request handler or a job needs. Shared as `Arc<Context>`.
@@ -126,6 +142,12 @@ impl App {
         handoff::worker::run_due(&self.ctx).await
     }
 
+    /// Redacts the sessions whose retention period ended by `now` (Unix ms), as the worker
+    /// does hourly; returns how many.
+    pub async fn enforce_retention(&self, now: i64) -> Result<u64, StoreError> {
+        handoff::worker::enforce_retention(&self.ctx, now).await
+    }
+
     /// Starts the background worker.
     pub fn spawn_worker(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(handoff::worker::run(self.ctx.clone(), shutdown))
@@ -138,10 +160,14 @@ impl App {
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let worker = self.spawn_worker(shutdown.clone());
-        let stop = shutdown.clone();
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        http::server::serve(
+            listener,
+            self.router(),
+            self.ctx.settings.limits,
+            shutdown,
+            self.ctx.settings.shutdown_grace,
+        )
+        .await;
         let _ = worker.await;
         self.ctx.store.close().await;
         Ok(())

@@ -9,7 +9,7 @@
 //! slot that other tenants need.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -43,7 +43,7 @@ impl Gates {
     }
 
     fn gate(&self, environment: &str) -> Arc<Gate> {
-        let mut gates = self.gates.lock().expect("gates poisoned");
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
         gates
             .entry(environment.to_owned())
             .or_insert_with(|| {
@@ -56,7 +56,10 @@ impl Gates {
     }
 
     fn remaining_pause(gate: &Gate) -> Option<Duration> {
-        let until = (*gate.paused_until.lock().expect("gate poisoned"))?;
+        let until = (*gate
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))?;
         until
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
@@ -82,12 +85,15 @@ impl Gates {
         }
     }
 
-    /// Pauses `environment` for `wait` (a 429's `Retry-After`); a longer pause already in
-    /// force is kept.
+    /// Pauses `environment` for `wait` (a 429's `Retry-After`), at most
+    /// [`MAX_RETRY_AFTER`](super::MAX_RETRY_AFTER); a longer pause already in force is kept.
     pub fn pause(&self, environment: &str, wait: Duration) {
+        let new_until = super::deadline_after(Instant::now(), wait.min(super::MAX_RETRY_AFTER));
         let gate = self.gate(environment);
-        let mut until = gate.paused_until.lock().expect("gate poisoned");
-        let new_until = Instant::now() + wait;
+        let mut until = gate
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if until.is_none_or(|u| u < new_until) {
             *until = Some(new_until);
         }
@@ -114,6 +120,17 @@ mod tests {
             gates.enter("https://a").await.unwrap_err().0 > Duration::from_secs(29),
             "the longer pause is kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_huge_pause_is_clamped_and_leaves_the_gate_usable() {
+        let gates = Gates::new(2);
+        gates.pause("https://a", Duration::MAX);
+        let left = gates.enter("https://a").await.unwrap_err().0;
+        assert!(left <= super::super::MAX_RETRY_AFTER, "{left:?}");
+        assert!(left > super::super::MAX_RETRY_AFTER - Duration::from_secs(5));
+        gates.pause("https://a", Duration::from_secs(1));
+        assert!(gates.enter("https://b").await.is_ok());
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! slot's async mutex is held across the request, so concurrent callers wait for it).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use oauth2::basic::BasicClient;
@@ -115,6 +115,15 @@ struct Slot {
 /// "often 60").
 pub const DEFAULT_TOKEN_PAUSE: Duration = Duration::from_secs(60);
 
+/// The longest token lifetime believed, whatever `expires_in` says: 24 hours (Entra ID
+/// issues access tokens for 60–90 minutes; Microsoft identity platform, "Access token
+/// lifetime").
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Credentials whose tokens are cached at most; past it, slots not in use are dropped
+/// (connection tests with ever-new secrets would otherwise grow the cache for ever).
+pub const MAX_CACHED_CREDENTIALS: usize = 1024;
+
 /// Fetches and caches tokens. Cheap to share (`Arc`).
 pub struct TokenProvider {
     http: reqwest::Client,
@@ -136,7 +145,12 @@ impl TokenProvider {
     }
 
     fn slot(&self, creds: &Credentials) -> Arc<Slot> {
-        let mut slots = self.slots.lock().expect("token cache poisoned");
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.len() >= MAX_CACHED_CREDENTIALS {
+            // Keep the slots someone is using right now; forget the rest (their tokens are
+            // fetched again when needed).
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
         slots.entry(creds.fingerprint()).or_default().clone()
     }
 
@@ -152,7 +166,10 @@ impl TokenProvider {
                 return Ok(token.secret.clone());
             }
         }
-        let throttled_until = *slot.throttled_until.lock().expect("slot poisoned");
+        let throttled_until = *slot
+            .throttled_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(left) = throttled_until.and_then(|u| u.checked_duration_since(Instant::now())) {
             return Err(TokenError::Throttled {
                 retry_after: Some(left),
@@ -160,8 +177,14 @@ impl TokenProvider {
         }
         let fresh = match self.fetch(creds).await {
             Err(TokenError::Throttled { retry_after }) => {
-                let wait = retry_after.unwrap_or(DEFAULT_TOKEN_PAUSE);
-                *slot.throttled_until.lock().expect("slot poisoned") = Some(Instant::now() + wait);
+                let wait = retry_after
+                    .unwrap_or(DEFAULT_TOKEN_PAUSE)
+                    .min(super::MAX_RETRY_AFTER);
+                let until = super::deadline_after(Instant::now(), wait);
+                *slot
+                    .throttled_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(until);
                 return Err(TokenError::Throttled {
                     retry_after: Some(wait),
                 });
@@ -233,7 +256,8 @@ impl TokenProvider {
                     .await?;
                 let status = response.status();
                 let retry_after = super::retry_after(response.headers());
-                *seen.lock().expect("poisoned") = Some((status.as_u16(), retry_after));
+                *seen.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((status.as_u16(), retry_after));
                 let mut builder = oauth2::http::Response::builder().status(status.as_u16());
                 for (name, value) in response.headers() {
                     builder = builder.header(name.as_str(), value.as_bytes());
@@ -249,10 +273,16 @@ impl TokenProvider {
             .add_scope(Scope::new(format!("{}/.default", creds.environment_url)))
             .request_async(&http_fn)
             .await;
-        let (status, retry_after) = seen.lock().expect("poisoned").unwrap_or((0, None));
+        let (status, retry_after) = seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or((0, None));
         match result {
             Ok(response) => {
-                let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
+                let lifetime = response
+                    .expires_in()
+                    .unwrap_or(Duration::from_secs(3599))
+                    .min(MAX_TOKEN_LIFETIME);
                 tracing::debug!(
                     tenant_id = %creds.tenant_id,
                     client_id = %creds.client_id,
@@ -261,7 +291,7 @@ impl TokenProvider {
                 );
                 Ok(AccessToken {
                     secret: SecretString::from(response.access_token().secret().to_owned()),
-                    expires_at: started + lifetime,
+                    expires_at: super::deadline_after(started, lifetime),
                 })
             }
             Err(_) if status == 429 => Err(TokenError::Throttled { retry_after }),

@@ -85,7 +85,15 @@ pub async fn deliver(
     lease_id: &str,
 ) -> Result<(), crate::store::StoreError> {
     let started = Instant::now();
-    let result = send(ctx, callback).await;
+    let result = super::worker::caught(send(ctx, callback))
+        .await
+        .unwrap_or_else(|what| {
+            tracing::error!(panic = %what, "the callback delivery panicked; it is recorded and retried");
+            Err((
+                format!("internal error: {what}"),
+                Class::Transient { retry_after: None },
+            ))
+        });
     let duration_ms = started.elapsed().as_millis() as u64;
     let now = now_ms();
     let attempts = u32::try_from(callback.attempts).unwrap_or(u32::MAX);

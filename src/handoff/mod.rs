@@ -94,7 +94,11 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
     };
     progress.event("attempt_started", json!({ "attempt": handoff.attempts }));
 
-    let request = match decode(handoff.payload_version, &handoff.org_id, &handoff.payload) {
+    let decoded = match handoff.redacted_at {
+        Some(_) => Err("the session was removed when its retention period ended".to_owned()),
+        None => decode(handoff.payload_version, &handoff.org_id, &handoff.payload),
+    };
+    let request = match decoded {
         Ok(r) => r,
         Err(detail) => {
             return fail(
@@ -304,6 +308,22 @@ fn dataverse_failed(
         }
         Class::Permanent => fail(claim, Some(org), progress, diag),
     }
+}
+
+/// The outcome of an attempt that panicked (a bug, or an upstream value nothing guarded
+/// against): recorded as a transient failure with `internal_error`, so the handoff is
+/// retried with backoff and ends with `retries_exhausted` if it keeps happening, instead of
+/// staying `processing` unseen. `what` is the panic's message.
+pub fn panicked(ctx: &Context, claim: &Claim, what: &str) -> Outcome {
+    let mut progress = Progress {
+        events: Vec::new(),
+        contact_match: None,
+        contact_id: None,
+        started: Instant::now(),
+    };
+    progress.event("attempt_panicked", json!({ "code": catalog::INTERNAL_ERROR.code }));
+    let diag = catalog::INTERNAL_ERROR.diagnose(format!("the attempt panicked: {what}"));
+    retry_later(ctx, claim, None, progress, diag, None)
 }
 
 /// Back to `queued` with a later `next_attempt_at`, or `failed` with `retries_exhausted`

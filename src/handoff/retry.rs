@@ -13,8 +13,7 @@ use rand::Rng;
 
 use crate::dynamics::{DataverseError, TokenError};
 
-/// Longest `Retry-After` the bridge will wait in one go.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub use crate::dynamics::MAX_RETRY_AFTER;
 
 /// Backoff settings.
 #[derive(Debug, Clone, Copy)]

@@ -10,6 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -38,6 +41,24 @@ impl Job {
 /// Longest sleep between two looks at the queue when nothing is due.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
+/// How often the worker redacts handoffs whose retention period ended.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Removes the session from every handoff that settled more than the retention period
+/// (`Settings::retention`) before `now` (Unix ms). Returns how many were redacted. The worker
+/// runs this at start and hourly; several replicas running it at once is harmless.
+pub async fn enforce_retention(ctx: &Context, now: i64) -> Result<u64, StoreError> {
+    let retention_ms = i64::try_from(ctx.settings.retention.as_millis()).unwrap_or(i64::MAX);
+    let redacted = ctx
+        .store
+        .redact_settled(now.saturating_sub(retention_ms), now)
+        .await?;
+    if redacted > 0 {
+        tracing::info!(redacted, "removed sessions whose retention period ended");
+    }
+    Ok(redacted)
+}
+
 async fn claim_next(ctx: &Context) -> Result<Option<Job>, StoreError> {
     let now = now_ms();
     let lease_ms = ctx.settings.lease.as_millis() as i64;
@@ -63,7 +84,13 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
             );
             async {
                 let started = std::time::Instant::now();
-                let outcome = super::attempt(&ctx, &claim).await;
+                let outcome = match caught(super::attempt(&ctx, &claim)).await {
+                    Ok(outcome) => outcome,
+                    Err(what) => {
+                        tracing::error!(panic = %what, "the handoff attempt panicked; it is recorded and retried");
+                        super::panicked(&ctx, &claim, &what)
+                    }
+                };
                 let duration_ms = started.elapsed().as_millis() as u64;
                 let code = outcome
                     .error
@@ -109,6 +136,23 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
             .await
         }
     }
+}
+
+/// Runs `job`, turning a panic into `Err(its message)` so the caller can record it.
+pub(super) async fn caught<T>(job: impl std::future::Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(job)
+        .catch_unwind()
+        .await
+        .map_err(|panic| panic_message(panic.as_ref()))
+}
+
+/// The message of a caught panic (`&str` or `String` payloads; anything else is unnamed).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// The jobs this worker is running, with their leases.
@@ -201,7 +245,14 @@ pub async fn run_due(ctx: &Arc<Context>) -> Result<usize, StoreError> {
 /// cancelled it claims nothing more and stops as described in [`Running::stop`].
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut running = Running::default();
+    let mut retention_due = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= retention_due {
+            retention_due += RETENTION_EVERY;
+            if let Err(e) = enforce_retention(&ctx, now_ms()).await {
+                tracing::warn!(error = %e, "could not redact expired sessions; trying again later");
+            }
+        }
         let wait = match running.fill(&ctx).await {
             Ok((_, false)) => None,
             Ok((_, true)) => Some(match ctx.store.next_due_at().await {
@@ -224,4 +275,32 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
     tracing::info!(in_flight = running.set.len(), "worker stopping");
     running.stop(&ctx, ctx.settings.shutdown_grace).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_becomes_an_error_with_its_message() {
+        assert_eq!(caught(async { 7 }).await, Ok(7));
+        let boom = caught(async {
+            if std::hint::black_box(true) {
+                panic!("overflow when adding duration to instant");
+            }
+        })
+        .await;
+        assert_eq!(
+            boom,
+            Err("overflow when adding duration to instant".to_owned())
+        );
+        let formatted = caught(async {
+            let n = std::hint::black_box(3);
+            if n == 3 {
+                panic!("attempt {n}");
+            }
+        })
+        .await;
+        assert_eq!(formatted, Err("attempt 3".to_owned()));
+    }
 }

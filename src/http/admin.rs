@@ -475,6 +475,11 @@ pub async fn retry_session(
         .store
         .replay_failed(&org.org_id, Some(&handoff.handoff_id), now_ms())
         .await?;
+    if replayed.handoffs + replayed.callbacks == 0 && handoff.redacted_at.is_some() {
+        return Err(ApiError::SessionRedacted {
+            session: session_id,
+        });
+    }
     if replayed.handoffs + replayed.callbacks == 0 {
         return Err(ApiError::NothingToRetry {
             session: session_id,

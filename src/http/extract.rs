@@ -5,7 +5,11 @@ use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::error::ApiError;
+use crate::Context;
 use crate::webhook::envelope::{parse_json, FieldError};
 
 /// Largest admin request body, in bytes.
@@ -21,9 +25,21 @@ pub fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads a body of at most `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    to_bytes(body, limit).await.map_err(|err| {
+/// Reads a body of at most `limit` bytes within `deadline`.
+///
+/// A declared `Content-Length` over the limit is refused (413) before a byte is read; a
+/// body still incomplete at the deadline is refused with 408 (the connection is then
+/// closed), so a client that announces a body and never sends it holds nothing for long.
+pub async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, ApiError> {
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
+    }
+    let read = tokio::time::timeout(deadline, to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            seconds: deadline.as_secs(),
+        })?;
+    read.map_err(|err| {
         let too_large = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
             .any(|e| e.is::<http_body_util::LengthLimitError>());
         if too_large {
@@ -46,18 +62,20 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     })
 }
 
-/// A JSON request body: 415 without a JSON content type, 413 over [`ADMIN_BODY_LIMIT`], 400
-/// with a pointer when it does not parse into `T`.
+/// A JSON request body: 415 without a JSON content type, 413 over [`ADMIN_BODY_LIMIT`], 408
+/// when it is not received within the body-read timeout, 400 with a pointer when it does not
+/// parse into `T`.
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Context>> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, ctx: &Arc<Context>) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = read_body(req.into_body(), ADMIN_BODY_LIMIT).await?;
+        let deadline = ctx.settings.limits.body_read_timeout;
+        let bytes = read_body(req.into_body(), ADMIN_BODY_LIMIT, deadline).await?;
         parse_body(&bytes).map(ApiJson)
     }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod extract;
 pub mod openapi;
+pub mod server;
 pub mod status;
 pub mod views;
 pub mod webhooks;

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::handoff::webhook_secret_aad;
 use crate::store::{now_ms, Intake, NewHandoff, OrgRow};
 use crate::webhook::envelope::EnvelopeHead;
-use crate::webhook::signature::{verify, SignatureHeaders};
+use crate::webhook::signature::SignatureHeaders;
 use crate::webhook::{Envelope, WebhookSecret, HANDOFF_EVENT};
 use crate::Context;
 
@@ -78,25 +78,23 @@ pub async fn receive(
         return Err(ApiError::UnsupportedMediaType);
     }
     let org_id = OrgId::parse(&org_id).map_err(|_| ApiError::UnknownOrg(org_id.clone()))?;
+    // Everything that needs neither the body nor a secret is checked first, so a malformed
+    // or stale delivery costs no store query and no body read.
+    let now = now_ms();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = SignatureHeaders {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+    }
+    .check(now / 1000)?;
     let org = ctx
         .store
         .org(org_id.as_str())
         .await?
         .ok_or_else(|| ApiError::UnknownOrg(org_id.to_string()))?;
-    let body = read_body(body, WEBHOOK_BODY_LIMIT).await?;
-
-    let now = now_ms();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let webhook_id = verify(
-        &signing_secrets(&ctx, &org, now),
-        SignatureHeaders {
-            id: header("webhook-id"),
-            timestamp: header("webhook-timestamp"),
-            signature: header("webhook-signature"),
-        },
-        &body,
-        now / 1000,
-    )?;
+    let body = read_body(body, WEBHOOK_BODY_LIMIT, ctx.settings.limits.body_read_timeout).await?;
+    let webhook_id = signature.verify(&signing_secrets(&ctx, &org, now), &body)?;
 
     let head: EnvelopeHead = parse_body(&body)?;
     if head.event != HANDOFF_EVENT {

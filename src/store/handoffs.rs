@@ -114,12 +114,15 @@ pub struct HandoffRow {
     pub last_error: Option<Diagnosis>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the retention period removed the session from `payload` (see
+    /// [`Store::redact_settled`]); `None` while it is kept.
+    pub redacted_at: Option<i64>,
 }
 
 const HANDOFF_COLUMNS: &str =
     "handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
      payload, state, contact_match, contact_id, dynamics365_chat_id, workstream_id, attempts, \
-     next_attempt_at, first_attempt_at, last_error, created_at, updated_at";
+     next_attempt_at, first_attempt_at, last_error, created_at, updated_at, redacted_at";
 
 impl HandoffRow {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -159,6 +162,7 @@ impl HandoffRow {
             },
             created_at: col(row, "created_at")?,
             updated_at: col(row, "updated_at")?,
+            redacted_at: col(row, "redacted_at")?,
         })
     }
 }
@@ -288,6 +292,10 @@ pub struct Replayed {
     pub callbacks: u64,
 }
 
+/// `duplicate_delivery` events kept per handoff at most: enough to see a sender retrying,
+/// bounded against one that replays for ever.
+pub const MAX_DUPLICATE_EVENTS: i64 = 20;
+
 async fn insert_event<'c, E>(
     executor: E,
     handoff_id: &str,
@@ -353,17 +361,27 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let handoff = HandoffRow::from_row(&row)?;
+        // A replay of a delivery already recorded adds nothing; other redeliveries add one
+        // event each, up to MAX_DUPLICATE_EVENTS per handoff.
         let kind = if inserted {
             "received"
         } else {
             "duplicate_delivery"
         };
-        let event = NewEvent {
-            at: now,
-            kind,
-            detail: serde_json::json!({ "webhook_id": new.webhook_id }),
-        };
-        insert_event(&mut *tx, &handoff.handoff_id, &event).await?;
+        sqlx::query(
+            "INSERT INTO handoff_events (handoff_id, at, kind, detail, webhook_id) \
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
+               SELECT 1 FROM handoff_events WHERE handoff_id = $1 AND webhook_id = $5) \
+             AND (SELECT COUNT(*) FROM handoff_events WHERE handoff_id = $1 AND kind = 'duplicate_delivery') < $6",
+        )
+        .bind(&handoff.handoff_id)
+        .bind(now)
+        .bind(kind)
+        .bind(serde_json::json!({ "webhook_id": new.webhook_id }).to_string())
+        .bind(new.webhook_id)
+        .bind(MAX_DUPLICATE_EVENTS)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(if inserted {
             Intake::Stored(handoff)
@@ -668,8 +686,8 @@ impl Store {
         let scope = "org_id = $2 AND ($3 = '' OR handoff_id = $3)";
         let handoffs = sqlx::query(&format!(
             "UPDATE handoffs SET state = 'queued', next_attempt_at = $1, first_attempt_at = NULL, \
-             lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND {scope} \
-             RETURNING handoff_id"
+             lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND redacted_at IS NULL \
+             AND {scope} RETURNING handoff_id"
         ))
         .bind(now)
         .bind(org_id)

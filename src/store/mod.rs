@@ -8,6 +8,7 @@
 
 pub mod handoffs;
 pub mod orgs;
+pub mod retention;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,7 @@ pub use handoffs::{
     NewCallback, NewEvent, NewHandoff, Outcome, Replayed,
 };
 pub use orgs::{ConnectionRow, OrgRow};
+pub use retention::{DEFAULT_RETENTION, REDACTED_PAYLOAD};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

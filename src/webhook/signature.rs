@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -60,11 +61,11 @@ impl WebhookSecret {
         self.text.expose_secret()
     }
 
-    fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
+    fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
+        mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
         mac
@@ -72,7 +73,10 @@ impl WebhookSecret {
 
     /// The `webhook-signature` header value for a message: `v1,<base64>`.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let tag = self.mac(id, timestamp, body).finalize().into_bytes();
+        let tag = self
+            .mac(id, &timestamp.to_string(), body)
+            .finalize()
+            .into_bytes();
         format!("v1,{}", B64.encode(tag))
     }
 }
@@ -101,6 +105,18 @@ impl SignatureError {
     }
 }
 
+/// Longest `webhook-signature` header accepted, in bytes. A sender signs with at most a few
+/// secrets at once (rotation); 1 KiB holds 20 `v1,` entries.
+pub const MAX_SIGNATURE_HEADER_LEN: usize = 1024;
+
+/// Most `webhook-signature` entries accepted. Each candidate costs only a constant-time
+/// comparison (the MAC is computed once per secret), but the bound keeps the header cheap
+/// to parse and refuses a padded header outright.
+pub const MAX_SIGNATURE_ENTRIES: usize = 8;
+
+/// Longest `webhook-id` accepted, in bytes.
+pub const MAX_WEBHOOK_ID_LEN: usize = 256;
+
 /// The three Standard Webhooks headers of one delivery, as received.
 #[derive(Debug, Clone, Copy)]
 pub struct SignatureHeaders<'a> {
@@ -109,60 +125,123 @@ pub struct SignatureHeaders<'a> {
     pub signature: Option<&'a str>,
 }
 
-/// Verifies a delivery against any of `secrets` (the current one and, during rotation, the
-/// previous one) at time `now` (Unix seconds). Returns the `webhook-id` on success. The
-/// comparison is constant-time (`Mac::verify_slice`).
+/// Headers whose shape and timestamp passed [`SignatureHeaders::check`]: what is left is
+/// one HMAC per secret over the body.
+#[derive(Debug, Clone)]
+pub struct CheckedHeaders<'a> {
+    id: &'a str,
+    /// The `webhook-timestamp` header exactly as received (digits only, no leading zero).
+    timestamp: &'a str,
+    /// The decoded `v1` entries that have the length of an HMAC-SHA256 tag.
+    candidates: Vec<[u8; 32]>,
+}
+
+impl<'a> SignatureHeaders<'a> {
+    /// Checks everything that does not need the body or a secret: presence, sizes, the
+    /// timestamp's form (`[1-9][0-9]{0,11}`, Unix seconds) and its distance from `now`
+    /// (Unix seconds), and the `v1,<base64>` entries (at most [`MAX_SIGNATURE_ENTRIES`] in
+    /// at most [`MAX_SIGNATURE_HEADER_LEN`] bytes). Cheap and bounded, so the webhook route
+    /// runs it before reading the body or touching the store.
+    pub fn check(self, now: i64) -> Result<CheckedHeaders<'a>, SignatureError> {
+        let id = self.id.ok_or(SignatureError::MissingHeader("webhook-id"))?;
+        if id.is_empty() || id.len() > MAX_WEBHOOK_ID_LEN {
+            return Err(SignatureError::InvalidHeader(
+                "webhook-id",
+                "must be 1 to 256 characters",
+            ));
+        }
+        let timestamp = self
+            .timestamp
+            .ok_or(SignatureError::MissingHeader("webhook-timestamp"))?;
+        let seconds = parse_timestamp(timestamp).ok_or(SignatureError::InvalidHeader(
+            "webhook-timestamp",
+            "must be Unix seconds (1 to 12 digits, no sign, spaces or leading zeros)",
+        ))?;
+        let signature = self
+            .signature
+            .ok_or(SignatureError::MissingHeader("webhook-signature"))?;
+        if signature.len() > MAX_SIGNATURE_HEADER_LEN {
+            return Err(SignatureError::InvalidHeader(
+                "webhook-signature",
+                "is longer than 1024 bytes",
+            ));
+        }
+        if seconds.abs_diff(now) > TIMESTAMP_TOLERANCE_SECS.unsigned_abs() {
+            return Err(SignatureError::TimestampOutOfTolerance(
+                seconds.saturating_sub(now),
+            ));
+        }
+        let entries: Vec<&str> = signature.split_whitespace().collect();
+        if entries.len() > MAX_SIGNATURE_ENTRIES {
+            return Err(SignatureError::InvalidHeader(
+                "webhook-signature",
+                "has more than 8 entries",
+            ));
+        }
+        let v1: Vec<&str> = entries
+            .iter()
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .collect();
+        if v1.is_empty() {
+            return Err(SignatureError::InvalidHeader(
+                "webhook-signature",
+                "has no v1,<base64> entry",
+            ));
+        }
+        let candidates = v1
+            .into_iter()
+            .filter_map(|b64| B64.decode(b64).ok())
+            .filter_map(|tag| <[u8; 32]>::try_from(tag).ok())
+            .collect();
+        Ok(CheckedHeaders {
+            id,
+            timestamp,
+            candidates,
+        })
+    }
+}
+
+/// `webhook-timestamp` as Unix seconds: 1 to 12 ASCII digits without a leading zero, so
+/// the text signed is the text a sender formats from the number (no parser differential).
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let well_formed = (1..=12).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if well_formed {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+impl<'a> CheckedHeaders<'a> {
+    /// Verifies the body against any of `secrets` (the current one and, during rotation,
+    /// the previous one): one HMAC per secret over `{id}.{timestamp}.{body}` with the
+    /// timestamp as received, compared in constant time with every candidate. Returns the
+    /// `webhook-id` on success.
+    pub fn verify(&self, secrets: &[WebhookSecret], body: &[u8]) -> Result<&'a str, SignatureError> {
+        for secret in secrets {
+            let expected = secret.mac(self.id, self.timestamp, body).finalize().into_bytes();
+            let matched = self
+                .candidates
+                .iter()
+                .any(|candidate| bool::from(expected.as_slice().ct_eq(candidate)));
+            if matched {
+                return Ok(self.id);
+            }
+        }
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Verifies a delivery: [`SignatureHeaders::check`] then [`CheckedHeaders::verify`].
 pub fn verify<'a>(
     secrets: &[WebhookSecret],
     headers: SignatureHeaders<'a>,
     body: &[u8],
     now: i64,
 ) -> Result<&'a str, SignatureError> {
-    let id = headers
-        .id
-        .ok_or(SignatureError::MissingHeader("webhook-id"))?;
-    if id.is_empty() || id.len() > 256 {
-        return Err(SignatureError::InvalidHeader(
-            "webhook-id",
-            "must be 1 to 256 characters",
-        ));
-    }
-    let timestamp: i64 = headers
-        .timestamp
-        .ok_or(SignatureError::MissingHeader("webhook-timestamp"))?
-        .trim()
-        .parse()
-        .map_err(|_| SignatureError::InvalidHeader("webhook-timestamp", "must be Unix seconds"))?;
-    let signature = headers
-        .signature
-        .ok_or(SignatureError::MissingHeader("webhook-signature"))?;
-    let drift = timestamp - now;
-    if drift.abs() > TIMESTAMP_TOLERANCE_SECS {
-        return Err(SignatureError::TimestampOutOfTolerance(drift));
-    }
-    let candidates: Vec<Vec<u8>> = signature
-        .split_whitespace()
-        .filter_map(|entry| entry.strip_prefix("v1,"))
-        .filter_map(|b64| B64.decode(b64).ok())
-        .collect();
-    if candidates.is_empty() {
-        return Err(SignatureError::InvalidHeader(
-            "webhook-signature",
-            "has no v1,<base64> entry",
-        ));
-    }
-    for secret in secrets {
-        for candidate in &candidates {
-            if secret
-                .mac(id, timestamp, body)
-                .verify_slice(candidate)
-                .is_ok()
-            {
-                return Ok(id);
-            }
-        }
-    }
-    Err(SignatureError::Mismatch)
+    headers.check(now)?.verify(secrets, body)
 }
 
 #[cfg(test)]
@@ -227,6 +306,66 @@ mod tests {
             Err(SignatureError::TimestampOutOfTolerance(-301))
         );
         assert!(verify(&[other, secret], headers("m1", "1000", &sig), b"{}", 1000).is_ok());
+    }
+
+    #[test]
+    fn timestamp_must_be_plain_digits_and_near_now_without_overflow() {
+        let secret = WebhookSecret::generate();
+        let sig = secret.sign("m1", 1000, b"{}");
+        for bad in [" 1000", "1000 ", "+1000", "01000", "-1000", "1e3", "", "1234567890123"] {
+            assert_eq!(
+                verify(std::slice::from_ref(&secret), headers("m1", bad, &sig), b"{}", 1000),
+                Err(SignatureError::InvalidHeader(
+                    "webhook-timestamp",
+                    "must be Unix seconds (1 to 12 digits, no sign, spaces or leading zeros)"
+                )),
+                "{bad:?}"
+            );
+        }
+        // i64::MIN + now used to wrap `abs()` and pass; now it is simply far away.
+        let now = 1_795_393_253_i64;
+        let far = verify(
+            std::slice::from_ref(&secret),
+            headers("m1", "999999999999", &sig),
+            b"{}",
+            i64::MIN + now,
+        );
+        assert!(matches!(far, Err(SignatureError::TimestampOutOfTolerance(_))));
+        let far = verify(
+            std::slice::from_ref(&secret),
+            headers("m1", "1000", &sig),
+            b"{}",
+            i64::MAX,
+        );
+        assert!(matches!(far, Err(SignatureError::TimestampOutOfTolerance(_))));
+    }
+
+    #[test]
+    fn the_signature_header_is_bounded_before_any_mac() {
+        let secret = WebhookSecret::generate();
+        let good = secret.sign("m1", 1000, b"{}");
+        let padded = format!("{} {good}", vec!["v1,"; 50_000].join(" "));
+        assert_eq!(
+            verify(std::slice::from_ref(&secret), headers("m1", "1000", &padded), b"{}", 1000),
+            Err(SignatureError::InvalidHeader(
+                "webhook-signature",
+                "is longer than 1024 bytes"
+            ))
+        );
+        let nine = format!("{} {good}", vec!["v1,AAAA"; 8].join(" "));
+        assert!(nine.len() < MAX_SIGNATURE_HEADER_LEN);
+        assert_eq!(
+            verify(std::slice::from_ref(&secret), headers("m1", "1000", &nine), b"{}", 1000),
+            Err(SignatureError::InvalidHeader(
+                "webhook-signature",
+                "has more than 8 entries"
+            ))
+        );
+        let eight = format!("{} {good}", vec!["v1,"; 7].join(" "));
+        assert_eq!(
+            verify(std::slice::from_ref(&secret), headers("m1", "1000", &eight), b"{}", 1000),
+            Ok("m1")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use handoff_bridge::connection::crypto::EncryptionKey;
 use handoff_bridge::handoff::retry::RetryPolicy;
+use handoff_bridge::http::server::HttpLimits;
 use handoff_bridge::sandbox::{Sandbox, Seed};
 use handoff_bridge::webhook::WebhookSecret;
 use handoff_bridge::{App, Config, Settings};
@@ -180,7 +181,14 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = app.router();
-        let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let limits = options.http_limits;
+        let server = tokio::spawn(handoff_bridge::http::server::serve(
+            listener,
+            router,
+            limits,
+            tokio_util::sync::CancellationToken::new(),
+            Duration::ZERO,
+        ));
         Self {
             sandbox,
             app,
@@ -451,6 +459,10 @@ pub struct TestOptions {
     pub dataverse_concurrency: usize,
     /// How long a stopping worker lets jobs finish.
     pub shutdown_grace: Duration,
+    /// Jobs of one org at once [default: the bridge's default share].
+    pub org_concurrency: Option<usize>,
+    /// Inbound HTTP limits.
+    pub http_limits: HttpLimits,
 }
 
 impl Default for TestOptions {
@@ -462,6 +474,8 @@ impl Default for TestOptions {
             worker_concurrency: 4,
             dataverse_concurrency: 8,
             shutdown_grace: Duration::from_secs(5),
+            org_concurrency: None,
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -491,8 +505,13 @@ fn test_config(
             },
             lease: Duration::from_secs(60),
             concurrency: options.worker_concurrency,
+            org_concurrency: options
+                .org_concurrency
+                .unwrap_or_else(|| Settings::default_org_concurrency(options.worker_concurrency)),
             dataverse_concurrency: options.dataverse_concurrency,
             shutdown_grace: options.shutdown_grace,
+            limits: options.http_limits,
+            retention: handoff_bridge::store::DEFAULT_RETENTION,
         },
     }
 }
