@@ -72,8 +72,9 @@ impl Settings {
 pub struct Context {
     pub store: Store,
     pub key: EncryptionKey,
-    /// Outbound HTTP for callbacks: timeouts set, no redirects.
-    pub http: reqwest::Client,
+    /// Outbound HTTP for callbacks: its own pool, timeouts set, no redirects, and the
+    /// address policy applied when it connects (`handoff::address`).
+    pub callbacks: reqwest::Client,
     /// Entra ID tokens and Dataverse traffic (the same HTTP client, the token cache, the
     /// per-environment gates).
     pub dataverse: Arc<Dataverse>,
@@ -108,7 +109,7 @@ impl App {
         let http = dynamics::http_client(config.request_timeout);
         let metrics = Arc::new(Metrics::new());
         let dataverse = Dataverse::new(
-            http.clone(),
+            http,
             &config.entra_authority,
             config.settings.dataverse_concurrency,
             metrics.clone(),
@@ -117,7 +118,12 @@ impl App {
             ctx: Arc::new(Context {
                 store,
                 key: config.encryption_key,
-                http,
+                callbacks: handoff::address::callback_client(
+                    config.request_timeout,
+                    handoff::address::AddressPolicy {
+                        allow_loopback: config.settings.allow_insecure_dynamics,
+                    },
+                ),
                 dataverse,
                 metrics,
                 settings: config.settings,

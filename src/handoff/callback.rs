@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::address::{self, AddressPolicy, NonPublicAddress};
 use super::retry::Class;
 use super::work_item::KEY_NAMESPACE;
 use crate::catalog::{self, Diagnosis};
@@ -162,6 +163,11 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
             Class::Permanent,
         ));
     };
+    let url = reqwest::Url::parse(url).map_err(|e| (e.to_string(), Class::Permanent))?;
+    let policy = AddressPolicy {
+        allow_loopback: ctx.settings.allow_insecure_dynamics,
+    };
+    address::check_target(&url, policy).map_err(|why| (why, Class::Permanent))?;
     let secret_text = ctx
         .key
         .open(
@@ -174,7 +180,7 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
     let timestamp = now_ms() / 1000;
     let body = callback.payload.as_bytes();
     let response = ctx
-        .http
+        .callbacks
         .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &callback.webhook_id)
@@ -186,7 +192,7 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
         .body(callback.payload.clone())
         .send()
         .await
-        .map_err(|e| transient(crate::dynamics::describe_transport_error(&e)))?;
+        .map_err(|e| transient(describe_delivery_error(&e)))?;
     let status = response.status();
     if status.is_success() {
         Ok(status.as_u16())
@@ -199,59 +205,23 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
     }
 }
 
-/// Whether an address is one a callback may reach: not loopback, private, link-local
-/// (which includes the cloud metadata address 169.254.169.254), shared (CGNAT),
-/// unspecified, multicast, documentation or otherwise reserved.
-pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || a >= 240
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (18..20).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_ip(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
-}
-
-/// Checks an org's `callback_url`: `https://` on a host whose every address is public
-/// (resolved now). With `allow_insecure`, an `http://` or `https://` loopback URL is
-/// admitted too (a local widget backend in development). Returns the normalised URL or
-/// why it was refused.
+/// Checks an org's `callback_url` when it is saved: no credentials, the scheme and any IP
+/// literal per [`address::check_target`], and every address the host resolves to now
+/// permitted by the policy (public; loopback too with `allow_insecure`). Each delivery
+/// checks again when it connects. Returns the normalised URL or why it was refused.
 pub async fn check_callback_url(raw: &str, allow_insecure: bool) -> Result<String, String> {
     let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("is not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials".into());
     }
-    if allow_insecure
-        && crate::domain::is_loopback_host(&url)
-        && matches!(url.scheme(), "http" | "https")
-    {
-        return Ok(url.to_string());
-    }
-    if url.scheme() != "https" {
-        return Err("must start with https://".into());
-    }
+    let policy = AddressPolicy {
+        allow_loopback: allow_insecure,
+    };
+    address::check_target(&url, policy).map_err(|why| {
+        why.strip_prefix("the callback URL ")
+            .unwrap_or(&why)
+            .to_owned()
+    })?;
     let host = url.host_str().ok_or("has no host")?.to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs: Vec<_> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
@@ -261,11 +231,27 @@ pub async fn check_callback_url(raw: &str, allow_insecure: bool) -> Result<Strin
     if addrs.is_empty() {
         return Err(format!("host '{host}' has no address"));
     }
-    if let Some(bad) = addrs.iter().find(|a| !is_public_ip(a.ip())) {
+    if let Some(bad) = addrs.iter().find(|a| !policy.permits(a.ip())) {
         return Err(format!(
             "host '{host}' resolves to {}, a loopback, private, link-local or reserved address",
             bad.ip()
         ));
     }
     Ok(url.to_string())
+}
+
+/// A delivery failure as recorded: what happened, without the host or port (the record is
+/// shown to admins and the outcome must not map the internal network).
+fn describe_delivery_error(err: &reqwest::Error) -> String {
+    let refused = std::iter::successors(Some(err as &dyn std::error::Error), |e| e.source())
+        .any(|e| e.is::<NonPublicAddress>());
+    if refused {
+        NonPublicAddress.to_string()
+    } else if err.is_timeout() {
+        "no answer (timed out)".into()
+    } else if err.is_connect() {
+        "no answer (could not connect)".into()
+    } else {
+        "no answer (the connection failed)".into()
+    }
 }

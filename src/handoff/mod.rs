@@ -5,6 +5,7 @@
 //! writes in one transaction with the attempt's events and the callback (outbox). This
 //! module knows nothing about HTTP routes.
 
+pub mod address;
 pub mod callback;
 pub mod retry;
 pub mod work_item;
