@@ -47,7 +47,10 @@ pub enum ApiError {
     },
     #[error("session '{session}' cannot be retried: its retention period ended and the session was removed; the widget backend must send it again")]
     SessionRedacted { session: String },
-    #[error("the store is unavailable; nothing was stored, try again")]
+    /// 503 `store_unavailable` (with `Retry-After: 5`) when trying again can succeed; 500
+    /// `store_refused` when the database refused the values themselves or a stored row is
+    /// unreadable, which no retry changes (see [`StoreError::is_retryable`]).
+    #[error("{}", if .0.is_retryable() { "the store is unavailable; nothing was stored, try again" } else { "the store refused the request; nothing was stored, and sending it again will not help" })]
     StoreUnavailable(#[from] StoreError),
     #[error("the page could not be rendered")]
     Render(String),
@@ -73,6 +76,9 @@ impl ApiError {
             Self::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
             Self::NothingToRetry { .. } => (StatusCode::CONFLICT, "nothing_to_retry"),
             Self::SessionRedacted { .. } => (StatusCode::CONFLICT, "session_redacted"),
+            Self::StoreUnavailable(e) if !e.is_retryable() => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "store_refused")
+            }
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Render(_) => (StatusCode::INTERNAL_SERVER_ERROR, "render_failed"),
         }
@@ -121,7 +127,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = problem(status, code, &self.to_string(), errors);
         match self {
-            Self::StoreUnavailable(_) => {
+            Self::StoreUnavailable(e) if e.is_retryable() => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -36,6 +36,13 @@ impl Job {
             Job::Callback(cb, lease) => (false, cb.webhook_id.clone(), lease.clone()),
         }
     }
+
+    fn org_id(&self) -> &str {
+        match self {
+            Job::Handoff(c) => &c.handoff.org_id,
+            Job::Callback(cb, _) => &cb.org_id,
+        }
+    }
 }
 
 /// Longest sleep between two looks at the queue when nothing is due.
@@ -59,15 +66,16 @@ pub async fn enforce_retention(ctx: &Context, now: i64) -> Result<u64, StoreErro
     Ok(redacted)
 }
 
-async fn claim_next(ctx: &Context) -> Result<Option<Job>, StoreError> {
+/// Claims the next due job of an org not in `busy_orgs`: a handoff first, else a callback.
+async fn claim_next(ctx: &Context, busy_orgs: &[String]) -> Result<Option<Job>, StoreError> {
     let now = now_ms();
-    let lease_ms = ctx.settings.lease.as_millis() as i64;
-    if let Some(claim) = ctx.store.claim_handoff(now, lease_ms).await? {
+    let lease_ms = i64::try_from(ctx.settings.lease.as_millis()).unwrap_or(i64::MAX);
+    if let Some(claim) = ctx.store.claim_handoff(now, lease_ms, busy_orgs).await? {
         return Ok(Some(Job::Handoff(claim)));
     }
     Ok(ctx
         .store
-        .claim_callback(now, lease_ms)
+        .claim_callback(now, lease_ms, busy_orgs)
         .await?
         .map(|(cb, lease)| Job::Callback(cb, lease)))
 }
@@ -155,41 +163,64 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// The jobs this worker is running, with their leases.
+/// The jobs this worker is running, with their leases and orgs.
 #[derive(Default)]
 struct Running {
     set: JoinSet<()>,
     leases: HashMap<Id, Lease>,
+    orgs: HashMap<Id, String>,
 }
 
 impl Running {
-    /// Claims and starts jobs until `concurrency` run or the queue has nothing due.
-    /// Returns how many started and whether the queue ran dry.
-    async fn fill(&mut self, ctx: &Arc<Context>) -> Result<(usize, bool), StoreError> {
+    /// The orgs that run `per_org` jobs or more here: they may claim nothing more until one
+    /// ends (tenant fairness: one org cannot take every slot).
+    fn busy_orgs(&self, per_org: usize) -> Vec<String> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for org in self.orgs.values() {
+            *counts.entry(org).or_default() += 1;
+        }
+        let mut busy: Vec<String> = counts
+            .into_iter()
+            .filter(|(_, n)| *n >= per_org.max(1))
+            .map(|(org, _)| org.to_owned())
+            .collect();
+        busy.sort();
+        busy
+    }
+
+    /// Claims and starts jobs until `concurrency` run or nothing claimable is due. Returns
+    /// how many started, and whether the queue ran dry with the orgs that were passed
+    /// over for being busy (the next due time must leave those out).
+    async fn fill(
+        &mut self,
+        ctx: &Arc<Context>,
+    ) -> Result<(usize, Option<Vec<String>>), StoreError> {
         let mut started = 0;
         while self.set.len() < ctx.settings.concurrency {
-            let Some(job) = claim_next(ctx).await? else {
-                return Ok((started, true));
+            let busy = self.busy_orgs(ctx.settings.org_concurrency);
+            let Some(job) = claim_next(ctx, &busy).await? else {
+                return Ok((started, Some(busy)));
             };
             let lease = job.lease();
+            let org = job.org_id().to_owned();
             let handle = self.set.spawn(run_job(ctx.clone(), job));
             self.leases.insert(handle.id(), lease);
+            self.orgs.insert(handle.id(), org);
             started += 1;
         }
-        Ok((started, false))
+        Ok((started, None))
     }
 
     /// Waits for one job to end; `None` when none runs. A job that ended (or panicked: its
     /// lease will expire) is forgotten; an aborted one keeps its lease, to be given back.
     async fn join_one(&mut self) -> Option<()> {
-        match self.set.join_next_with_id().await? {
-            Ok((id, ())) => {
-                self.leases.remove(&id);
-            }
-            Err(e) if !e.is_cancelled() => {
-                self.leases.remove(&e.id());
-            }
-            Err(_) => {}
+        let (id, keep_lease) = match self.set.join_next_with_id().await? {
+            Ok((id, ())) => (id, false),
+            Err(e) => (e.id(), e.is_cancelled()),
+        };
+        self.orgs.remove(&id);
+        if !keep_lease {
+            self.leases.remove(&id);
         }
         Some(())
     }
@@ -232,7 +263,8 @@ pub async fn run_due(ctx: &Arc<Context>) -> Result<usize, StoreError> {
         if !queue_empty {
             let (started, dry) = running.fill(ctx).await?;
             ran += started;
-            queue_empty = dry;
+            // Passed-over busy orgs may have more due once one of their jobs ends.
+            queue_empty = dry.is_some_and(|busy| busy.is_empty());
         }
         if running.join_one().await.is_none() {
             return Ok(ran);
@@ -254,8 +286,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             }
         }
         let wait = match running.fill(&ctx).await {
-            Ok((_, false)) => None,
-            Ok((_, true)) => Some(match ctx.store.next_due_at().await {
+            Ok((_, None)) => None,
+            Ok((_, Some(busy))) => Some(match ctx.store.next_due_at(&busy).await {
                 Ok(Some(due)) => Duration::from_millis(
                     (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
                 ),

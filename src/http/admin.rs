@@ -84,6 +84,11 @@ pub async fn put_org(
         .to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         errors.push(FieldError::new("/name", "is required, 1 to 200 characters"));
+    } else if name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "/name",
+            "must not contain control characters",
+        ));
     }
     let callback_url = match input
         .callback_url

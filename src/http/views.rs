@@ -42,6 +42,7 @@ pub fn handoff_summary(h: &HandoffRow, failed_callback: Option<&str>) -> Value {
         "notes": diagnostics::notes(h, failed_callback),
         "created_at": time(Some(h.created_at)),
         "updated_at": time(Some(h.updated_at)),
+        "redacted_at": time(h.redacted_at),
     })
 }
 

@@ -136,7 +136,10 @@ fn issue(state: &Shared, tenant: &str, body: &[u8], basic: Option<String>) -> Ha
         token.clone(),
         IssuedToken {
             client_id: app.client_id.clone(),
-            expires_at: tokio::time::Instant::now() + std::time::Duration::from_secs(lifetime),
+            expires_at: crate::dynamics::deadline_after(
+                tokio::time::Instant::now(),
+                std::time::Duration::from_secs(lifetime),
+            ),
         },
     );
     Handled::json(

@@ -292,6 +292,15 @@ pub struct Replayed {
     pub callbacks: u64,
 }
 
+/// `AND org_id NOT IN ($first, …)` for `count` bound org ids (empty for none).
+fn not_in_orgs(first: usize, count: usize) -> String {
+    if count == 0 {
+        return String::new();
+    }
+    let params: Vec<String> = (first..first + count).map(|i| format!("${i}")).collect();
+    format!("AND org_id NOT IN ({})", params.join(", "))
+}
+
 /// `duplicate_delivery` events kept per handoff at most: enough to see a sender retrying,
 /// bounded against one that replays for ever.
 pub const MAX_DUPLICATE_EVENTS: i64 = 20;
@@ -509,28 +518,34 @@ impl Store {
     }
 
     /// Claims the handoff that has waited longest among those due (queued and past
-    /// `next_attempt_at`, or processing with an expired lease), in one atomic statement: no
-    /// lock is held afterwards, only the lease.
+    /// `next_attempt_at`, or processing with an expired lease) of an org not in
+    /// `busy_orgs`, in one atomic statement: no lock is held afterwards, only the lease.
+    /// The worker passes the orgs that already use their share of its slots.
     pub async fn claim_handoff(
         &self,
         now: i64,
         lease_ms: i64,
+        busy_orgs: &[String],
     ) -> Result<Option<Claim>, StoreError> {
         let lock = self.skip_locked();
         let lease_id = Uuid::new_v4().to_string();
-        let row = sqlx::query(&format!(
+        let not_busy = not_in_orgs(4, busy_orgs.len());
+        let sql = format!(
             "UPDATE handoffs SET state = 'processing', lease_id = $1, lease_until = $2, \
              attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, $3), updated_at = $3 \
              WHERE handoff_id = (SELECT handoff_id FROM handoffs \
-               WHERE (state = 'queued' AND next_attempt_at <= $3) OR (state = 'processing' AND lease_until < $3) \
-               ORDER BY next_attempt_at, created_at LIMIT 1 {lock}) \
+               WHERE ((state = 'queued' AND next_attempt_at <= $3) OR (state = 'processing' AND lease_until < $3)) \
+               {not_busy} ORDER BY next_attempt_at, created_at LIMIT 1 {lock}) \
              RETURNING {HANDOFF_COLUMNS}"
-        ))
-        .bind(&lease_id)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await?;
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(&lease_id)
+            .bind(now + lease_ms)
+            .bind(now);
+        for org in busy_orgs {
+            query = query.bind(org);
+        }
+        let row = query.fetch_optional(self.pool()).await?;
         Ok(match row {
             Some(row) => Some(Claim {
                 handoff: HandoffRow::from_row(&row)?,
@@ -596,17 +611,22 @@ impl Store {
     }
 
     /// The soonest `next_attempt_at` among queued handoffs and pending callbacks, or the
-    /// soonest lease expiry: when the worker next has something to do.
-    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
+    /// soonest lease expiry, of orgs not in `busy_orgs`: when the worker next has something
+    /// it may claim.
+    pub async fn next_due_at(&self, busy_orgs: &[String]) -> Result<Option<i64>, StoreError> {
+        let not_busy = not_in_orgs(1, busy_orgs.len());
+        let sql = format!(
             "SELECT MIN(t) AS due FROM ( \
-               SELECT MIN(next_attempt_at) AS t FROM handoffs WHERE state = 'queued' \
-               UNION ALL SELECT MIN(lease_until) AS t FROM handoffs WHERE state = 'processing' \
-               UNION ALL SELECT MIN(next_attempt_at) AS t FROM callbacks WHERE state = 'pending' \
-             ) AS due_times",
-        )
-        .fetch_one(self.pool())
-        .await?;
+               SELECT MIN(next_attempt_at) AS t FROM handoffs WHERE state = 'queued' {not_busy} \
+               UNION ALL SELECT MIN(lease_until) AS t FROM handoffs WHERE state = 'processing' {not_busy} \
+               UNION ALL SELECT MIN(next_attempt_at) AS t FROM callbacks WHERE state = 'pending' {not_busy} \
+             ) AS due_times"
+        );
+        let mut query = sqlx::query(&sql);
+        for org in busy_orgs {
+            query = query.bind(org);
+        }
+        let row = query.fetch_one(self.pool()).await?;
         col(&row, "due")
     }
 
@@ -616,22 +636,27 @@ impl Store {
         &self,
         now: i64,
         lease_ms: i64,
+        busy_orgs: &[String],
     ) -> Result<Option<(CallbackRow, String)>, StoreError> {
         let lock = self.skip_locked();
         let lease_id = Uuid::new_v4().to_string();
-        let row = sqlx::query(&format!(
+        let not_busy = not_in_orgs(4, busy_orgs.len());
+        let sql = format!(
             "UPDATE callbacks SET lease_id = $1, lease_until = $2, attempts = attempts + 1, \
              next_attempt_at = $2, updated_at = $3 \
              WHERE webhook_id = (SELECT webhook_id FROM callbacks \
                WHERE state = 'pending' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-               ORDER BY next_attempt_at LIMIT 1 {lock}) \
+               {not_busy} ORDER BY next_attempt_at LIMIT 1 {lock}) \
              RETURNING {CALLBACK_COLUMNS}"
-        ))
-        .bind(&lease_id)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await?;
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(&lease_id)
+            .bind(now + lease_ms)
+            .bind(now);
+        for org in busy_orgs {
+            query = query.bind(org);
+        }
+        let row = query.fetch_optional(self.pool()).await?;
         row.as_ref()
             .map(|r| CallbackRow::from_row(r).map(|cb| (cb, lease_id)))
             .transpose()

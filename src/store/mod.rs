@@ -46,6 +46,23 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// Whether trying the same statement again can succeed: the database was unreachable,
+    /// busy or timed out. A value it refused (SQLSTATE class 22 "data exception", e.g.
+    /// 22021 for a NUL byte in text; class 23 "integrity constraint violation"; PostgreSQL
+    /// "Appendix A. Error Codes") or stored data that does not parse will fail the same way
+    /// every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable(sqlx::Error::Database(db)) => !db
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            Self::Unavailable(_) => true,
+            Self::Migrate(_) | Self::Corrupt(_) | Self::UnsupportedUrl(_) => false,
+        }
+    }
+}
+
 /// The database handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {

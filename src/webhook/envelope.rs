@@ -57,7 +57,11 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<SessionContact>,
     pub handoff: Option<HandoffInfo>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "history_or_null",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub history: Vec<HistoryMessage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -80,8 +84,21 @@ pub struct SessionContact {
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bool_or_null")]
     pub verified: bool,
+}
+
+/// `verified`: `null` reads as absent (false), as for every other optional field.
+fn bool_or_null<'de, D: serde::Deserializer<'de>>(de: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(de)?.unwrap_or_default())
+}
+
+/// `history`: `null` reads as absent (no messages), and so does a `null` message.
+fn history_or_null<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<HistoryMessage>, D::Error> {
+    let messages = Option::<Vec<Option<HistoryMessage>>>::deserialize(de)?;
+    Ok(messages.into_iter().flatten().flatten().collect())
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -189,6 +206,13 @@ impl HandoffRequest {
         };
 
         let channel = match session.channel.as_ref().and_then(|c| c.kind.as_deref()) {
+            Some(kind) if kind.chars().any(char::is_control) => {
+                errors.push(FieldError::new(
+                    at("channel/type"),
+                    "must not contain control characters",
+                ));
+                None
+            }
             Some(kind) if !kind.is_empty() && kind.len() <= 50 => Some(Channel::parse(kind)),
             Some(_) => {
                 errors.push(FieldError::new(

@@ -37,6 +37,10 @@ const NOT_PRODUCIBLE: &[(&str, &str)] = &[
         "payload_unreadable",
         "a stored row written by another version of the bridge",
     ),
+    (
+        "internal_error",
+        "a bug (a panicking attempt); see hardening::a_panicking_attempt_is_recorded_and_retried",
+    ),
 ];
 
 /// Where each entry is expected; checked against what the scenarios below observed.
