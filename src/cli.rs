@@ -49,6 +49,34 @@ pub enum Command {
     Send(SendArgs),
     /// Print a new random encryption key (base64 of 32 bytes).
     Keygen,
+    /// Re-seal every stored secret with HANDOFF_ENCRYPTION_KEY (the last step of a key
+    /// rotation; the old keys go in HANDOFF_PREVIOUS_ENCRYPTION_KEYS).
+    Rekey(RekeyArgs),
+}
+
+/// The encryption keys (`serve`, `rekey`).
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Base64 32-byte key that encrypts stored secrets (make one with `keygen`). Required
+    /// unless --sandbox, which makes up a key for its temporary database.
+    #[arg(long, env = "HANDOFF_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// File holding the encryption key, instead of HANDOFF_ENCRYPTION_KEY.
+    #[arg(long, env = "HANDOFF_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Earlier encryption keys, comma-separated: they still open stored secrets (never
+    /// seal) until `rekey` has re-sealed everything with the current key.
+    #[arg(long, env = "HANDOFF_PREVIOUS_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub previous_encryption_keys: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RekeyArgs {
+    /// `sqlite://FILE` or `postgres://…`.
+    #[arg(long, env = "HANDOFF_DATABASE_URL", default_value = "sqlite://handoff-bridge.db")]
+    pub database_url: String,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -64,13 +92,8 @@ pub struct ServeArgs {
     /// which makes one up and prints it.
     #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Base64 32-byte key that encrypts stored secrets (make one with `keygen`). Required
-    /// unless --sandbox, which makes up a key for its temporary database.
-    #[arg(long, env = "HANDOFF_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<String>,
-    /// File holding the encryption key, instead of HANDOFF_ENCRYPTION_KEY.
-    #[arg(long, env = "HANDOFF_ENCRYPTION_KEY_FILE")]
-    pub encryption_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Entra ID authority for tokens (sovereign clouds: https://login.microsoftonline.us, …).
     #[arg(
         long,
@@ -192,25 +215,28 @@ pub fn serve_config(
     let (token, key, db) = match generated {
         Some((t, k, db)) => (
             Some(args.admin_token.clone().unwrap_or_else(|| t.to_owned())),
-            Some(args.encryption_key.clone().unwrap_or_else(|| k.to_owned())),
+            Some(args.keys.encryption_key.clone().unwrap_or_else(|| k.to_owned())),
             args.database_url.clone().unwrap_or_else(|| db.to_owned()),
         ),
         None => (
             args.admin_token.clone(),
-            args.encryption_key.clone(),
+            args.keys.encryption_key.clone(),
             args.database_url
                 .clone()
                 .unwrap_or_else(|| "sqlite://handoff-bridge.db".into()),
         ),
     };
     let encryption_key =
-        config::encryption_key(key.as_deref(), args.encryption_key_file.as_deref())?;
+        config::encryption_key(key.as_deref(), args.keys.encryption_key_file.as_deref())?;
     let admin_token = config::admin_token(token.as_deref())?;
     Ok(Config {
         listen: args.listen,
         database_url: db,
         admin_token,
         encryption_key,
+        previous_encryption_keys: config::previous_encryption_keys(
+            args.keys.previous_encryption_keys.as_deref(),
+        )?,
         entra_authority: config::entra_authority(
             &args.entra_authority,
             args.allow_insecure_dynamics,
@@ -315,6 +341,39 @@ pub async fn serve(args: ServeArgs) -> CliResult<()> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// `rekey`: re-seals every stored secret with the current key and prints what it did.
+/// Fails if a stored secret opens with none of the keys (nothing else is left undone).
+pub async fn rekey(args: RekeyArgs) -> CliResult<()> {
+    let current = config::encryption_key(
+        args.keys.encryption_key.as_deref(),
+        args.keys.encryption_key_file.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let previous = config::previous_encryption_keys(args.keys.previous_encryption_keys.as_deref())
+        .map_err(|e| e.to_string())?;
+    let keys = crate::connection::crypto::Keyring::new(current, previous);
+    let store = crate::store::Store::connect(&args.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let done = crate::connection::rekey::rekey(&store, &keys)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.close().await;
+    println!(
+        "re-sealed {} secret(s); {} already used the current key",
+        done.resealed, done.current
+    );
+    if done.unreadable.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} secret(s) open with none of the keys (add the key they were sealed with to HANDOFF_PREVIOUS_ENCRYPTION_KEYS): {}",
+            done.unreadable.len(),
+            done.unreadable.join(", ")
+        ))
+    }
 }
 
 /// `sandbox`: runs the emulator until Ctrl-C / SIGTERM.

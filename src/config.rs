@@ -17,6 +17,8 @@ pub struct Config {
     /// Bearer token of the admin API and status page.
     pub admin_token: SecretString,
     pub encryption_key: EncryptionKey,
+    /// Keys that only open stored secrets (a key rotation in progress).
+    pub previous_encryption_keys: Vec<EncryptionKey>,
     /// Entra ID authority, e.g. `https://login.microsoftonline.com`.
     pub entra_authority: String,
     /// Timeout of each outbound request.
@@ -34,6 +36,8 @@ pub enum ConfigError {
     MissingEncryptionKey,
     #[error("the encryption key is not valid: it must be 32 bytes as base64. Create one with `handoff-bridge keygen`.")]
     BadEncryptionKey,
+    #[error("HANDOFF_PREVIOUS_ENCRYPTION_KEYS must be base64 keys of 32 bytes, separated by commas.")]
+    BadPreviousKey,
     #[error("HANDOFF_ENCRYPTION_KEY_FILE {0} cannot be read: {1}")]
     KeyFile(String, String),
     #[error("HANDOFF_ADMIN_TOKEN is not set. It protects the admin API and the status page. Set it to a long random value (at least 16 characters), e.g. the output of `handoff-bridge keygen`.")]
@@ -56,6 +60,17 @@ pub fn encryption_key(
         _ => return Err(ConfigError::MissingEncryptionKey),
     };
     EncryptionKey::from_base64(&text).map_err(|_| ConfigError::BadEncryptionKey)
+}
+
+/// Reads `HANDOFF_PREVIOUS_ENCRYPTION_KEYS`: comma-separated base64 keys, each 32 bytes.
+pub fn previous_encryption_keys(value: Option<&str>) -> Result<Vec<EncryptionKey>, ConfigError> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| EncryptionKey::from_base64(k).map_err(|_| ConfigError::BadPreviousKey))
+        .collect()
 }
 
 /// Checks the admin token is present and long enough.

@@ -178,6 +178,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
         admin_token: secrecy::SecretString::from(admin_token.to_owned()),
         encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64())
             .expect("fresh key"),
+        previous_encryption_keys: Vec::new(),
         entra_authority: sandbox.url(),
         request_timeout: Duration::from_secs(10),
         settings: Settings {

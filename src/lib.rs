@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use connection::crypto::EncryptionKey;
+use connection::crypto::Keyring;
 use dynamics::Dataverse;
 use handoff::retry::RetryPolicy;
 use metrics::Metrics;
@@ -71,7 +71,8 @@ impl Settings {
 /// Everything a request handler or a job needs. Shared as `Arc<Context>`.
 pub struct Context {
     pub store: Store,
-    pub key: EncryptionKey,
+    /// Seals with the current encryption key; opens with it or a previous one.
+    pub key: Keyring,
     /// Outbound HTTP for callbacks: its own pool, timeouts set, no redirects, and the
     /// address policy applied when it connects (`handoff::address`).
     pub callbacks: reqwest::Client,
@@ -117,7 +118,7 @@ impl App {
         Ok(Self {
             ctx: Arc::new(Context {
                 store,
-                key: config.encryption_key,
+                key: Keyring::new(config.encryption_key, config.previous_encryption_keys),
                 callbacks: handoff::address::callback_client(
                     config.request_timeout,
                     handoff::address::AddressPolicy {

@@ -30,6 +30,7 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(args) => handoff_bridge::demo::run(args).await,
         Command::Sandbox(args) => cli::sandbox(args).await,
         Command::Send(args) => cli::send(args).await,
+        Command::Rekey(args) => cli::rekey(args).await,
         Command::Keygen => {
             println!(
                 "{}",

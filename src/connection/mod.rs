@@ -6,6 +6,7 @@
 //! host outside the Dynamics allow-list.
 
 pub mod crypto;
+pub mod rekey;
 
 use std::sync::Arc;
 use std::time::Instant;

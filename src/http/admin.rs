@@ -173,6 +173,24 @@ pub async fn rotate_secret(
     })))
 }
 
+/// `DELETE /v1/orgs/{org_id}/webhook-secret/previous`: the rotated-out secret stops
+/// verifying now instead of at the end of its grace period (after a leak: rotate, then
+/// revoke). 200 `{revoked: true|false}`; false when no previous secret was kept.
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/webhook-secret/previous", tag = "orgs", params(super::openapi::OrgPath),
+    responses((status = 200, description = "`{revoked}`: whether a previous secret was forgotten", body = Object), (status = 404, description = "`unknown_org`", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
+pub async fn revoke_previous_secret(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let revoked = ctx
+        .store
+        .revoke_previous_webhook_secret(&org.org_id, now_ms())
+        .await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
 /// `POST /v1/orgs/{org_id}/connection/test`: runs the checks, saves nothing.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/test", tag = "connection", params(super::openapi::OrgPath),
     request_body = crate::connection::ConnectionInput,

@@ -14,7 +14,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
@@ -31,6 +31,10 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route(
             "/v1/orgs/{org_id}/webhook-secret",
             post(admin::rotate_secret),
+        )
+        .route(
+            "/v1/orgs/{org_id}/webhook-secret/previous",
+            delete(admin::revoke_previous_secret),
         )
         .route(
             "/v1/orgs/{org_id}/connection/test",

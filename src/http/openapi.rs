@@ -88,6 +88,7 @@ impl Modify for Security {
         super::admin::put_org,
         super::admin::get_org,
         super::admin::rotate_secret,
+        super::admin::revoke_previous_secret,
         super::admin::test_connection,
         super::admin::save_connection,
         super::admin::get_connection,

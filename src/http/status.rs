@@ -18,10 +18,34 @@ use crate::Context;
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
+    env.add_filter("path_segment", path_segment);
     env.add_template("status.html", include_str!("../../templates/status.html"))
         .expect("the status template parses");
     env
 });
+
+/// Percent-encodes `value` as one URL path segment: everything but ASCII letters and
+/// digits, so `/`, `.` and `?` in an id can never make a link point at another path.
+fn path_segment(value: String) -> String {
+    percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// What every HTML answer carries: no script, style only inline, forms to this origin, no
+/// framing (clickjacking), no MIME sniffing, no referrer (ids in URLs stay here).
+fn secure_html_headers(headers: &mut HeaderMap) {
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
 
 /// The token a request presents: `Authorization: Bearer <t>`, or the password of
 /// `Authorization: Basic base64(user:password)` (any user name).
@@ -49,6 +73,7 @@ fn challenge() -> Response {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"handoff-bridge\", charset=\"UTF-8\""),
     );
+    secure_html_headers(response.headers_mut());
     response
 }
 
@@ -62,9 +87,7 @@ fn render(context: serde_json::Value) -> Result<Response, ApiError> {
         .and_then(|t| t.render(minijinja::value::Serde(&context)))
         .map_err(|e| ApiError::Render(e.to_string()))?;
     let mut response = Html(html).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secure_html_headers(response.headers_mut());
     Ok(response)
 }
 

@@ -19,7 +19,7 @@ pub use handoffs::{
     CallbackRow, Claim, ContactMatch, EventRow, HandoffRow, HandoffState, Intake, ListedHandoff,
     NewCallback, NewEvent, NewHandoff, Outcome, Replayed,
 };
-pub use orgs::{ConnectionRow, OrgRow};
+pub use orgs::{ConnectionRow, OrgRow, SealedValue};
 pub use retention::{DEFAULT_RETENTION, REDACTED_PAYLOAD};
 
 /// Which database a [`Store`] talks to.

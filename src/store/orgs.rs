@@ -159,6 +159,25 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the rotated-out webhook secret at once (after a leak), so only the current
+    /// one verifies. Returns whether there was one to forget.
+    pub async fn revoke_previous_webhook_secret(
+        &self,
+        org_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let revoked = sqlx::query(
+            "UPDATE orgs SET previous_webhook_secret_enc = NULL, previous_secret_expires_at = NULL, \
+             updated_at = $1 WHERE org_id = $2 AND previous_webhook_secret_enc IS NOT NULL",
+        )
+        .bind(now)
+        .bind(org_id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(revoked == 1)
+    }
+
     pub async fn connection(&self, org_id: &str) -> Result<Option<ConnectionRow>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {CONNECTION_COLUMNS} FROM connections WHERE org_id = $1"
@@ -227,5 +246,68 @@ impl Store {
             .await?
             .rows_affected();
         Ok(deleted == 1)
+    }
+}
+
+/// One stored secret, as sealed (`handoff-bridge rekey` reads and replaces these).
+#[derive(Debug, Clone)]
+pub struct SealedValue {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub org_id: String,
+    pub sealed: String,
+}
+
+/// Every column that holds a sealed secret, with its table.
+const SEALED_COLUMNS: [(&str, &str); 3] = [
+    ("orgs", "webhook_secret_enc"),
+    ("orgs", "previous_webhook_secret_enc"),
+    ("connections", "client_secret_enc"),
+];
+
+impl Store {
+    /// Every sealed secret stored (webhook secrets, previous webhook secrets, client
+    /// secrets).
+    pub async fn sealed_values(&self) -> Result<Vec<SealedValue>, StoreError> {
+        let mut values = Vec::new();
+        for (table, column) in SEALED_COLUMNS {
+            let rows = sqlx::query(&format!(
+                "SELECT org_id, {column} AS sealed FROM {table} WHERE {column} IS NOT NULL"
+            ))
+            .fetch_all(self.pool())
+            .await?;
+            for row in &rows {
+                values.push(SealedValue {
+                    table,
+                    column,
+                    org_id: col(row, "org_id")?,
+                    sealed: col(row, "sealed")?,
+                });
+            }
+        }
+        Ok(values)
+    }
+
+    /// Replaces `value` with `resealed` if it is still stored as read. Returns whether it
+    /// was replaced.
+    pub async fn replace_sealed(
+        &self,
+        value: &SealedValue,
+        resealed: &str,
+    ) -> Result<bool, StoreError> {
+        let (table, column) = SEALED_COLUMNS
+            .into_iter()
+            .find(|(t, c)| *t == value.table && *c == value.column)
+            .ok_or_else(|| StoreError::Corrupt(format!("{}.{} is not a sealed column", value.table, value.column)))?;
+        let replaced = sqlx::query(&format!(
+            "UPDATE {table} SET {column} = $1 WHERE org_id = $2 AND {column} = $3"
+        ))
+        .bind(resealed)
+        .bind(&value.org_id)
+        .bind(&value.sealed)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(replaced == 1)
     }
 }

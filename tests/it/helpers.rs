@@ -492,6 +492,7 @@ fn test_config(
         database_url: db.url(),
         admin_token: secrecy::SecretString::from(admin_token.to_owned()),
         encryption_key: EncryptionKey::from_base64(key).unwrap(),
+        previous_encryption_keys: Vec::new(),
         entra_authority: sandbox.url(),
         request_timeout: options.request_timeout,
         settings: Settings {
