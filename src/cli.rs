@@ -73,7 +73,11 @@ pub struct KeyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RekeyArgs {
     /// `sqlite://FILE` or `postgres://…`.
-    #[arg(long, env = "HANDOFF_DATABASE_URL", default_value = "sqlite://handoff-bridge.db")]
+    #[arg(
+        long,
+        env = "HANDOFF_DATABASE_URL",
+        default_value = "sqlite://handoff-bridge.db"
+    )]
     pub database_url: String,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -215,7 +219,12 @@ pub fn serve_config(
     let (token, key, db) = match generated {
         Some((t, k, db)) => (
             Some(args.admin_token.clone().unwrap_or_else(|| t.to_owned())),
-            Some(args.keys.encryption_key.clone().unwrap_or_else(|| k.to_owned())),
+            Some(
+                args.keys
+                    .encryption_key
+                    .clone()
+                    .unwrap_or_else(|| k.to_owned()),
+            ),
             args.database_url.clone().unwrap_or_else(|| db.to_owned()),
         ),
         None => (

@@ -36,7 +36,9 @@ pub enum ConfigError {
     MissingEncryptionKey,
     #[error("the encryption key is not valid: it must be 32 bytes as base64. Create one with `handoff-bridge keygen`.")]
     BadEncryptionKey,
-    #[error("HANDOFF_PREVIOUS_ENCRYPTION_KEYS must be base64 keys of 32 bytes, separated by commas.")]
+    #[error(
+        "HANDOFF_PREVIOUS_ENCRYPTION_KEYS must be base64 keys of 32 bytes, separated by commas."
+    )]
     BadPreviousKey,
     #[error("HANDOFF_ENCRYPTION_KEY_FILE {0} cannot be read: {1}")]
     KeyFile(String, String),

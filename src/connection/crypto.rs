@@ -127,7 +127,11 @@ impl std::fmt::Debug for Keyring {
             .field("current", &self.current.id())
             .field(
                 "previous",
-                &self.previous.iter().map(EncryptionKey::id).collect::<Vec<_>>(),
+                &self
+                    .previous
+                    .iter()
+                    .map(EncryptionKey::id)
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -229,7 +233,9 @@ mod tests {
             vec![key],
         );
         assert_eq!(
-            ring.open("client_secret:acme", &v1).unwrap().expose_secret(),
+            ring.open("client_secret:acme", &v1)
+                .unwrap()
+                .expose_secret(),
             "s3cr3t"
         );
         assert!(ring.is_stale(&v1));

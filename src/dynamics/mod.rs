@@ -57,7 +57,11 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Learn, "Service protection API limits": "Retry-After … the duration in seconds"),
 /// clamped to [`MAX_RETRY_AFTER`]. An HTTP-date or garbage gives `None`.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -49,12 +49,7 @@ pub fn is_public_ipv4(v4: Ipv4Addr) -> bool {
 /// the local-use NAT64 prefix `64:ff9b:1::/48` is refused.
 pub fn is_public_ipv6(v6: Ipv6Addr) -> bool {
     let s = v6.segments();
-    let embedded = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let embedded = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     let mapped = s[..5] == [0; 5] && s[5] == 0xffff;
     let compatible = s[..6] == [0; 6];
     let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4];
@@ -62,11 +57,10 @@ pub fn is_public_ipv6(v6: Ipv6Addr) -> bool {
         return is_public_ipv4(embedded);
     }
     let global_unicast = (s[0] & 0xe000) == 0x2000;
-    global_unicast
-        && !(s[0] == 0x2001 && s[1] < 0x0200)
-        && !(s[0] == 0x2001 && s[1] == 0x0db8)
-        && !((s[0] & 0xfff0) == 0x3ff0)
-        && s[0] != 0x2002
+    let ietf_protocol = s[0] == 0x2001 && s[1] < 0x0200;
+    let documentation = (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] & 0xfff0) == 0x3ff0;
+    let six_to_four = s[0] == 0x2002;
+    global_unicast && !ietf_protocol && !documentation && !six_to_four
 }
 
 /// Whether an address is one a callback may reach (see the module docs).
@@ -106,9 +100,8 @@ impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.0;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             if addrs.is_empty() || addrs.iter().any(|a| !policy.permits(a.ip())) {
                 return Err(Box::new(NonPublicAddress) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -163,16 +156,51 @@ mod tests {
     fn special_ranges_are_refused() {
         for refused in [
             // IPv4 (IANA IPv4 special-purpose registry)
-            "0.0.0.0", "0.1.2.3", "10.0.0.1", "100.64.0.1", "100.127.255.254", "127.0.0.1",
-            "169.254.169.254", "172.16.0.1", "192.0.0.1", "192.0.0.170", "192.0.2.1",
-            "192.88.99.1", "192.168.1.1", "198.18.0.1", "198.19.255.1", "198.51.100.1",
-            "203.0.113.1", "224.0.0.1", "240.0.0.1", "255.255.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.0.0.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "192.0.0.1",
+            "192.0.0.170",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
             // IPv6 (IANA IPv6 special-purpose registry)
-            "::", "::1", "::ffff:127.0.0.1", "::ffff:a9fe:a9fe", "::127.0.0.1", "::a9fe:a9fe",
-            "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::10.0.0.1", "64:ff9b:1::1",
-            "100::1", "2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:2::1",
-            "2001:10::1", "2001:db8::1", "2002:7f00:1::", "2002:808:808::1", "3fff::1",
-            "fc00::1", "fd00::1", "fe80::1", "fec0::1", "ff02::1",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:a9fe:a9fe",
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b:1::1",
+            "100::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:db8::1",
+            "2002:7f00:1::",
+            "2002:808:808::1",
+            "3fff::1",
+            "fc00::1",
+            "fd00::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
         ] {
             assert!(!is_public_ip(ip(refused)), "{refused} must be refused");
         }
@@ -181,9 +209,17 @@ mod tests {
     #[test]
     fn global_addresses_pass() {
         for public in [
-            "8.8.8.8", "1.1.1.1", "100.63.0.1", "100.128.0.1", "172.32.0.1", "198.20.0.1",
-            "2606:4700:4700::1111", "2a00:1450:4001::200e", "::ffff:8.8.8.8",
-            "64:ff9b::808:808", "2001:200::1",
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.63.0.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "198.20.0.1",
+            "2606:4700:4700::1111",
+            "2a00:1450:4001::200e",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2001:200::1",
         ] {
             assert!(is_public_ip(ip(public)), "{public} must pass");
         }

@@ -322,7 +322,10 @@ pub fn panicked(ctx: &Context, claim: &Claim, what: &str) -> Outcome {
         contact_id: None,
         started: Instant::now(),
     };
-    progress.event("attempt_panicked", json!({ "code": catalog::INTERNAL_ERROR.code }));
+    progress.event(
+        "attempt_panicked",
+        json!({ "code": catalog::INTERNAL_ERROR.code }),
+    );
     let diag = catalog::INTERNAL_ERROR.diagnose(format!("the attempt panicked: {what}"));
     retry_later(ctx, claim, None, progress, diag, None)
 }

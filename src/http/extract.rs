@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ApiError;
-use crate::Context;
 use crate::webhook::envelope::{parse_json, FieldError};
+use crate::Context;
 
 /// Largest admin request body, in bytes.
 pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;

@@ -24,10 +24,17 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Percent-encodes `value` as one URL path segment: everything but ASCII letters and
-/// digits, so `/`, `.` and `?` in an id can never make a link point at another path.
+/// What [`path_segment`] encodes: everything but ASCII letters, digits, `-`, `_` and `~`.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes `value` as one URL path segment, so `/`, `?`, `#` and `.` in an id can
+/// never make a link point at another path. (A browser still reads a segment that is
+/// exactly `%2E%2E` as `..`; such a session id links one level up, to a 404.)
 fn path_segment(value: String) -> String {
-    percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string()
 }
 
 /// What every HTML answer carries: no script, style only inline, forms to this origin, no

@@ -93,7 +93,12 @@ pub async fn receive(
         .org(org_id.as_str())
         .await?
         .ok_or_else(|| ApiError::UnknownOrg(org_id.to_string()))?;
-    let body = read_body(body, WEBHOOK_BODY_LIMIT, ctx.settings.limits.body_read_timeout).await?;
+    let body = read_body(
+        body,
+        WEBHOOK_BODY_LIMIT,
+        ctx.settings.limits.body_read_timeout,
+    )
+    .await?;
     let webhook_id = signature.verify(&signing_secrets(&ctx, &org, now), &body)?;
 
     let head: EnvelopeHead = parse_body(&body)?;

@@ -298,7 +298,12 @@ impl Store {
         let (table, column) = SEALED_COLUMNS
             .into_iter()
             .find(|(t, c)| *t == value.table && *c == value.column)
-            .ok_or_else(|| StoreError::Corrupt(format!("{}.{} is not a sealed column", value.table, value.column)))?;
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "{}.{} is not a sealed column",
+                    value.table, value.column
+                ))
+            })?;
         let replaced = sqlx::query(&format!(
             "UPDATE {table} SET {column} = $1 WHERE org_id = $2 AND {column} = $3"
         ))

@@ -1,10 +1,15 @@
 //! Retention: a settled handoff keeps the visitor's session (summary, contact details,
 //! transcript) for the retention period, then the session is removed from `payload`. The
 //! handoff's ids, state, outcome, errors, callbacks and timeline stay.
+//!
+//! On SQLite the connection runs with `secure_delete` and a pass ends with a WAL
+//! checkpoint, so the removed text is overwritten in the database file and its write-ahead
+//! log, not only unreachable. On PostgreSQL the old row versions are removed by (auto)vacuum;
+//! backups taken before the redaction keep what they held.
 
 use std::time::Duration;
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 
 /// Default retention of a settled handoff's session: 30 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -50,8 +55,16 @@ impl Store {
             tx.commit().await?;
             total += rows.len() as u64;
             if (rows.len() as i64) < BATCH {
-                return Ok(total);
+                break;
             }
         }
+        if total > 0 && self.backend() == Backend::Sqlite {
+            // With `secure_delete` the old text is zeroed in the database file; the
+            // write-ahead log still holds copies of the pages until a checkpoint.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(total)
     }
 }

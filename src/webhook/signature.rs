@@ -219,9 +219,16 @@ impl<'a> CheckedHeaders<'a> {
     /// the previous one): one HMAC per secret over `{id}.{timestamp}.{body}` with the
     /// timestamp as received, compared in constant time with every candidate. Returns the
     /// `webhook-id` on success.
-    pub fn verify(&self, secrets: &[WebhookSecret], body: &[u8]) -> Result<&'a str, SignatureError> {
+    pub fn verify(
+        &self,
+        secrets: &[WebhookSecret],
+        body: &[u8],
+    ) -> Result<&'a str, SignatureError> {
         for secret in secrets {
-            let expected = secret.mac(self.id, self.timestamp, body).finalize().into_bytes();
+            let expected = secret
+                .mac(self.id, self.timestamp, body)
+                .finalize()
+                .into_bytes();
             let matched = self
                 .candidates
                 .iter()
@@ -312,9 +319,23 @@ mod tests {
     fn timestamp_must_be_plain_digits_and_near_now_without_overflow() {
         let secret = WebhookSecret::generate();
         let sig = secret.sign("m1", 1000, b"{}");
-        for bad in [" 1000", "1000 ", "+1000", "01000", "-1000", "1e3", "", "1234567890123"] {
+        for bad in [
+            " 1000",
+            "1000 ",
+            "+1000",
+            "01000",
+            "-1000",
+            "1e3",
+            "",
+            "1234567890123",
+        ] {
             assert_eq!(
-                verify(std::slice::from_ref(&secret), headers("m1", bad, &sig), b"{}", 1000),
+                verify(
+                    std::slice::from_ref(&secret),
+                    headers("m1", bad, &sig),
+                    b"{}",
+                    1000
+                ),
                 Err(SignatureError::InvalidHeader(
                     "webhook-timestamp",
                     "must be Unix seconds (1 to 12 digits, no sign, spaces or leading zeros)"
@@ -330,14 +351,20 @@ mod tests {
             b"{}",
             i64::MIN + now,
         );
-        assert!(matches!(far, Err(SignatureError::TimestampOutOfTolerance(_))));
+        assert!(matches!(
+            far,
+            Err(SignatureError::TimestampOutOfTolerance(_))
+        ));
         let far = verify(
             std::slice::from_ref(&secret),
             headers("m1", "1000", &sig),
             b"{}",
             i64::MAX,
         );
-        assert!(matches!(far, Err(SignatureError::TimestampOutOfTolerance(_))));
+        assert!(matches!(
+            far,
+            Err(SignatureError::TimestampOutOfTolerance(_))
+        ));
     }
 
     #[test]
@@ -346,24 +373,39 @@ mod tests {
         let good = secret.sign("m1", 1000, b"{}");
         let padded = format!("{} {good}", vec!["v1,"; 50_000].join(" "));
         assert_eq!(
-            verify(std::slice::from_ref(&secret), headers("m1", "1000", &padded), b"{}", 1000),
+            verify(
+                std::slice::from_ref(&secret),
+                headers("m1", "1000", &padded),
+                b"{}",
+                1000
+            ),
             Err(SignatureError::InvalidHeader(
                 "webhook-signature",
                 "is longer than 1024 bytes"
             ))
         );
-        let nine = format!("{} {good}", vec!["v1,AAAA"; 8].join(" "));
+        let nine = format!("{} {good}", ["v1,AAAA"; 8].join(" "));
         assert!(nine.len() < MAX_SIGNATURE_HEADER_LEN);
         assert_eq!(
-            verify(std::slice::from_ref(&secret), headers("m1", "1000", &nine), b"{}", 1000),
+            verify(
+                std::slice::from_ref(&secret),
+                headers("m1", "1000", &nine),
+                b"{}",
+                1000
+            ),
             Err(SignatureError::InvalidHeader(
                 "webhook-signature",
                 "has more than 8 entries"
             ))
         );
-        let eight = format!("{} {good}", vec!["v1,"; 7].join(" "));
+        let eight = format!("{} {good}", ["v1,"; 7].join(" "));
         assert_eq!(
-            verify(std::slice::from_ref(&secret), headers("m1", "1000", &eight), b"{}", 1000),
+            verify(
+                std::slice::from_ref(&secret),
+                headers("m1", "1000", &eight),
+                b"{}",
+                1000
+            ),
             Ok("m1")
         );
     }

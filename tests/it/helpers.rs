@@ -217,6 +217,41 @@ impl TestApp {
         .unwrap()
     }
 
+    /// A replica in production mode (`HANDOFF_ALLOW_INSECURE_DYNAMICS` off) on the same
+    /// store: loopback environments and callbacks are refused.
+    pub async fn secure_replica(&self) -> App {
+        let mut config = test_config(
+            &self.sandbox,
+            &self.db,
+            &self.admin_token,
+            &self.encryption_key,
+            &self.options,
+        );
+        config.settings.allow_insecure_dynamics = false;
+        App::build(config).await.unwrap()
+    }
+
+    /// The `HANDOFF_ENCRYPTION_KEY` the store's secrets were saved with (base64).
+    pub fn encryption_key(&self) -> &str {
+        &self.encryption_key
+    }
+
+    /// A replica with this current key and these previous keys (base64).
+    pub async fn replica_with_keys(&self, current: &str, previous: &[&str]) -> App {
+        let mut config = test_config(
+            &self.sandbox,
+            &self.db,
+            &self.admin_token,
+            current,
+            &self.options,
+        );
+        config.previous_encryption_keys = previous
+            .iter()
+            .map(|k| EncryptionKey::from_base64(k).unwrap())
+            .collect();
+        App::build(config).await.unwrap()
+    }
+
     /// A replica started with another `HANDOFF_ENCRYPTION_KEY` than the one the store's
     /// secrets were saved with.
     pub async fn replica_with_other_key(&self) -> App {

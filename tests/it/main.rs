@@ -12,6 +12,7 @@ mod connection;
 mod docs;
 mod fixtures;
 mod handoff;
+mod hardening;
 mod intake;
 mod metrics;
 mod openapi;
