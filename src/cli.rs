@@ -326,6 +326,14 @@ pub async fn serve(args: ServeArgs) -> CliResult<()> {
     } else {
         serve_config(&args, None).map_err(|e| e.to_string())?
     };
+    if config.settings.allow_insecure_dynamics && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.listen,
+            "HANDOFF_ALLOW_INSECURE_DYNAMICS is on while listening on a non-loopback address: \
+             http:// and loopback environment, authority and callback URLs are accepted. \
+             This is for development only; turn it off in production."
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

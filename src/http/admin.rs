@@ -485,7 +485,7 @@ pub async fn list_sessions(
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(super::openapi::OrgSessionPath),
     responses(
         (status = 202, description = "Re-queued; `{requeued_handoffs, requeued_callbacks}`", body = Object),
-        (status = 409, description = "`nothing_to_retry`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`nothing_to_retry`, or `session_redacted` (the retention period removed the session)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json"),
     ), security(("admin_token" = [])))]
 pub async fn retry_session(

@@ -53,8 +53,8 @@ fn signing_secrets(ctx: &Context, org: &OrgRow, now: i64) -> Vec<WebhookSecret> 
 #[utoipa::path(post, path = "/v1/webhooks/{org_id}", tag = "webhooks",
     params(super::openapi::OrgPath,
         ("webhook-id" = String, Header, description = "Standard Webhooks message id"),
-        ("webhook-timestamp" = String, Header, description = "Unix seconds; within 5 minutes"),
-        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated"),
+        ("webhook-timestamp" = String, Header, description = "Unix seconds (1 to 12 digits, no sign or leading zero); within 5 minutes"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated; at most 8 entries in 1024 bytes"),
     ),
     request_body(content = Object, description = "`{event: conversation.handoff_to_human, organization_id, data: {session}}`", content_type = "application/json"),
     responses(
@@ -63,9 +63,11 @@ fn signing_secrets(ctx: &Context, org: &OrgRow, now: i64) -> Vec<WebhookSecret> 
         (status = 400, description = "`body_unreadable`, `malformed_json` or `invalid_shape`", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "`signature_header_missing`, `signature_header_invalid`, `signature_timestamp_out_of_tolerance` or `signature_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown_org`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "`request_timeout`: the body did not arrive within the body-read timeout; the connection is closed", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`, also from the announced `Content-Length` alone", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`store_refused`: the database refused the values; nothing stored, and a retry will not help", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable`: nothing stored, retry", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn receive(
@@ -103,10 +105,12 @@ pub async fn receive(
 
     let head: EnvelopeHead = parse_body(&body)?;
     if head.event != HANDOFF_EVENT {
-        tracing::info!(event = %head.event, "ignored an event the bridge does not handle");
+        // The sender chose this text: log and echo a bounded prefix only.
+        let event: String = head.event.chars().take(100).collect();
+        tracing::info!(%event, "ignored an event the bridge does not handle");
         return Ok((
             StatusCode::OK,
-            Json(json!({ "status": "ignored", "event": head.event })),
+            Json(json!({ "status": "ignored", "event": event })),
         )
             .into_response());
     }
