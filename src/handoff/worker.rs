@@ -7,10 +7,9 @@
 //! those it had to abandon, so they run again at once elsewhere.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use tokio::task::{Id, JoinSet};

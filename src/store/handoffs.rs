@@ -340,6 +340,23 @@ impl Store {
         }
     }
 
+    /// Runs a claim statement whose parameters are `$1` the lease id, `$2` the lease's end,
+    /// `$3` now, then one per busy org (see [`not_in_orgs`]).
+    async fn claim_row(
+        &self,
+        sql: &str,
+        lease_id: &str,
+        lease_until: i64,
+        now: i64,
+        busy_orgs: &[String],
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let mut query = sqlx::query(sql).bind(lease_id).bind(lease_until).bind(now);
+        for org in busy_orgs {
+            query = query.bind(org);
+        }
+        Ok(query.fetch_optional(self.pool()).await?)
+    }
+
     /// Stores a webhook delivery: a new handoff, or, when the session already has one, a
     /// `duplicate_delivery` event on it. Returns only after the transaction committed.
     pub async fn intake(&self, new: NewHandoff<'_>, now: i64) -> Result<Intake, StoreError> {
@@ -538,14 +555,9 @@ impl Store {
                {not_busy} ORDER BY next_attempt_at, created_at LIMIT 1 {lock}) \
              RETURNING {HANDOFF_COLUMNS}"
         );
-        let mut query = sqlx::query(&sql)
-            .bind(&lease_id)
-            .bind(now + lease_ms)
-            .bind(now);
-        for org in busy_orgs {
-            query = query.bind(org);
-        }
-        let row = query.fetch_optional(self.pool()).await?;
+        let row = self
+            .claim_row(&sql, &lease_id, now + lease_ms, now, busy_orgs)
+            .await?;
         Ok(match row {
             Some(row) => Some(Claim {
                 handoff: HandoffRow::from_row(&row)?,
@@ -649,14 +661,9 @@ impl Store {
                {not_busy} ORDER BY next_attempt_at LIMIT 1 {lock}) \
              RETURNING {CALLBACK_COLUMNS}"
         );
-        let mut query = sqlx::query(&sql)
-            .bind(&lease_id)
-            .bind(now + lease_ms)
-            .bind(now);
-        for org in busy_orgs {
-            query = query.bind(org);
-        }
-        let row = query.fetch_optional(self.pool()).await?;
+        let row = self
+            .claim_row(&sql, &lease_id, now + lease_ms, now, busy_orgs)
+            .await?;
         row.as_ref()
             .map(|r| CallbackRow::from_row(r).map(|cb| (cb, lease_id)))
             .transpose()
