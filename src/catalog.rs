@@ -145,7 +145,7 @@ catalog! {
         "Connect Dynamics with PUT /v1/orgs/{org}/connection; waiting handoffs are then delivered.");
     CONNECTION_SECRET_UNREADABLE = ("connection_secret_unreadable", Handoff,
         "The stored client secret cannot be decrypted with the configured encryption key.",
-        "Start the bridge with the HANDOFF_ENCRYPTION_KEY it was saved with, or save the connection again.");
+        "Start the bridge with the HANDOFF_ENCRYPTION_KEY it was saved with (during a key rotation, put that key in HANDOFF_PREVIOUS_ENCRYPTION_KEYS), or save the connection again.");
     STORE_UNAVAILABLE = ("store_unavailable", Handoff,
         "The bridge's own database could not be reached.",
         "Check the database named by HANDOFF_DATABASE_URL (disk space, permissions, the Postgres server); work resumes by itself once it answers.");

@@ -339,6 +339,29 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_keeps_at_most_its_bound_of_idle_credentials() {
+        let http = reqwest::Client::new();
+        let provider = TokenProvider::new(http, "https://login.example", Arc::default());
+        let creds = |i: usize| Credentials {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            client_secret: SecretString::from(format!("secret-{i}")),
+            environment_url: EnvironmentUrl::parse("https://x.crm.dynamics.com", false).unwrap(),
+        };
+        let in_use = provider.slot(&creds(0));
+        for i in 1..=MAX_CACHED_CREDENTIALS + 10 {
+            provider.slot(&creds(i));
+        }
+        let slots = provider.slots.lock().unwrap();
+        assert!(slots.len() <= MAX_CACHED_CREDENTIALS, "{}", slots.len());
+        assert!(
+            slots.contains_key(&creds(0).fingerprint()),
+            "a slot in use is kept"
+        );
+        drop(in_use);
+    }
+
+    #[test]
     fn debug_output_hides_the_secret() {
         let creds = Credentials {
             tenant_id: "t".into(),
