@@ -110,21 +110,32 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
+/// Why [`check_target`] refused a callback URL; reads after "callback_url".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetRefused {
+    #[error("has no host")]
+    NoHost,
+    #[error("must start with https://")]
+    NotHttps,
+    #[error("is a loopback, private, link-local or reserved address")]
+    NonPublic,
+}
+
 /// Checks what the resolver cannot see before a delivery: the scheme (`https`, or `http` to
 /// loopback under the development policy) and a host written as an IP literal.
-pub fn check_target(url: &reqwest::Url, policy: AddressPolicy) -> Result<(), String> {
+pub fn check_target(url: &reqwest::Url, policy: AddressPolicy) -> Result<(), TargetRefused> {
     let ip = match url.host() {
         Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
         Some(url::Host::Domain(_)) => None,
-        None => return Err("the callback URL has no host".into()),
+        None => return Err(TargetRefused::NoHost),
     };
     if ip.is_some_and(|ip| !policy.permits(ip)) {
-        return Err(NonPublicAddress.to_string());
+        return Err(TargetRefused::NonPublic);
     }
     let loopback_dev = policy.allow_loopback && crate::domain::is_loopback_host(url);
     if url.scheme() != "https" && !(loopback_dev && url.scheme() == "http") {
-        return Err("the callback URL must start with https://".into());
+        return Err(TargetRefused::NotHttps);
     }
     Ok(())
 }
@@ -247,9 +258,18 @@ mod tests {
             allow_loopback: false,
         };
         let url = |u: &str| reqwest::Url::parse(u).unwrap();
-        assert!(check_target(&url("https://[::127.0.0.1]/hook"), strict).is_err());
-        assert!(check_target(&url("https://127.1/hook"), strict).is_err());
-        assert!(check_target(&url("http://8.8.8.8/hook"), strict).is_err());
+        assert_eq!(
+            check_target(&url("https://[::127.0.0.1]/hook"), strict),
+            Err(TargetRefused::NonPublic)
+        );
+        assert_eq!(
+            check_target(&url("https://127.1/hook"), strict),
+            Err(TargetRefused::NonPublic)
+        );
+        assert_eq!(
+            check_target(&url("http://8.8.8.8/hook"), strict),
+            Err(TargetRefused::NotHttps)
+        );
         assert!(check_target(&url("https://8.8.8.8/hook"), strict).is_ok());
         assert!(check_target(&url("https://hooks.example.com/x"), strict).is_ok());
         let dev = AddressPolicy {

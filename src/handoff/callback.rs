@@ -167,7 +167,8 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
     let policy = AddressPolicy {
         allow_loopback: ctx.settings.allow_insecure_dynamics,
     };
-    address::check_target(&url, policy).map_err(|why| (why, Class::Permanent))?;
+    address::check_target(&url, policy)
+        .map_err(|why| (format!("callback_url {why}"), Class::Permanent))?;
     let secret_text = ctx
         .key
         .open(
@@ -217,11 +218,7 @@ pub async fn check_callback_url(raw: &str, allow_insecure: bool) -> Result<Strin
     let policy = AddressPolicy {
         allow_loopback: allow_insecure,
     };
-    address::check_target(&url, policy).map_err(|why| {
-        why.strip_prefix("the callback URL ")
-            .unwrap_or(&why)
-            .to_owned()
-    })?;
+    address::check_target(&url, policy).map_err(|why| why.to_string())?;
     let host = url.host_str().ok_or("has no host")?.to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs: Vec<_> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))

@@ -1,12 +1,12 @@
 //! Request extraction with our own rejections (problem+json with JSON Pointers), instead of
 //! axum's plain-text ones.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error::ApiError;
 use crate::webhook::envelope::{parse_json, FieldError};
