@@ -315,10 +315,29 @@ mod tests {
         assert!(verify(&[other, secret], headers("m1", "1000", &sig), b"{}", 1000).is_ok());
     }
 
+    /// Verifies `{}` sent as `m1` at `timestamp` with `signature`, against `secret` at `now`.
+    fn verify_empty<'a>(
+        secret: &WebhookSecret,
+        timestamp: &'a str,
+        signature: &'a str,
+        now: i64,
+    ) -> Result<&'a str, SignatureError> {
+        verify(
+            std::slice::from_ref(secret),
+            headers("m1", timestamp, signature),
+            b"{}",
+            now,
+        )
+    }
+
     #[test]
     fn timestamp_must_be_plain_digits_and_near_now_without_overflow() {
         let secret = WebhookSecret::generate();
         let sig = secret.sign("m1", 1000, b"{}");
+        let malformed = Err(SignatureError::InvalidHeader(
+            "webhook-timestamp",
+            "must be Unix seconds (1 to 12 digits, no sign, spaces or leading zeros)",
+        ));
         for bad in [
             " 1000",
             "1000 ",
@@ -329,42 +348,18 @@ mod tests {
             "",
             "1234567890123",
         ] {
-            assert_eq!(
-                verify(
-                    std::slice::from_ref(&secret),
-                    headers("m1", bad, &sig),
-                    b"{}",
-                    1000
-                ),
-                Err(SignatureError::InvalidHeader(
-                    "webhook-timestamp",
-                    "must be Unix seconds (1 to 12 digits, no sign, spaces or leading zeros)"
-                )),
-                "{bad:?}"
-            );
+            assert_eq!(verify_empty(&secret, bad, &sig, 1000), malformed, "{bad:?}");
         }
         // i64::MIN + now used to wrap `abs()` and pass; now it is simply far away.
-        let now = 1_795_393_253_i64;
-        let far = verify(
-            std::slice::from_ref(&secret),
-            headers("m1", "999999999999", &sig),
-            b"{}",
-            i64::MIN + now,
-        );
-        assert!(matches!(
-            far,
-            Err(SignatureError::TimestampOutOfTolerance(_))
-        ));
-        let far = verify(
-            std::slice::from_ref(&secret),
-            headers("m1", "1000", &sig),
-            b"{}",
-            i64::MAX,
-        );
-        assert!(matches!(
-            far,
-            Err(SignatureError::TimestampOutOfTolerance(_))
-        ));
+        for (timestamp, now) in [
+            ("999999999999", i64::MIN + 1_795_393_253),
+            ("1000", i64::MAX),
+        ] {
+            assert!(matches!(
+                verify_empty(&secret, timestamp, &sig, now),
+                Err(SignatureError::TimestampOutOfTolerance(_))
+            ));
+        }
     }
 
     #[test]
@@ -372,42 +367,20 @@ mod tests {
         let secret = WebhookSecret::generate();
         let good = secret.sign("m1", 1000, b"{}");
         let padded = format!("{} {good}", vec!["v1,"; 50_000].join(" "));
-        assert_eq!(
-            verify(
-                std::slice::from_ref(&secret),
-                headers("m1", "1000", &padded),
-                b"{}",
-                1000
-            ),
-            Err(SignatureError::InvalidHeader(
-                "webhook-signature",
-                "is longer than 1024 bytes"
-            ))
-        );
+        let too_long = Err(SignatureError::InvalidHeader(
+            "webhook-signature",
+            "is longer than 1024 bytes",
+        ));
+        assert_eq!(verify_empty(&secret, "1000", &padded, 1000), too_long);
         let nine = format!("{} {good}", ["v1,AAAA"; 8].join(" "));
         assert!(nine.len() < MAX_SIGNATURE_HEADER_LEN);
-        assert_eq!(
-            verify(
-                std::slice::from_ref(&secret),
-                headers("m1", "1000", &nine),
-                b"{}",
-                1000
-            ),
-            Err(SignatureError::InvalidHeader(
-                "webhook-signature",
-                "has more than 8 entries"
-            ))
-        );
+        let too_many = Err(SignatureError::InvalidHeader(
+            "webhook-signature",
+            "has more than 8 entries",
+        ));
+        assert_eq!(verify_empty(&secret, "1000", &nine, 1000), too_many);
         let eight = format!("{} {good}", ["v1,"; 7].join(" "));
-        assert_eq!(
-            verify(
-                std::slice::from_ref(&secret),
-                headers("m1", "1000", &eight),
-                b"{}",
-                1000
-            ),
-            Ok("m1")
-        );
+        assert_eq!(verify_empty(&secret, "1000", &eight, 1000), Ok("m1"));
     }
 
     #[test]
