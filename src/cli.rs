@@ -49,6 +49,8 @@ pub enum Command {
     Send(SendArgs),
     /// Print a new random encryption key (base64 of 32 bytes).
     Keygen,
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
     /// Re-seal every stored secret with HANDOFF_ENCRYPTION_KEY (the last step of a key
     /// rotation; the old keys go in HANDOFF_PREVIOUS_ENCRYPTION_KEYS).
     Rekey(RekeyArgs),

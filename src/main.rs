@@ -31,6 +31,10 @@ async fn main() -> std::process::ExitCode {
         Command::Sandbox(args) => cli::sandbox(args).await,
         Command::Send(args) => cli::send(args).await,
         Command::Rekey(args) => cli::rekey(args).await,
+        Command::Openapi => {
+            println!("{}", handoff_bridge::http::openapi::document());
+            Ok(())
+        }
         Command::Keygen => {
             println!(
                 "{}",

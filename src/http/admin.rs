@@ -62,7 +62,7 @@ pub struct OrgInput {
 }
 
 /// Creates (201, with the new `webhook_secret`, shown this once) or updates (200) an org.
-#[utoipa::path(put, path = "/v1/orgs/{org_id}", tag = "orgs", params(super::openapi::OrgPath),
+#[utoipa::path(put, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     request_body = OrgInput,
     responses(
         (status = 201, description = "Created; `webhook_secret` is shown this once", body = Object),
@@ -140,7 +140,7 @@ pub async fn put_org(
 }
 
 /// `GET /v1/orgs/{org_id}`: the org, never its secret.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "orgs", params(super::openapi::OrgPath),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     responses((status = 200, description = "The org, never its secret", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn get_org(
@@ -151,7 +151,7 @@ pub async fn get_org(
 }
 
 /// `POST /v1/orgs/{org_id}/webhook-secret`: a new secret; the old one is accepted for 24 h.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/webhook-secret", tag = "orgs", params(super::openapi::OrgPath),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/webhook-secret", tag = "orgs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     responses((status = 200, description = "`{webhook_secret, previous_secret_valid_until}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn rotate_secret(
@@ -176,7 +176,7 @@ pub async fn rotate_secret(
 /// `DELETE /v1/orgs/{org_id}/webhook-secret/previous`: the rotated-out secret stops
 /// verifying now instead of at the end of its grace period (after a leak: rotate, then
 /// revoke). 200 `{revoked: true|false}`; false when no previous secret was kept.
-#[utoipa::path(delete, path = "/v1/orgs/{org_id}/webhook-secret/previous", tag = "orgs", params(super::openapi::OrgPath),
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/webhook-secret/previous", tag = "orgs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     responses((status = 200, description = "`{revoked}`: whether a previous secret was forgotten", body = Object), (status = 404, description = "`unknown_org`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn revoke_previous_secret(
@@ -192,7 +192,7 @@ pub async fn revoke_previous_secret(
 }
 
 /// `POST /v1/orgs/{org_id}/connection/test`: runs the checks, saves nothing.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/test", tag = "connection", params(super::openapi::OrgPath),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/test", tag = "connection", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     request_body = crate::connection::ConnectionInput,
     responses((status = 200, description = "`{status: passed|failed, checks: [{name, status, code, message, hint, detail, duration_ms}]}`; nothing saved", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
@@ -214,7 +214,7 @@ pub async fn test_connection(
 
 /// `PUT /v1/orgs/{org_id}/connection`: runs the checks and saves only if all pass (200);
 /// otherwise 422 and the previous connection stays as it was.
-#[utoipa::path(put, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(super::openapi::OrgPath),
+#[utoipa::path(put, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     request_body = crate::connection::ConnectionInput,
     responses(
         (status = 200, description = "Every check passed; saved as `active`", body = Object),
@@ -269,7 +269,7 @@ pub async fn save_connection(
 /// `POST /v1/orgs/{org_id}/connection/check`: runs the checks again on the saved connection
 /// (e.g. after its client secret expired) and records the verdict: `active` when every
 /// check passes, `failing` otherwise. 404 `not_connected` without a connection.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/check", tag = "connection", params(super::openapi::OrgPath),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/check", tag = "connection", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     responses((status = 200, description = "The checks of the saved connection; the card becomes `active` or `failing`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn check_connection(
@@ -314,7 +314,7 @@ pub async fn check_connection(
 }
 
 /// `GET /v1/orgs/{org_id}/connection`: status and settings, never the secret.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(super::openapi::OrgPath),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     responses((status = 200, description = "The connection, never its client secret", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn get_connection(
@@ -341,7 +341,7 @@ pub async fn get_connection(
 
 /// `DELETE /v1/orgs/{org_id}/connection`: forgets the credentials; 204, or 404 when there
 /// was no connection. Records already in Dynamics stay.
-#[utoipa::path(delete, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(super::openapi::OrgPath),
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     responses((status = 204, description = "Forgotten"), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn delete_connection(
@@ -357,7 +357,7 @@ pub async fn delete_connection(
 }
 
 /// `GET /v1/orgs/{org_id}/sessions/{session_id}`: the handoff record with its timeline.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions/{session_id}", tag = "handoffs", params(super::openapi::OrgSessionPath),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions/{session_id}", tag = "handoffs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = super::openapi::SESSION_ID_DOC)),
     responses((status = 200, description = "The handoff record with `events` and `callbacks`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn get_session(
@@ -455,7 +455,7 @@ pub struct ListQuery {
 /// `GET /v1/orgs/{org_id}/sessions?state=…&limit=…`: recent handoffs, newest first
 /// (`limit` 1–500, default 50).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions", tag = "handoffs",
-    params(super::openapi::OrgPath,
+    params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC),
         ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
         ("limit" = Option<u32>, Query, description = "1–500 (default 50)"),
     ),
@@ -482,7 +482,7 @@ pub async fn list_sessions(
 /// the session's failed callbacks (202). The same deterministic keys are used, so a replay
 /// cannot create a second live work item or a second logical callback. 409 when nothing
 /// failed.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(super::openapi::OrgSessionPath),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = super::openapi::SESSION_ID_DOC)),
     responses(
         (status = 202, description = "Re-queued; `{requeued_handoffs, requeued_callbacks}`", body = Object),
         (status = 409, description = "`nothing_to_retry`, or `session_redacted` (the retention period removed the session)", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -524,7 +524,7 @@ pub async fn retry_session(
 
 /// `POST /v1/orgs/{org_id}/handoffs/retry-failed`: re-queues every failed handoff and
 /// callback of the org (e.g. after fixing its credentials). 202 with the counts.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/handoffs/retry-failed", tag = "handoffs", params(super::openapi::OrgPath),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/handoffs/retry-failed", tag = "handoffs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     responses((status = 202, description = "`{requeued_handoffs, requeued_callbacks}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = super::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn retry_failed(

@@ -30,25 +30,11 @@ pub struct FieldErrorSchema {
     message: String,
 }
 
-/// `{org_id}` in a path.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct OrgPath {
-    /// The OpenCX organization id: 1–64 of `A-Z a-z 0-9 _ -`.
-    org_id: String,
-}
+/// The description of `{org_id}` in every path.
+pub const ORG_ID_DOC: &str = "The OpenCX organization id: 1–64 of `A-Z a-z 0-9 _ -`.";
 
-/// `{org_id}` and `{session_id}` in a path.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct OrgSessionPath {
-    /// The OpenCX organization id.
-    org_id: String,
-    /// The OpenCX session id, the trace key of a handoff.
-    session_id: String,
-}
+/// The description of `{session_id}` in every path.
+pub const SESSION_ID_DOC: &str = "The OpenCX session id, the trace key of a handoff.";
 
 struct Security;
 
@@ -117,6 +103,13 @@ impl Modify for Security {
     )
 )]
 pub struct ApiDoc;
+
+/// The document as pretty-printed JSON (`handoff-bridge openapi`).
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
 
 /// `GET /openapi.json`: this API as OpenAPI 3.1.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",

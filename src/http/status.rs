@@ -141,7 +141,7 @@ pub async fn page(
 
 /// `GET /status/{org}/sessions/{session}`: one handoff with its timeline.
 #[utoipa::path(get, path = "/status/{org_id}/sessions/{session_id}", tag = "status",
-    params(super::openapi::OrgSessionPath),
+    params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = super::openapi::SESSION_ID_DOC)),
     responses(
         (status = 200, description = "One handoff's timeline", content_type = "text/html"),
         (status = 401, description = "Sign in: `WWW-Authenticate: Basic`"),

@@ -51,7 +51,7 @@ fn signing_secrets(ctx: &Context, org: &OrgRow, now: i64) -> Vec<WebhookSecret> 
 
 /// Receives a handoff webhook. Answers 202 only after the handoff is committed.
 #[utoipa::path(post, path = "/v1/webhooks/{org_id}", tag = "webhooks",
-    params(super::openapi::OrgPath,
+    params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC),
         ("webhook-id" = String, Header, description = "Standard Webhooks message id"),
         ("webhook-timestamp" = String, Header, description = "Unix seconds (1 to 12 digits, no sign or leading zero); within 5 minutes"),
         ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated; at most 8 entries in 1024 bytes"),

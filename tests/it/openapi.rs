@@ -79,6 +79,33 @@ async fn the_openapi_document_describes_exactly_the_routes() {
         spec["openapi"]
     );
 
+    // Each operation declares each parameter once (OpenAPI: parameters are unique by name
+    // and location), and every `{…}` of its path as a path parameter.
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        let templated: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, op) in ops.as_object().unwrap() {
+            let params: Vec<(&str, &str)> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| (p["name"].as_str().unwrap(), p["in"].as_str().unwrap()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let unique: BTreeSet<_> = params.iter().copied().collect();
+            assert_eq!(unique.len(), params.len(), "{method} {path}: {params:?}");
+            let in_path: BTreeSet<&str> = params
+                .iter()
+                .filter(|(_, at)| *at == "path")
+                .map(|(name, _)| *name)
+                .collect();
+            assert_eq!(in_path, templated, "{method} {path}");
+        }
+    }
+
     let documented = documented(&spec);
     let routed = routed();
     assert!(
