@@ -372,11 +372,13 @@ pub async fn rekey(args: RekeyArgs) -> CliResult<()> {
     .map_err(|e| e.to_string())?;
     let previous = config::previous_encryption_keys(args.keys.previous_encryption_keys.as_deref())
         .map_err(|e| e.to_string())?;
-    let keys = crate::connection::crypto::Keyring::new(current, previous);
+    let vault = crate::connection::vault::Vault::new(crate::connection::crypto::Keyring::new(
+        current, previous,
+    ));
     let store = crate::store::Store::connect(&args.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let done = crate::connection::rekey::rekey(&store, &keys)
+    let done = crate::connection::rekey::rekey(&store, &vault)
         .await
         .map_err(|e| e.to_string())?;
     store.close().await;

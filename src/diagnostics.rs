@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::catalog::{self, Diagnosis};
+use crate::connection::orgs::ConnectionStatus;
 use crate::connection::{Check, CheckStatus};
 use crate::store::{now_ms, rfc3339, HandoffRow, HandoffState, OrgRow, Store, StoreError};
 
@@ -108,9 +109,10 @@ async fn connection_card(store: &Store, org_id: &str) -> Result<Value, StoreErro
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
     let failing = checks.iter().find(|c| c.status == CheckStatus::Fail);
     let warning = checks.iter().find(|c| c.status == CheckStatus::Warn);
+    let status = ConnectionStatus::stored(&conn.status);
     Ok(json!({
-        "status": conn.status,
-        "label": if conn.status == "active" { "Active" } else { "Failing" },
+        "status": status,
+        "label": match status { ConnectionStatus::Active => "Active", ConnectionStatus::Failing => "Failing" },
         "environment_url": conn.environment_url,
         "workstream_id": conn.default_queue_id,
         "last_checked_at": rfc3339(conn.last_checked_at),

@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use connection::crypto::Keyring;
+use connection::orgs::OrgRules;
+use connection::vault::Vault;
 use dynamics::Dataverse;
 use handoff::retry::RetryPolicy;
 use metrics::Metrics;
@@ -71,8 +73,9 @@ impl Settings {
 /// Everything a request handler or a job needs. Shared as `Arc<Context>`.
 pub struct Context {
     pub store: Store,
-    /// Seals with the current encryption key; opens with it or a previous one.
-    pub key: Keyring,
+    /// The stored secrets: sealed with the current encryption key, opened with it or a
+    /// previous one.
+    pub vault: Vault,
     /// Outbound HTTP for callbacks: its own pool, timeouts set, no redirects, and the
     /// address policy applied when it connects (`handoff::address`).
     pub callbacks: reqwest::Client,
@@ -87,6 +90,18 @@ pub struct Context {
     pub wake: Notify,
     /// Signalled each time a job's outcome is recorded (tests and `demo` wait on it).
     pub settled: Notify,
+}
+
+impl Context {
+    /// The org and connection rules over this process's store, vault and Dataverse.
+    pub fn org_rules(&self) -> OrgRules<'_> {
+        OrgRules {
+            store: &self.store,
+            vault: &self.vault,
+            dataverse: &self.dataverse,
+            allow_insecure: self.settings.allow_insecure_dynamics,
+        }
+    }
 }
 
 /// Why the service could not start.
@@ -118,7 +133,10 @@ impl App {
         Ok(Self {
             ctx: Arc::new(Context {
                 store,
-                key: Keyring::new(config.encryption_key, config.previous_encryption_keys),
+                vault: Vault::new(Keyring::new(
+                    config.encryption_key,
+                    config.previous_encryption_keys,
+                )),
                 callbacks: handoff::address::callback_client(
                     config.request_timeout,
                     handoff::address::AddressPolicy {

@@ -14,7 +14,7 @@ use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 const LEGACY_PREFIX: &str = "v1:";
 const PREFIX: &str = "v2:";
@@ -173,14 +173,10 @@ impl Keyring {
     }
 }
 
-/// Convenience for the sealed form of a secret held as `SecretString`.
-pub fn seal_secret(key: &Keyring, aad: &str, secret: &SecretString) -> String {
-    key.seal(aad, secret.expose_secret())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn round_trip_with_fresh_nonce_and_bound_aad() {

@@ -6,7 +6,9 @@
 //! host outside the Dynamics allow-list.
 
 pub mod crypto;
+pub mod orgs;
 pub mod rekey;
+pub mod vault;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,8 +1,7 @@
 //! `handoff-bridge rekey`: re-seals every stored secret with the current encryption key,
 //! the last step of a key rotation (see [`crypto`](super::crypto)).
 
-use super::crypto::Keyring;
-use crate::handoff::{client_secret_aad, webhook_secret_aad};
+use super::vault::{SealTarget, Vault};
 use crate::store::{SealedValue, Store, StoreError};
 
 /// What a rekey did.
@@ -16,27 +15,26 @@ pub struct Rekeyed {
     pub unreadable: Vec<String>,
 }
 
-fn aad(value: &SealedValue) -> String {
+fn target(value: &SealedValue) -> SealTarget<'_> {
     match value.column {
-        "client_secret_enc" => client_secret_aad(&value.org_id),
-        _ => webhook_secret_aad(&value.org_id),
+        "client_secret_enc" => SealTarget::ClientSecret(&value.org_id),
+        _ => SealTarget::WebhookSecret(&value.org_id),
     }
 }
 
-/// Re-seals every stored secret that is not sealed with `keys`' current key. A value no
-/// key opens is reported and left alone; a value changed meanwhile (a rotation by the admin
-/// API) is left to its newer writer.
-pub async fn rekey(store: &Store, keys: &Keyring) -> Result<Rekeyed, StoreError> {
+/// Re-seals every stored secret that is not sealed with the vault's current key. A value
+/// no key opens is reported and left alone; a value changed meanwhile (a rotation by the
+/// admin API) is left to its newer writer.
+pub async fn rekey(store: &Store, vault: &Vault) -> Result<Rekeyed, StoreError> {
     let mut done = Rekeyed::default();
     for value in store.sealed_values().await? {
-        if !keys.is_stale(&value.sealed) {
+        if !vault.is_stale(&value.sealed) {
             done.current += 1;
             continue;
         }
-        let aad = aad(&value);
-        match keys.open(&aad, &value.sealed) {
+        match vault.open(target(&value), &value.sealed) {
             Ok(plain) => {
-                let resealed = keys.seal(&aad, secrecy::ExposeSecret::expose_secret(&plain));
+                let resealed = vault.seal(target(&value), &plain);
                 if store.replace_sealed(&value, &resealed).await? {
                     done.resealed += 1;
                 }

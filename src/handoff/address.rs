@@ -140,6 +140,44 @@ pub fn check_target(url: &reqwest::Url, policy: AddressPolicy) -> Result<(), Tar
     Ok(())
 }
 
+/// An org's `callback_url`, checked when it was saved: no credentials, the scheme and any IP
+/// literal per [`check_target`], and every address its host resolved to then permitted by
+/// the policy. Each delivery checks again when it connects ([`PublicOnlyResolver`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackUrl(reqwest::Url);
+
+impl CallbackUrl {
+    /// Parses and checks `raw` (resolving its host now). The error reads after
+    /// "callback_url", e.g. "must start with https://".
+    pub async fn check(raw: &str, policy: AddressPolicy) -> Result<Self, String> {
+        let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("is not a URL ({e})"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain credentials".into());
+        }
+        check_target(&url, policy).map_err(|why| why.to_string())?;
+        let host = url.host_str().ok_or("has no host")?.to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| format!("host '{host}' could not be resolved ({e})"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("host '{host}' has no address"));
+        }
+        if let Some(bad) = addrs.iter().find(|a| !policy.permits(a.ip())) {
+            return Err(format!(
+                "host '{host}' resolves to {}, a loopback, private, link-local or reserved address",
+                bad.ip()
+            ));
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 /// The HTTP client that delivers callbacks: its own connection pool, the address policy at
 /// connect time, `timeout` per request, no redirects, no proxy from the environment (a
 /// proxy would resolve the name itself, out of the policy's reach).

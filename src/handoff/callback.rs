@@ -18,7 +18,6 @@ use crate::domain::WorkstreamId;
 use crate::store::{
     now_ms, rfc3339, CallbackRow, ContactMatch, HandoffRow, NewCallback, NewEvent, OrgRow,
 };
-use crate::webhook::WebhookSecret;
 use crate::Context;
 
 /// The deterministic `webhook-id` of an event about a session.
@@ -169,14 +168,9 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
     };
     address::check_target(&url, policy)
         .map_err(|why| (format!("callback_url {why}"), Class::Permanent))?;
-    let secret_text = ctx
-        .key
-        .open(
-            &super::webhook_secret_aad(&org.org_id),
-            &org.webhook_secret_enc,
-        )
-        .map_err(|e| (e.to_string(), Class::Permanent))?;
-    let secret = WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&secret_text))
+    let secret = ctx
+        .vault
+        .webhook_secret(&org)
         .map_err(|e| (e, Class::Permanent))?;
     let timestamp = now_ms() / 1000;
     let body = callback.payload.as_bytes();
@@ -204,37 +198,6 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
             Class::Transient { retry_after },
         ))
     }
-}
-
-/// Checks an org's `callback_url` when it is saved: no credentials, the scheme and any IP
-/// literal per [`address::check_target`], and every address the host resolves to now
-/// permitted by the policy (public; loopback too with `allow_insecure`). Each delivery
-/// checks again when it connects. Returns the normalised URL or why it was refused.
-pub async fn check_callback_url(raw: &str, allow_insecure: bool) -> Result<String, String> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("is not a URL ({e})"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain credentials".into());
-    }
-    let policy = AddressPolicy {
-        allow_loopback: allow_insecure,
-    };
-    address::check_target(&url, policy).map_err(|why| why.to_string())?;
-    let host = url.host_str().ok_or("has no host")?.to_owned();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<_> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| format!("host '{host}' could not be resolved ({e})"))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(format!("host '{host}' has no address"));
-    }
-    if let Some(bad) = addrs.iter().find(|a| !policy.permits(a.ip())) {
-        return Err(format!(
-            "host '{host}' resolves to {}, a loopback, private, link-local or reserved address",
-            bad.ip()
-        ));
-    }
-    Ok(url.to_string())
 }
 
 /// A delivery failure as recorded: what happened, without the host or port (the record is

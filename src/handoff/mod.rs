@@ -13,56 +13,17 @@ pub mod worker;
 
 use std::time::Instant;
 
-use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
-use crate::domain::{EnvironmentUrl, OrgId, WorkstreamId};
-use crate::dynamics::{CreateOutcome, Credentials, DataverseClient, DataverseError};
-use crate::store::{Claim, ConnectionRow, ContactMatch, HandoffState, NewEvent, OrgRow, Outcome};
+use crate::domain::{OrgId, WorkstreamId};
+use crate::dynamics::{CreateOutcome, DataverseClient, DataverseError};
+use crate::store::{Claim, ContactMatch, HandoffState, NewEvent, OrgRow, Outcome};
 use crate::webhook::envelope::Session;
 use crate::webhook::HandoffRequest;
 use crate::Context;
 use retry::Class;
-
-/// The `aad` under which an org's client secret is sealed.
-pub fn client_secret_aad(org_id: &str) -> String {
-    format!("client_secret:{org_id}")
-}
-
-/// The `aad` under which an org's webhook secret is sealed.
-pub fn webhook_secret_aad(org_id: &str) -> String {
-    format!("webhook_secret:{org_id}")
-}
-
-/// Reads a stored connection back into credentials (decrypting the client secret).
-pub fn credentials(
-    ctx: &Context,
-    conn: &ConnectionRow,
-) -> Result<(Credentials, WorkstreamId), Diagnosis> {
-    let secret: SecretString = ctx
-        .key
-        .open(&client_secret_aad(&conn.org_id), &conn.client_secret_enc)
-        .map_err(|e| catalog::CONNECTION_SECRET_UNREADABLE.diagnose(e.to_string()))?;
-    let environment_url =
-        EnvironmentUrl::parse(&conn.environment_url, ctx.settings.allow_insecure_dynamics)
-            .map_err(|why| {
-                catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}"))
-            })?;
-    let workstream = WorkstreamId::parse(&conn.default_queue_id).map_err(|why| {
-        catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}"))
-    })?;
-    Ok((
-        Credentials {
-            tenant_id: conn.tenant_id.clone(),
-            client_id: conn.client_id.clone(),
-            client_secret: secret,
-            environment_url,
-        },
-        workstream,
-    ))
-}
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.
 struct Progress {
@@ -152,7 +113,11 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
         }
         Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
     };
-    let (creds, workstream) = match credentials(ctx, &conn) {
+    let (creds, workstream) = match crate::connection::orgs::credentials(
+        &ctx.vault,
+        &conn,
+        ctx.settings.allow_insecure_dynamics,
+    ) {
         Ok(c) => c,
         Err(diag) => return fail(claim, Some(&org), progress, diag),
     };

@@ -12,16 +12,13 @@ use serde_json::{json, Value};
 
 use super::extract::ApiJson;
 use super::views;
+use crate::connection::orgs::{ConnectionStatus, OrgError, OrgInput, SaveOutcome};
 use crate::connection::{self, Check, ConnectionInput};
 use crate::domain::OrgId;
 use crate::error::ApiError;
-use crate::handoff::{callback::check_callback_url, client_secret_aad, webhook_secret_aad};
-use crate::store::{now_ms, rfc3339, ConnectionRow, HandoffRow, HandoffState, OrgRow};
-use crate::webhook::{FieldError, WebhookSecret};
+use crate::store::{now_ms, rfc3339, HandoffRow, HandoffState, OrgRow};
+use crate::webhook::FieldError;
 use crate::Context;
-
-/// How long a rotated-out webhook secret is still accepted (SPEC §5).
-pub const SECRET_GRACE_MS: i64 = 24 * 3600 * 1000;
 
 fn org_id(raw: &str) -> Result<OrgId, ApiError> {
     OrgId::parse(raw).map_err(|why| {
@@ -54,13 +51,6 @@ pub(super) async fn existing_handoff(
         })
 }
 
-/// `PUT /v1/orgs/{org_id}` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct OrgInput {
-    pub name: Option<String>,
-    pub callback_url: Option<String>,
-}
-
 /// Creates (201, with the new `webhook_secret`, shown this once) or updates (200) an org.
 #[utoipa::path(put, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
     request_body = OrgInput,
@@ -75,67 +65,21 @@ pub async fn put_org(
     ApiJson(input): ApiJson<OrgInput>,
 ) -> Result<Response, ApiError> {
     let id = org_id(&raw)?;
-    let mut errors = Vec::new();
-    let name = input
-        .name
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        errors.push(FieldError::new("/name", "is required, 1 to 200 characters"));
-    } else if name.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "/name",
-            "must not contain control characters",
-        ));
-    }
-    let callback_url = match input
-        .callback_url
-        .as_deref()
-        .filter(|u| !u.trim().is_empty())
-    {
-        None => None,
-        Some(raw) => match check_callback_url(raw, ctx.settings.allow_insecure_dynamics).await {
-            Ok(url) => Some(url),
-            Err(why) => {
-                errors.push(FieldError::new("/callback_url", why));
-                None
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let now = now_ms();
-    let secret = WebhookSecret::generate();
-    let created = ctx
-        .store
-        .create_org(&OrgRow {
-            org_id: id.to_string(),
-            name: name.clone(),
-            callback_url: callback_url.clone(),
-            webhook_secret_enc: ctx
-                .key
-                .seal(&webhook_secret_aad(id.as_str()), secret.expose()),
-            previous_webhook_secret_enc: None,
-            previous_secret_expires_at: None,
-            created_at: now,
-            updated_at: now,
-        })
-        .await?;
-    if !created {
-        ctx.store
-            .update_org(id.as_str(), &name, callback_url.as_deref(), now)
-            .await?;
-    }
-    let org = existing_org(&ctx, id.as_str()).await?;
-    let mut body = views::org(&org);
-    if created {
-        body["webhook_secret"] = json!(secret.expose());
-        Ok((StatusCode::CREATED, Json(body)).into_response())
-    } else {
-        Ok((StatusCode::OK, Json(body)).into_response())
+    let saved = ctx
+        .org_rules()
+        .save_org(&id, &input, now_ms())
+        .await
+        .map_err(|e| match e {
+            OrgError::Invalid(errors) => ApiError::Validation(errors),
+            OrgError::Store(e) => ApiError::StoreUnavailable(e),
+        })?;
+    let mut body = views::org(&saved.org);
+    match saved.created_secret {
+        Some(secret) => {
+            body["webhook_secret"] = json!(secret.expose());
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        None => Ok((StatusCode::OK, Json(body)).into_response()),
     }
 }
 
@@ -159,17 +103,13 @@ pub async fn rotate_secret(
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
-    let now = now_ms();
-    let secret = WebhookSecret::generate();
-    let sealed = ctx
-        .key
-        .seal(&webhook_secret_aad(&org.org_id), secret.expose());
-    ctx.store
-        .rotate_webhook_secret(&org.org_id, &sealed, now + SECRET_GRACE_MS, now)
+    let (secret, until) = ctx
+        .org_rules()
+        .rotate_webhook_secret(&org, now_ms())
         .await?;
     Ok(Json(json!({
         "webhook_secret": secret.expose(),
-        "previous_secret_valid_until": rfc3339(now + SECRET_GRACE_MS),
+        "previous_secret_valid_until": rfc3339(until),
     })))
 }
 
@@ -227,43 +167,25 @@ pub async fn save_connection(
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<Response, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
-    let (checks, valid) =
-        connection::run_checks(&ctx.dataverse, &input, ctx.settings.allow_insecure_dynamics).await;
-    let valid = match valid {
-        Some(valid) if connection::all_passed(&checks) => valid,
-        _ => {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "status": "failed", "checks": checks })),
+    match ctx
+        .org_rules()
+        .save_connection(&org, &input, now_ms())
+        .await?
+    {
+        SaveOutcome::Saved(checks) => {
+            // Handoffs waiting for a connection can go now.
+            ctx.wake.notify_one();
+            Ok(
+                Json(json!({ "status": ConnectionStatus::Active, "checks": checks }))
+                    .into_response(),
             )
-                .into_response())
         }
-    };
-    let now = now_ms();
-    let creds = &valid.credentials;
-    ctx.store
-        .save_connection(&ConnectionRow {
-            org_id: org.org_id.clone(),
-            tenant_id: creds.tenant_id.clone(),
-            client_id: creds.client_id.clone(),
-            client_secret_enc: connection::crypto::seal_secret(
-                &ctx.key,
-                &client_secret_aad(&org.org_id),
-                &creds.client_secret,
-            ),
-            environment_url: creds.environment_url.to_string(),
-            default_queue_id: valid.workstream.to_string(),
-            create_contact_if_missing: valid.create_contact_if_missing,
-            status: "active".into(),
-            checks: serde_json::to_string(&checks).expect("checks serialize"),
-            last_checked_at: now,
-            created_at: now,
-            updated_at: now,
-        })
-        .await?;
-    // Handoffs waiting for a connection can go now.
-    ctx.wake.notify_one();
-    Ok(Json(json!({ "status": "active", "checks": checks })).into_response())
+        SaveOutcome::Refused(checks) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "status": "failed", "checks": checks })),
+        )
+            .into_response()),
+    }
 }
 
 /// `POST /v1/orgs/{org_id}/connection/check`: runs the checks again on the saved connection
@@ -282,32 +204,8 @@ pub async fn check_connection(
         .connection(&org.org_id)
         .await?
         .ok_or_else(|| ApiError::NotConnected(org.org_id.clone()))?;
-    let started = std::time::Instant::now();
-    let checks = match crate::handoff::credentials(&ctx, &conn) {
-        Ok((credentials, workstream)) => {
-            let valid = connection::ValidConnection {
-                credentials,
-                workstream,
-                create_contact_if_missing: conn.create_contact_if_missing,
-            };
-            connection::check_valid(&ctx.dataverse, &valid, started).await
-        }
-        Err(diag) => connection::failed_input(diag, started),
-    };
-    let status = if connection::all_passed(&checks) {
-        "active"
-    } else {
-        "failing"
-    };
     let now = now_ms();
-    ctx.store
-        .record_connection_check(
-            &org.org_id,
-            status,
-            &serde_json::to_string(&checks).expect("checks serialize"),
-            now,
-        )
-        .await?;
+    let (status, checks) = ctx.org_rules().check_again(&conn, now).await?;
     Ok(Json(
         json!({ "status": status, "last_checked_at": rfc3339(now), "checks": checks }),
     ))
@@ -327,7 +225,7 @@ pub async fn get_connection(
     };
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
     Ok(Json(json!({
-        "status": conn.status,
+        "status": ConnectionStatus::stored(&conn.status),
         "tenant_id": conn.tenant_id,
         "client_id": conn.client_id,
         "environment_url": conn.environment_url,

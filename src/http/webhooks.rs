@@ -7,47 +7,20 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::extract::{is_json, parse_body, read_body};
 use super::views;
 use crate::domain::OrgId;
 use crate::error::ApiError;
-use crate::handoff::webhook_secret_aad;
-use crate::store::{now_ms, Intake, NewHandoff, OrgRow};
+use crate::store::{now_ms, Intake, NewHandoff};
 use crate::webhook::envelope::EnvelopeHead;
 use crate::webhook::signature::SignatureHeaders;
-use crate::webhook::{Envelope, WebhookSecret, HANDOFF_EVENT};
+use crate::webhook::{Envelope, HANDOFF_EVENT};
 use crate::Context;
 
 /// Largest webhook body, in bytes (SPEC §4).
 pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
-
-/// The secrets a delivery may be signed with: the current one, and the previous one until
-/// its grace period ends.
-fn signing_secrets(ctx: &Context, org: &OrgRow, now: i64) -> Vec<WebhookSecret> {
-    let aad = webhook_secret_aad(&org.org_id);
-    let mut sealed = vec![org.webhook_secret_enc.as_str()];
-    if let (Some(prev), Some(until)) = (
-        &org.previous_webhook_secret_enc,
-        org.previous_secret_expires_at,
-    ) {
-        if now < until {
-            sealed.push(prev);
-        }
-    }
-    sealed
-        .into_iter()
-        .filter_map(|s| match ctx.key.open(&aad, s) {
-            Ok(text) => WebhookSecret::parse(text.expose_secret()).ok(),
-            Err(e) => {
-                tracing::error!(org_id = %org.org_id, error = %e, "a webhook secret cannot be decrypted");
-                None
-            }
-        })
-        .collect()
-}
 
 /// Receives a handoff webhook. Answers 202 only after the handoff is committed.
 #[utoipa::path(post, path = "/v1/webhooks/{org_id}", tag = "webhooks",
@@ -101,7 +74,7 @@ pub async fn receive(
         ctx.settings.limits.body_read_timeout,
     )
     .await?;
-    let webhook_id = signature.verify(&signing_secrets(&ctx, &org, now), &body)?;
+    let webhook_id = signature.verify(&ctx.vault.webhook_secrets(&org, now), &body)?;
 
     let head: EnvelopeHead = parse_body(&body)?;
     if head.event != HANDOFF_EVENT {

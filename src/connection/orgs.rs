@@ -1,0 +1,274 @@
+//! The rules of orgs and their saved connections, whatever the front end: create or update
+//! an org (name, callback URL), rotate and revoke its webhook secret, save a connection only
+//! after its checks pass, check a saved one again, and read its credentials back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::vault::{SealTarget, Vault};
+use super::{check_valid, failed_input, run_checks, Check, ConnectionInput, ValidConnection};
+use crate::catalog::{self, Diagnosis};
+use crate::domain::{EnvironmentUrl, OrgId, WorkstreamId};
+use crate::dynamics::{Credentials, Dataverse};
+use crate::handoff::address::{AddressPolicy, CallbackUrl};
+use crate::store::{ConnectionRow, OrgRow, Store, StoreError};
+use crate::webhook::{FieldError, WebhookSecret};
+
+/// How long a rotated-out webhook secret is still accepted (SPEC §5): 24 hours.
+pub const SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// `PUT /v1/orgs/{org_id}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct OrgInput {
+    pub name: Option<String>,
+    pub callback_url: Option<String>,
+}
+
+/// What saving an org did.
+#[derive(Debug)]
+pub struct SavedOrg {
+    pub org: OrgRow,
+    /// The new org's webhook secret, to hand to the admin this once; `None` on an update.
+    pub created_secret: Option<WebhookSecret>,
+}
+
+/// Why an org or connection operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    #[error("the request has invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `active` (every check passed when last run) or `failing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Active,
+    Failing,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Failing => "failing",
+        }
+    }
+
+    /// The status a set of checks earns.
+    pub fn of(checks: &[Check]) -> Self {
+        if super::all_passed(checks) {
+            Self::Active
+        } else {
+            Self::Failing
+        }
+    }
+
+    /// The status as stored; anything but `active` reads as failing.
+    pub fn stored(raw: &str) -> Self {
+        if raw == "active" {
+            Self::Active
+        } else {
+            Self::Failing
+        }
+    }
+}
+
+/// What a test-and-save did.
+#[derive(Debug)]
+pub enum SaveOutcome {
+    /// Every check passed; the connection is saved as active.
+    Saved(Vec<Check>),
+    /// A check failed; nothing was saved and the previous connection stays.
+    Refused(Vec<Check>),
+}
+
+/// Org and connection rules over the store, the vault and Dataverse.
+pub struct OrgRules<'a> {
+    pub store: &'a Store,
+    pub vault: &'a Vault,
+    pub dataverse: &'a Arc<Dataverse>,
+    /// Development mode: loopback `http://` environments and callbacks are admitted.
+    pub allow_insecure: bool,
+}
+
+impl OrgRules<'_> {
+    fn callback_policy(&self) -> AddressPolicy {
+        AddressPolicy {
+            allow_loopback: self.allow_insecure,
+        }
+    }
+
+    /// Creates the org with a new webhook secret, or updates its name and callback URL.
+    /// Every invalid field is reported (`/name`, `/callback_url`).
+    pub async fn save_org(
+        &self,
+        id: &OrgId,
+        input: &OrgInput,
+        now: i64,
+    ) -> Result<SavedOrg, OrgError> {
+        let mut errors = Vec::new();
+        let name = input.name.as_deref().map(str::trim).unwrap_or_default();
+        if name.is_empty() || name.chars().count() > 200 {
+            errors.push(FieldError::new("/name", "is required, 1 to 200 characters"));
+        } else if name.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                "/name",
+                "must not contain control characters",
+            ));
+        }
+        let callback_url = match input.callback_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => match CallbackUrl::check(raw, self.callback_policy()).await {
+                Ok(url) => Some(url),
+                Err(why) => {
+                    errors.push(FieldError::new("/callback_url", why));
+                    None
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(OrgError::Invalid(errors));
+        }
+        let callback_url = callback_url.map(|u| u.as_str().to_owned());
+        let secret = WebhookSecret::generate();
+        let created = self
+            .store
+            .create_org(&OrgRow {
+                org_id: id.to_string(),
+                name: name.to_owned(),
+                callback_url: callback_url.clone(),
+                webhook_secret_enc: self.vault.seal_webhook_secret(id.as_str(), &secret),
+                previous_webhook_secret_enc: None,
+                previous_secret_expires_at: None,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        if !created {
+            self.store
+                .update_org(id.as_str(), name, callback_url.as_deref(), now)
+                .await?;
+        }
+        let org = self
+            .store
+            .org(id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("org '{id}' vanished after saving")))?;
+        Ok(SavedOrg {
+            org,
+            created_secret: created.then_some(secret),
+        })
+    }
+
+    /// Makes a new webhook secret current; the old one stays valid for [`SECRET_GRACE`].
+    /// Returns the new secret and when the old one stops verifying (Unix ms).
+    pub async fn rotate_webhook_secret(
+        &self,
+        org: &OrgRow,
+        now: i64,
+    ) -> Result<(WebhookSecret, i64), StoreError> {
+        let secret = WebhookSecret::generate();
+        let until = now + SECRET_GRACE.as_millis() as i64;
+        let sealed = self.vault.seal_webhook_secret(&org.org_id, &secret);
+        self.store
+            .rotate_webhook_secret(&org.org_id, &sealed, until, now)
+            .await?;
+        Ok((secret, until))
+    }
+
+    /// Runs the checks on `input` and saves the connection only if every one passes.
+    pub async fn save_connection(
+        &self,
+        org: &OrgRow,
+        input: &ConnectionInput,
+        now: i64,
+    ) -> Result<SaveOutcome, StoreError> {
+        let (checks, valid) = run_checks(self.dataverse, input, self.allow_insecure).await;
+        let valid = match valid {
+            Some(valid) if super::all_passed(&checks) => valid,
+            _ => return Ok(SaveOutcome::Refused(checks)),
+        };
+        let creds = &valid.credentials;
+        self.store
+            .save_connection(&ConnectionRow {
+                org_id: org.org_id.clone(),
+                tenant_id: creds.tenant_id.clone(),
+                client_id: creds.client_id.clone(),
+                client_secret_enc: self
+                    .vault
+                    .seal(SealTarget::ClientSecret(&org.org_id), &creds.client_secret),
+                environment_url: creds.environment_url.to_string(),
+                default_queue_id: valid.workstream.to_string(),
+                create_contact_if_missing: valid.create_contact_if_missing,
+                status: ConnectionStatus::Active.as_str().to_owned(),
+                checks: serde_json::to_string(&checks).expect("checks serialize"),
+                last_checked_at: now,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        Ok(SaveOutcome::Saved(checks))
+    }
+
+    /// Runs the checks again on a saved connection and records the verdict on it.
+    pub async fn check_again(
+        &self,
+        conn: &ConnectionRow,
+        now: i64,
+    ) -> Result<(ConnectionStatus, Vec<Check>), StoreError> {
+        let started = Instant::now();
+        let checks = match credentials(self.vault, conn, self.allow_insecure) {
+            Ok((credentials, workstream)) => {
+                let valid = ValidConnection {
+                    credentials,
+                    workstream,
+                    create_contact_if_missing: conn.create_contact_if_missing,
+                };
+                check_valid(self.dataverse, &valid, started).await
+            }
+            Err(diag) => failed_input(diag, started),
+        };
+        let status = ConnectionStatus::of(&checks);
+        self.store
+            .record_connection_check(
+                &conn.org_id,
+                status.as_str(),
+                &serde_json::to_string(&checks).expect("checks serialize"),
+                now,
+            )
+            .await?;
+        Ok((status, checks))
+    }
+}
+
+/// Reads a saved connection back into credentials, opening the client secret.
+pub fn credentials(
+    vault: &Vault,
+    conn: &ConnectionRow,
+    allow_insecure: bool,
+) -> Result<(Credentials, WorkstreamId), Diagnosis> {
+    let secret = vault
+        .client_secret(conn)
+        .map_err(|e| catalog::CONNECTION_SECRET_UNREADABLE.diagnose(e.to_string()))?;
+    let environment_url =
+        EnvironmentUrl::parse(&conn.environment_url, allow_insecure).map_err(|why| {
+            catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}"))
+        })?;
+    let workstream = WorkstreamId::parse(&conn.default_queue_id).map_err(|why| {
+        catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}"))
+    })?;
+    Ok((
+        Credentials {
+            tenant_id: conn.tenant_id.clone(),
+            client_id: conn.client_id.clone(),
+            client_secret: secret,
+            environment_url,
+        },
+        workstream,
+    ))
+}
