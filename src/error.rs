@@ -6,7 +6,6 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::store::StoreError;
 use crate::webhook::{FieldError, SignatureError};
@@ -85,6 +84,23 @@ impl ApiError {
     }
 }
 
+/// An error answer (`application/problem+json`, RFC 9457), as sent.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:handoff-bridge:problem:{code}`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// The HTTP status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// The stable error code, e.g. `validation_failed`.
+    pub code: String,
+    pub detail: String,
+    /// For validation errors: each rejected field, as a JSON Pointer into the request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
 /// Writes an `application/problem+json` response.
 pub fn problem(
     status: StatusCode,
@@ -92,17 +108,19 @@ pub fn problem(
     detail: &str,
     errors: Option<&[FieldError]>,
 ) -> Response {
-    let mut body = json!({
-        "type": format!("urn:handoff-bridge:problem:{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "code": code,
-        "detail": detail,
-    });
-    if let Some(errors) = errors {
-        body["errors"] = json!(errors);
-    }
-    let mut response = (status, body.to_string()).into_response();
+    let body = Problem {
+        type_uri: format!("urn:handoff-bridge:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        code: code.to_owned(),
+        detail: detail.to_owned(),
+        errors: errors.map(<[FieldError]>::to_vec),
+    };
+    let mut response = (
+        status,
+        serde_json::to_string(&body).expect("a problem serializes"),
+    )
+        .into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),

@@ -33,8 +33,9 @@ mod stream_source {
 /// `msdyn_workdistributionmode` 192350001 = Pick.
 const PICK_MODE: i64 = 192_350_001;
 
-/// The body of `POST …/connection/test` and `PUT …/connection`. `Debug` hides the secret.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// The body of `POST …/connection/test` and `PUT …/connection`. `Debug` hides the secret
+/// (`SecretString` redacts itself).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ConnectionInput {
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,
@@ -45,18 +46,6 @@ pub struct ConnectionInput {
     pub default_queue_id: Option<String>,
     #[serde(default)]
     pub create_contact_if_missing: bool,
-}
-
-impl std::fmt::Debug for ConnectionInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionInput")
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"(redacted)")
-            .field("environment_url", &self.environment_url)
-            .field("default_queue_id", &self.default_queue_id)
-            .finish()
-    }
 }
 
 /// Input that passed the `input` check.

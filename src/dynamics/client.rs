@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -362,15 +362,6 @@ impl DataverseClient {
 
     pub fn environment_url(&self) -> &crate::domain::EnvironmentUrl {
         &self.creds.environment_url
-    }
-
-    /// Fetches a token without the cache (connection tests).
-    pub async fn fresh_token(&self) -> Result<SecretString, TokenError> {
-        self.shared
-            .tokens
-            .fetch(&self.creds)
-            .await
-            .map(|t| t.secret)
     }
 }
 

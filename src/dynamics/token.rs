@@ -23,8 +23,9 @@ use crate::metrics::Metrics;
 /// How long before expiry a cached token is replaced.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
-/// The app registration credentials of one connection. `Debug` never prints the secret.
-#[derive(Clone)]
+/// The app registration credentials of one connection. `Debug` never prints the secret
+/// (`SecretString` redacts itself).
+#[derive(Clone, Debug)]
 pub struct Credentials {
     /// Directory (tenant) ID: a GUID or a verified domain.
     pub tenant_id: String,
@@ -32,17 +33,6 @@ pub struct Credentials {
     pub client_id: String,
     pub client_secret: SecretString,
     pub environment_url: EnvironmentUrl,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"(redacted)")
-            .field("environment_url", &self.environment_url)
-            .finish()
-    }
 }
 
 impl Credentials {
@@ -63,17 +53,11 @@ impl Credentials {
     }
 }
 
-/// An access token and when it stops being valid.
-#[derive(Clone)]
+/// An access token and when it stops being valid. `Debug` never prints the token.
+#[derive(Clone, Debug)]
 pub struct AccessToken {
     pub secret: SecretString,
     pub expires_at: Instant,
-}
-
-impl std::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccessToken(redacted)")
-    }
 }
 
 /// Why no token was obtained.

@@ -5,30 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// An error answer (`application/problem+json`, RFC 9457).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // a schema only: the body is built in `error.rs`
-pub struct Problem {
-    /// `urn:handoff-bridge:problem:{code}`.
-    r#type: String,
-    title: String,
-    status: u16,
-    /// The stable error code, e.g. `validation_failed`.
-    code: String,
-    detail: String,
-    /// For validation errors: each rejected field, as a JSON Pointer into the request body.
-    errors: Option<Vec<FieldErrorSchema>>,
-}
-
-/// One rejected field.
-#[derive(utoipa::ToSchema)]
-#[schema(as = FieldError)]
-#[allow(dead_code)]
-pub struct FieldErrorSchema {
-    /// JSON Pointer, e.g. `/data/session/contact/email`.
-    pointer: String,
-    message: String,
-}
+pub use crate::error::Problem;
 
 /// The description of `{org_id}` in every path.
 pub const ORG_ID_DOC: &str = "The OpenCX organization id: 1–64 of `A-Z a-z 0-9 _ -`.";

@@ -13,8 +13,9 @@ use crate::domain::{Channel, EmailAddress, OrgId, SessionId, VerifiedEmail};
 pub const HANDOFF_EVENT: &str = "conversation.handoff_to_human";
 
 /// One broken field: a JSON Pointer (RFC 6901) into the request body and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// JSON Pointer, e.g. `/data/session/contact/email`.
     pub pointer: String,
     pub message: String,
 }
