@@ -42,7 +42,7 @@ pub enum Command {
     /// Run the service: webhooks, admin API and the worker.
     Serve(ServeArgs),
     /// Run bridge and sandbox in-process, send every fixture session, print the outcomes.
-    Demo(DemoArgs),
+    Demo(crate::demo::DemoArgs),
     /// Run the Entra ID + Dataverse sandbox alone.
     Sandbox(SandboxArgs),
     /// Sign a session or envelope JSON file per Standard Webhooks and post it.
@@ -160,16 +160,6 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Folder of session fixtures (`NAME.json`, expectations in `NAME.expected.json`).
-    #[arg(long, default_value = "fixtures/sessions")]
-    pub fixtures: PathBuf,
-    /// Sandbox seed [default: the built-in copy of fixtures/sandbox/seed.json].
-    #[arg(long)]
-    pub seed: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
 pub struct SandboxArgs {
     /// Address to listen on (loopback only).
     #[arg(long, env = "HANDOFF_SANDBOX_LISTEN", default_value = "127.0.0.1:9090")]
@@ -199,18 +189,6 @@ pub struct SendArgs {
 
 /// Result of a command: the error is a message for the terminal.
 pub type CliResult<T> = Result<T, String>;
-
-/// Loads a seed file, or the built-in one.
-pub fn load_seed(path: Option<&std::path::Path>) -> CliResult<Seed> {
-    match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read seed {}: {e}", p.display()))?;
-            Seed::from_json(&text).map_err(|e| format!("seed {}: {e}", p.display()))
-        }
-        None => Ok(Seed::builtin()),
-    }
-}
 
 /// Builds the service configuration from `serve` flags. `generated` supplies the admin
 /// token and key when running with `--sandbox`.
@@ -402,7 +380,7 @@ pub async fn sandbox(args: SandboxArgs) -> CliResult<()> {
     if !args.listen.ip().is_loopback() {
         return Err("the sandbox listens on loopback addresses only".into());
     }
-    let seed = load_seed(args.seed.as_deref())?;
+    let seed = Seed::load(args.seed.as_deref())?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let sandbox = Sandbox::start(seed, args.listen)
@@ -423,7 +401,7 @@ pub async fn sandbox(args: SandboxArgs) -> CliResult<()> {
 pub async fn send(args: SendArgs) -> CliResult<()> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
-    let body = crate::demo::envelope_for(&text, &args.org)?;
+    let body = crate::webhook::send::envelope_for(&text, &args.org)?;
     let secret =
         crate::webhook::WebhookSecret::parse(&args.secret).map_err(|e| format!("--secret: {e}"))?;
     let webhook_id = args

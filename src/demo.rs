@@ -1,6 +1,7 @@
 //! `demo`: bridge and sandbox in-process on free loopback ports; every fixture session goes
 //! through the real HTTP path, signed; one line per session; exit 0 when every outcome is
-//! the one its `NAME.expected.json` records. Also the signed-post helper `send` uses.
+//! the one its `NAME.expected.json` records. Also the signed post `send` uses and the demo org
+//! `serve --sandbox` connects.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,13 +10,26 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{load_seed, CliResult, DemoArgs};
 use crate::connection::crypto::EncryptionKey;
 use crate::handoff::retry::RetryPolicy;
 use crate::sandbox::Sandbox;
-use crate::store::now_ms;
+use crate::webhook::send::signed_post;
 use crate::webhook::WebhookSecret;
 use crate::{App, Config, Settings};
+
+/// What a command answers: an error is a message for the terminal.
+type CliResult<T> = Result<T, String>;
+
+/// `demo`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Folder of session fixtures (`NAME.json`, expectations in `NAME.expected.json`).
+    #[arg(long, default_value = "fixtures/sessions")]
+    pub fixtures: PathBuf,
+    /// Sandbox seed [default: the built-in copy of fixtures/sandbox/seed.json].
+    #[arg(long)]
+    pub seed: Option<PathBuf>,
+}
 
 /// The org the demo and `serve --sandbox` connect.
 pub const DEMO_ORG: &str = "demo";
@@ -60,7 +74,7 @@ pub fn load_fixtures(dir: &Path) -> CliResult<Vec<Fixture>> {
                 .to_owned();
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let body = envelope_for(&text, DEMO_ORG)?;
+            let body = crate::webhook::send::envelope_for(&text, DEMO_ORG)?;
             let value: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
             let session_id = value["data"]["session"]["id"]
                 .as_str()
@@ -85,21 +99,6 @@ pub fn load_fixtures(dir: &Path) -> CliResult<Vec<Fixture>> {
         .collect()
 }
 
-/// A file's JSON as an envelope: a whole envelope (it has `event`) is sent as it is; a bare
-/// session is wrapped as `conversation.handoff_to_human` for `org`.
-pub fn envelope_for(text: &str, org: &str) -> CliResult<Vec<u8>> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    if value.get("event").is_some() {
-        return Ok(text.as_bytes().to_vec());
-    }
-    let envelope = json!({
-        "event": crate::webhook::HANDOFF_EVENT,
-        "organization_id": org,
-        "data": { "session": value },
-    });
-    Ok(serde_json::to_vec(&envelope).expect("JSON serializes"))
-}
-
 /// Posts `body` signed per Standard Webhooks; returns the status and the answer's text.
 pub async fn post_signed(
     http: &reqwest::Client,
@@ -108,17 +107,8 @@ pub async fn post_signed(
     webhook_id: &str,
     body: &[u8],
 ) -> CliResult<(u16, String)> {
-    let timestamp = now_ms() / 1000;
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", webhook_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header(
-            "webhook-signature",
-            secret.sign(webhook_id, timestamp, body),
-        )
-        .body(body.to_vec())
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url} is not a URL: {e}"))?;
+    let response = signed_post(http, parsed, secret, webhook_id, body.to_vec())
         .send()
         .await
         .map_err(|e| format!("cannot reach {url}: {e}"))?;
@@ -198,7 +188,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
 /// `demo`.
 pub async fn run(args: DemoArgs) -> CliResult<()> {
     let fixtures = load_fixtures(&args.fixtures)?;
-    let seed = load_seed(args.seed.as_deref())?;
+    let seed = crate::sandbox::Seed::load(args.seed.as_deref())?;
     let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().expect("valid"))
         .await
         .map_err(|e| format!("cannot start the sandbox: {e}"))?;

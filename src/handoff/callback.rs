@@ -18,6 +18,7 @@ use crate::domain::WorkstreamId;
 use crate::store::{
     now_ms, rfc3339, CallbackRow, ContactMatch, HandoffRow, NewCallback, NewEvent, OrgRow,
 };
+use crate::webhook::send::signed_post;
 use crate::Context;
 
 /// The deterministic `webhook-id` of an event about a session.
@@ -172,22 +173,16 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
         .vault
         .webhook_secret(&org)
         .map_err(|e| (e, Class::Permanent))?;
-    let timestamp = now_ms() / 1000;
-    let body = callback.payload.as_bytes();
-    let response = ctx
-        .callbacks
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &callback.webhook_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header(
-            "webhook-signature",
-            secret.sign(&callback.webhook_id, timestamp, body),
-        )
-        .body(callback.payload.clone())
-        .send()
-        .await
-        .map_err(|e| transient(describe_delivery_error(&e)))?;
+    let response = signed_post(
+        &ctx.callbacks,
+        url,
+        &secret,
+        &callback.webhook_id,
+        callback.payload.clone().into_bytes(),
+    )
+    .send()
+    .await
+    .map_err(|e| transient(describe_delivery_error(&e)))?;
     let status = response.status();
     if status.is_success() {
         Ok(status.as_u16())

@@ -79,6 +79,18 @@ pub struct DemoConnection {
 }
 
 impl Seed {
+    /// Loads a seed file, or the built-in seed when `path` is `None`.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, String> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read seed {}: {e}", p.display()))?;
+                Self::from_json(&text).map_err(|e| format!("seed {}: {e}", p.display()))
+            }
+            None => Ok(Self::builtin()),
+        }
+    }
+
     pub fn from_json(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| e.to_string())
     }

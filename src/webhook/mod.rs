@@ -2,6 +2,7 @@
 //! envelope the widget backend posts when its AI hands a conversation to a human.
 
 pub mod envelope;
+pub mod send;
 pub mod signature;
 
 pub use envelope::{Envelope, FieldError, HandoffRequest, HANDOFF_EVENT};
