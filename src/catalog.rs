@@ -3,14 +3,10 @@
 //! names the setting to change. Test-and-save checks and handoff records draw their words
 //! from this one table.
 //!
-//! Sources for external codes: Entra ID AADSTS codes from Microsoft's "Microsoft Entra
-//! authentication and authorization error codes" page; Dataverse codes from the Power Apps
-//! "Web API error codes" reference and "Service protection API limits" (see DATAVERSE.md).
+//! This module imports nothing from the crate: it is the vocabulary. Which entry a Dataverse
+//! or Entra ID error gets is decided in `dynamics::failure`, next to those errors.
 
 use serde::Serialize;
-
-use crate::dynamics::{DataverseError, TokenError};
-use crate::store::ContactMatch;
 
 /// Where in the flow a failure happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,119 +209,6 @@ impl Failure {
             message: self.message.to_owned(),
             hint: self.hint.to_owned(),
             detail: detail.into(),
-        }
-    }
-}
-
-/// The catalog entry that explains a contact match the admin may want to act on
-/// (`ambiguous`, `not_found`, `unverified`); `None` for a match that needs no words.
-pub fn contact_note(matched: ContactMatch) -> Option<Failure> {
-    match matched {
-        ContactMatch::Ambiguous => Some(CONTACT_AMBIGUOUS),
-        ContactMatch::NotFound => Some(CONTACT_NOT_FOUND),
-        ContactMatch::Unverified => Some(EMAIL_UNVERIFIED),
-        ContactMatch::Linked | ContactMatch::Created | ContactMatch::Anonymous => None,
-    }
-}
-
-/// The catalog entry for a failed live work item create (`POST msdyn_ocliveworkitems`).
-/// Its only required lookup is the workstream, so a `0x80040217` ("does not exist") that
-/// does not name the contact means the workstream was deleted since the connection was
-/// saved; other refusals are `work_item_rejected`, service failures as for any request.
-pub fn work_item_failure(err: &DataverseError) -> Diagnosis {
-    let diag = dataverse_failure(err);
-    if diag.code != DATAVERSE_REJECTED.code {
-        return diag;
-    }
-    let missing_workstream = matches!(err, DataverseError::Status { code: Some(code), message, .. }
-        if code == NOT_FOUND_CODE && !message.contains("contact"));
-    let entry = if missing_workstream {
-        WORKSTREAM_NOT_FOUND
-    } else {
-        WORK_ITEM_REJECTED
-    };
-    entry.diagnose(diag.detail)
-}
-
-/// "Does not exist" (DATAVERSE.md, "Codes seen").
-const NOT_FOUND_CODE: &str = "0x80040217";
-/// Dataverse error codes for a missing privilege (DATAVERSE.md, "Codes seen").
-const PRIVILEGE_CODES: &[&str] = &["0x80040220", "0x80040231", "0x80048405"];
-/// "The user is not a member of the organization." (HTTP 403).
-const NOT_MEMBER_CODE: &str = "0x80072560";
-
-/// The catalog entry for a token failure, with Entra ID's own words as detail.
-pub fn token_failure(err: &TokenError) -> Diagnosis {
-    match err {
-        TokenError::Refused {
-            aadsts,
-            error,
-            description,
-            ..
-        } => {
-            let entry = match aadsts {
-                Some(7_000_215) => ENTRA_WRONG_SECRET,
-                Some(7_000_222) => ENTRA_SECRET_EXPIRED,
-                Some(700_016) => ENTRA_UNKNOWN_CLIENT,
-                Some(90_002) => ENTRA_UNKNOWN_TENANT,
-                Some(500_011) => ENTRA_UNKNOWN_RESOURCE,
-                _ => ENTRA_REFUSED,
-            };
-            // Entra's description's first line names the cause; the rest is trace ids.
-            let first_line = description.lines().next().unwrap_or_default();
-            entry.diagnose(format!("{error}: {first_line}"))
-        }
-        TokenError::Throttled { retry_after } => {
-            ENTRA_THROTTLED.diagnose(retry_after.map(|d| format!("Retry-After: {} s", d.as_secs())))
-        }
-        TokenError::Unavailable(detail) => ENTRA_UNAVAILABLE.diagnose(detail.clone()),
-    }
-}
-
-/// The catalog entry for a Dataverse failure, with the answer's status, code and message
-/// as detail.
-pub fn dataverse_failure(err: &DataverseError) -> Diagnosis {
-    match err {
-        DataverseError::Token(t) => token_failure(t),
-        DataverseError::Paused(p) => DATAVERSE_THROTTLED.diagnose(format!(
-            "not sent: the environment is paused for {} ms more after a 429",
-            p.0.as_millis()
-        )),
-        DataverseError::Transport { detail, .. } => DATAVERSE_UNAVAILABLE.diagnose(detail.clone()),
-        DataverseError::UnexpectedBody(e) => {
-            DATAVERSE_REJECTED.diagnose(format!("unreadable answer: {e}"))
-        }
-        DataverseError::Status {
-            status,
-            code,
-            message,
-            retry_after,
-        } => {
-            let code_str = code.as_deref().unwrap_or_default();
-            let entry = if *status == 429 {
-                DATAVERSE_THROTTLED
-            } else if *status >= 500 {
-                DATAVERSE_UNAVAILABLE
-            } else if code_str == NOT_MEMBER_CODE {
-                NOT_APPLICATION_USER
-            } else if PRIVILEGE_CODES.contains(&code_str) || *status == 403 {
-                MISSING_PRIVILEGE
-            } else if *status == 401 {
-                DATAVERSE_UNAUTHORIZED
-            } else {
-                DATAVERSE_REJECTED
-            };
-            let mut detail = format!("HTTP {status}");
-            if !code_str.is_empty() {
-                detail.push_str(&format!(" {code_str}"));
-            }
-            if !message.is_empty() {
-                detail.push_str(&format!(": {message}"));
-            }
-            if let Some(wait) = retry_after {
-                detail.push_str(&format!(" (Retry-After: {} s)", wait.as_secs()));
-            }
-            entry.diagnose(detail)
         }
     }
 }

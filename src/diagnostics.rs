@@ -5,9 +5,10 @@
 
 use serde_json::{json, Value};
 
-use crate::catalog::{self, Diagnosis};
+use crate::catalog::{self, Diagnosis, Failure};
 use crate::connection::orgs::ConnectionStatus;
 use crate::connection::{Check, CheckStatus};
+use crate::store::ContactMatch;
 use crate::store::{now_ms, rfc3339, HandoffRow, HandoffState, OrgRow, Store, StoreError};
 
 /// Filters of the recent-handoffs list.
@@ -71,7 +72,7 @@ pub fn explain(h: &HandoffRow) -> Value {
 pub fn notes(h: &HandoffRow, failed_callback: Option<&str>) -> Vec<Diagnosis> {
     let contact = h
         .contact_match
-        .and_then(catalog::contact_note)
+        .and_then(contact_note)
         .map(|f| f.diagnose(None));
     let callback = failed_callback.map(|e| catalog::CALLBACK_FAILED.diagnose(e.to_owned()));
     contact.into_iter().chain(callback).collect()
@@ -181,4 +182,15 @@ pub async fn status(store: &Store, filter: &Filter) -> Result<Value, StoreError>
         orgs.push(org_status(store, &org, filter, now).await?);
     }
     Ok(json!({ "generated_at": rfc3339(now), "orgs": orgs }))
+}
+
+/// The catalog entry that explains a contact match the admin may want to act on
+/// (`ambiguous`, `not_found`, `unverified`); `None` for a match that needs no words.
+fn contact_note(matched: ContactMatch) -> Option<Failure> {
+    match matched {
+        ContactMatch::Ambiguous => Some(catalog::CONTACT_AMBIGUOUS),
+        ContactMatch::NotFound => Some(catalog::CONTACT_NOT_FOUND),
+        ContactMatch::Unverified => Some(catalog::EMAIL_UNVERIFIED),
+        ContactMatch::Linked | ContactMatch::Created | ContactMatch::Anonymous => None,
+    }
 }

@@ -27,8 +27,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::store::{now_ms, Store, StoreError};
-
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -241,26 +239,33 @@ impl Metrics {
             .inc();
     }
 
-    /// Reads the queue gauges from `store`, then renders every metric as OpenMetrics text.
-    ///
-    /// # Errors
-    /// The store's, when the queue cannot be read.
-    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
-        let now = now_ms();
-        let orgs = store.orgs().await?;
+    /// Sets the queue gauges from `queues` (read from the store by the caller), then
+    /// renders every metric as OpenMetrics text.
+    pub fn render(&self, queues: &[QueueGauge]) -> String {
         self.queue_depth.clear();
         self.oldest_queued.clear();
-        for org in orgs {
-            let (depth, oldest) = store.queue_depth(&org.org_id).await?;
-            let label = OrgLabel { org_id: org.org_id };
-            self.queue_depth.get_or_create(&label).set(depth);
+        for queue in queues {
+            let label = OrgLabel {
+                org_id: queue.org_id.clone(),
+            };
+            self.queue_depth.get_or_create(&label).set(queue.depth);
             self.oldest_queued
                 .get_or_create(&label)
-                .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0));
+                .set(queue.oldest_age_secs);
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
-        Ok(text)
+        text
     }
+}
+
+/// One org's queue gauges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueGauge {
+    pub org_id: String,
+    /// Handoffs `queued` or `processing`.
+    pub depth: i64,
+    /// Age of the oldest `queued` one, in seconds (0 when none).
+    pub oldest_age_secs: f64,
 }

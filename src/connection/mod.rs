@@ -243,7 +243,7 @@ pub async fn check_valid(
             checks.push(Check::diagnosed(
                 "token",
                 CheckStatus::Fail,
-                catalog::token_failure(&err),
+                err.explain().diagnosis,
                 started,
             ));
             checks_after(&mut checks, "token");
@@ -266,7 +266,7 @@ pub async fn check_valid(
             checks.push(Check::diagnosed(
                 "dataverse",
                 CheckStatus::Fail,
-                catalog::dataverse_failure(&err),
+                err.explain().diagnosis,
                 started,
             ));
             checks_after(&mut checks, "dataverse");
@@ -293,7 +293,7 @@ pub async fn check_valid(
         Err(err) => Check::diagnosed(
             "workstream",
             CheckStatus::Fail,
-            catalog::dataverse_failure(&err),
+            err.explain().diagnosis,
             started,
         ),
     };

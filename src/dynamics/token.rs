@@ -205,7 +205,7 @@ impl TokenProvider {
         let result = self.request(creds).await;
         let outcome = match &result {
             Ok(_) => "issued".to_owned(),
-            Err(e) => crate::catalog::token_failure(e).code,
+            Err(e) => e.explain().diagnosis.code,
         };
         self.metrics
             .token_request(&outcome, started.elapsed().as_secs_f64());

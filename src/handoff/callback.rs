@@ -11,10 +11,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::address::{self, AddressPolicy, NonPublicAddress};
-use super::retry::Class;
 use super::work_item::KEY_NAMESPACE;
 use crate::catalog::{self, Diagnosis};
 use crate::domain::WorkstreamId;
+use crate::dynamics::RetryClass;
 use crate::store::{
     now_ms, rfc3339, CallbackRow, ContactMatch, HandoffRow, NewCallback, NewEvent, OrgRow,
 };
@@ -92,7 +92,7 @@ pub async fn deliver(
             tracing::error!(panic = %what, "the callback delivery panicked; it is recorded and retried");
             Err((
                 format!("internal error: {what}"),
-                Class::Transient { retry_after: None },
+                RetryClass::Transient { retry_after: None },
             ))
         });
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -107,7 +107,9 @@ pub async fn deliver(
             tracing::info!(webhook_id = %callback.webhook_id, %detail, duration_ms, "callback attempt failed");
             let window = ctx.settings.retry.give_up_after.as_millis() as i64;
             match class {
-                Class::Transient { retry_after } if now - callback.window_started_at < window => {
+                RetryClass::Transient { retry_after }
+                    if now - callback.window_started_at < window =>
+                {
                     let delay = ctx.settings.retry.delay(attempts, retry_after);
                     (
                         "pending",
@@ -149,30 +151,30 @@ pub async fn deliver(
 
 /// Sends the signed POST; `Ok(status)` on 2xx. Every failure is transient (the endpoint may
 /// be mid-deploy), bounded by the retry window.
-async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Class)> {
-    let transient = |detail: String| (detail, Class::Transient { retry_after: None });
+async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, RetryClass)> {
+    let transient = |detail: String| (detail, RetryClass::Transient { retry_after: None });
     let org = ctx
         .store
         .org(&callback.org_id)
         .await
         .map_err(|e| transient(e.to_string()))?
-        .ok_or_else(|| ("the org no longer exists".to_owned(), Class::Permanent))?;
+        .ok_or_else(|| ("the org no longer exists".to_owned(), RetryClass::Permanent))?;
     let Some(url) = org.callback_url.as_deref() else {
         return Err((
             "the org no longer has a callback_url".to_owned(),
-            Class::Permanent,
+            RetryClass::Permanent,
         ));
     };
-    let url = reqwest::Url::parse(url).map_err(|e| (e.to_string(), Class::Permanent))?;
+    let url = reqwest::Url::parse(url).map_err(|e| (e.to_string(), RetryClass::Permanent))?;
     let policy = AddressPolicy {
         allow_loopback: ctx.settings.allow_insecure_dynamics,
     };
     address::check_target(&url, policy)
-        .map_err(|why| (format!("callback_url {why}"), Class::Permanent))?;
+        .map_err(|why| (format!("callback_url {why}"), RetryClass::Permanent))?;
     let secret = ctx
         .vault
         .webhook_secret(&org)
-        .map_err(|e| (e, Class::Permanent))?;
+        .map_err(|e| (e, RetryClass::Permanent))?;
     let response = signed_post(
         &ctx.callbacks,
         url,
@@ -190,7 +192,7 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Cla
         let retry_after = crate::dynamics::retry_after(response.headers());
         Err((
             format!("HTTP {}", status.as_u16()),
-            Class::Transient { retry_after },
+            RetryClass::Transient { retry_after },
         ))
     }
 }

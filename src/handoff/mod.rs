@@ -18,12 +18,12 @@ use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
 use crate::domain::{OrgId, WorkstreamId};
-use crate::dynamics::{CreateOutcome, DataverseClient, DataverseError};
+use crate::dynamics::RetryClass;
+use crate::dynamics::{CreateOutcome, DataverseClient, DataverseError, Explained};
 use crate::store::{Claim, ContactMatch, HandoffState, NewEvent, OrgRow, Outcome};
 use crate::webhook::envelope::Session;
 use crate::webhook::HandoffRequest;
 use crate::Context;
-use retry::Class;
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.
 struct Progress {
@@ -131,8 +131,8 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
     )
     .await
     {
-        let diag = catalog::dataverse_failure(&err);
-        return dataverse_failed(ctx, claim, &org, "contact", progress, &err, diag);
+        let explained = err.explain();
+        return dataverse_failed(ctx, claim, &org, "contact", progress, &err, explained);
     }
 
     let org_id = OrgId::parse(&handoff.org_id).expect("stored org ids are valid");
@@ -162,15 +162,10 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
                 Some(workstream),
             )
         }
-        Err(err) => dataverse_failed(
-            ctx,
-            claim,
-            &org,
-            "work_item",
-            progress,
-            &err,
-            catalog::work_item_failure(&err),
-        ),
+        Err(err) => {
+            let explained = err.explain_work_item();
+            dataverse_failed(ctx, claim, &org, "work_item", progress, &err, explained)
+        }
     }
 }
 
@@ -245,7 +240,8 @@ fn store_trouble(err: &crate::store::StoreError) -> Diagnosis {
     catalog::STORE_UNAVAILABLE.diagnose(err.to_string())
 }
 
-/// Turns a Dataverse failure at `step`, diagnosed as `diag`, into a retry or a failure.
+/// Turns a Dataverse failure at `step`, explained as `explained`, into a retry or a
+/// failure.
 fn dataverse_failed(
     ctx: &Context,
     claim: &Claim,
@@ -253,26 +249,29 @@ fn dataverse_failed(
     step: &'static str,
     mut progress: Progress,
     err: &DataverseError,
-    diag: Diagnosis,
+    explained: Explained,
 ) -> Outcome {
-    let class = retry::classify(err);
+    let Explained {
+        diagnosis: diag,
+        class,
+    } = explained;
     progress.event(
         "attempt_failed",
         json!({
             "step": step,
-            "outcome": if matches!(class, Class::Transient { .. }) { "transient" } else { "permanent" },
+            "outcome": if matches!(class, RetryClass::Transient { .. }) { "transient" } else { "permanent" },
             "code": diag.code,
             "http_status": err.status(),
             "dataverse_code": err.code(),
-            "transient": matches!(class, Class::Transient { .. }),
+            "transient": matches!(class, RetryClass::Transient { .. }),
             "duration_ms": progress.started.elapsed().as_millis() as u64,
         }),
     );
     match class {
-        Class::Transient { retry_after } => {
+        RetryClass::Transient { retry_after } => {
             retry_later(ctx, claim, Some(org), progress, diag, retry_after)
         }
-        Class::Permanent => fail(claim, Some(org), progress, diag),
+        RetryClass::Permanent => fail(claim, Some(org), progress, diag),
     }
 }
 

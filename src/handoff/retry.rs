@@ -1,17 +1,16 @@
-//! The retry policy: which failures are transient, and when to try again.
+//! The retry policy: when to try again after a transient failure.
 //!
-//! Transient: no answer (connect error, timeout, reset), HTTP 5xx, HTTP 429, and Entra ID
-//! throttling or unavailability. A `Retry-After` (seconds) is honored as sent, clamped to
-//! one hour; otherwise the delay is exponential backoff with full jitter (AWS Architecture
-//! Blog, "Exponential Backoff And Jitter"): uniform in `[0, min(cap, base · 2^(n-1))]`.
-//! Everything else is permanent. A handoff that keeps failing transiently past
+//! Which failures are transient is decided where they are defined
+//! (`dynamics::failure::RetryClass`): no answer (connect error, timeout, reset), HTTP 5xx and
+//! 408, HTTP 429, and Entra ID throttling or unavailability. A `Retry-After` (seconds) is
+//! honored as sent, clamped to one hour; otherwise the delay is exponential backoff with full
+//! jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): uniform in
+//! `[0, min(cap, base · 2^(n-1))]`. A handoff that keeps failing transiently past
 //! `give_up_after` fails with `retries_exhausted`.
 
 use std::time::Duration;
 
 use rand::Rng;
-
-use crate::dynamics::{DataverseError, TokenError};
 
 pub use crate::dynamics::MAX_RETRY_AFTER;
 
@@ -52,50 +51,6 @@ impl RetryPolicy {
     }
 }
 
-/// How a failure is treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Transient { retry_after: Option<Duration> },
-    Permanent,
-}
-
-/// Classifies a token failure.
-pub fn classify_token(err: &TokenError) -> Class {
-    match err {
-        TokenError::Throttled { retry_after } => Class::Transient {
-            retry_after: *retry_after,
-        },
-        TokenError::Unavailable(_) => Class::Transient { retry_after: None },
-        TokenError::Refused { .. } => Class::Permanent,
-    }
-}
-
-/// Classifies a Dataverse failure. A 401 is permanent here because the client already
-/// fetched a new token and resent once.
-pub fn classify(err: &DataverseError) -> Class {
-    match err {
-        DataverseError::Token(t) => classify_token(t),
-        DataverseError::Paused(p) => Class::Transient {
-            retry_after: Some(p.0),
-        },
-        DataverseError::Transport { .. } => Class::Transient { retry_after: None },
-        DataverseError::Status {
-            status,
-            retry_after,
-            ..
-        } => match status {
-            429 => Class::Transient {
-                retry_after: *retry_after,
-            },
-            408 | 500..=599 => Class::Transient {
-                retry_after: *retry_after,
-            },
-            _ => Class::Permanent,
-        },
-        DataverseError::UnexpectedBody(_) => Class::Transient { retry_after: None },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,25 +77,5 @@ mod tests {
                 assert!(p.delay(attempt, None) <= ceiling);
             }
         }
-    }
-
-    #[test]
-    fn classes() {
-        let status = |s: u16| DataverseError::Status {
-            status: s,
-            code: None,
-            message: String::new(),
-            retry_after: None,
-        };
-        assert_eq!(
-            classify(&status(503)),
-            Class::Transient { retry_after: None }
-        );
-        assert_eq!(
-            classify(&status(429)),
-            Class::Transient { retry_after: None }
-        );
-        assert_eq!(classify(&status(400)), Class::Permanent);
-        assert_eq!(classify(&status(403)), Class::Permanent);
     }
 }

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::metrics::QueueGauge;
 use crate::Context;
 
 /// The whole HTTP API.
@@ -106,7 +107,21 @@ async fn count_webhook(State(ctx): State<Arc<Context>>, request: Request, next: 
 /// `GET /metrics`: Prometheus metrics as OpenMetrics text (see [`crate::metrics`]); admin
 /// token required, as for the admin API.
 async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
-    let text = ctx.metrics.render(&ctx.store).await?;
+    let now = crate::store::now_ms();
+    let queues: Vec<QueueGauge> = ctx
+        .store
+        .queue_depths()
+        .await?
+        .into_iter()
+        .map(|q| QueueGauge {
+            org_id: q.org_id,
+            depth: q.depth,
+            oldest_age_secs: q
+                .oldest_queued_at
+                .map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1000.0),
+        })
+        .collect();
+    let text = ctx.metrics.render(&queues);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

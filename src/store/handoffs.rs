@@ -167,6 +167,15 @@ impl HandoffRow {
     }
 }
 
+/// One org's queue: handoffs `queued` or `processing`, and when the oldest queued one was
+/// received (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub org_id: String,
+    pub depth: i64,
+    pub oldest_queued_at: Option<i64>,
+}
+
 /// A handoff in a list, with the error of a callback that was given up (`failed`), if any.
 #[derive(Debug, Clone)]
 pub struct ListedHandoff {
@@ -511,6 +520,28 @@ impl Store {
         .fetch_one(self.pool())
         .await?;
         Ok((col(&row, "depth")?, col(&row, "oldest")?))
+    }
+
+    /// Every org's queue (handoffs `queued` or `processing`, and when the oldest queued one
+    /// was received), orgs with an empty queue included, in one query.
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.org_id AS org_id, COUNT(h.handoff_id) AS depth, \
+             MIN(CASE WHEN h.state = 'queued' THEN h.created_at END) AS oldest \
+             FROM orgs o LEFT JOIN handoffs h ON h.org_id = o.org_id AND h.state IN ('queued', 'processing') \
+             GROUP BY o.org_id ORDER BY o.org_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueueDepth {
+                    org_id: col(row, "org_id")?,
+                    depth: col(row, "depth")?,
+                    oldest_queued_at: col(row, "oldest")?,
+                })
+            })
+            .collect()
     }
 
     /// The timeline of a handoff, oldest first.

@@ -17,7 +17,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use handoffs::{
     CallbackRow, Claim, ContactMatch, EventRow, HandoffRow, HandoffState, Intake, ListedHandoff,
-    NewCallback, NewEvent, NewHandoff, Outcome, Replayed,
+    NewCallback, NewEvent, NewHandoff, Outcome, QueueDepth, Replayed,
 };
 pub use orgs::{ConnectionRow, OrgRow, SealedValue};
 pub use retention::{DEFAULT_RETENTION, REDACTED_PAYLOAD};
