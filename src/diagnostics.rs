@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use crate::catalog::{self, Diagnosis, Failure};
 use crate::connection::orgs::ConnectionStatus;
 use crate::connection::{Check, CheckStatus};
-use crate::store::ContactMatch;
-use crate::store::{now_ms, rfc3339, HandoffRow, HandoffState, OrgRow, Store, StoreError};
+use crate::domain::{ContactMatch, HandoffState};
+use crate::store::{now_ms, rfc3339, HandoffRow, OrgRow, Store, StoreError};
 
 /// Filters of the recent-handoffs list.
 #[derive(Debug, Clone, Default)]

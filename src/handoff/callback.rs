@@ -13,10 +13,11 @@ use uuid::Uuid;
 use super::address::{self, AddressPolicy, NonPublicAddress};
 use super::work_item::KEY_NAMESPACE;
 use crate::catalog::{self, Diagnosis};
+use crate::domain::ContactMatch;
 use crate::domain::WorkstreamId;
 use crate::dynamics::RetryClass;
 use crate::store::{
-    now_ms, rfc3339, CallbackRow, ContactMatch, HandoffRow, NewCallback, NewEvent, OrgRow,
+    now_ms, rfc3339, CallbackRow, CallbackState, HandoffRow, Lease, NewCallback, NewEvent, OrgRow,
 };
 use crate::webhook::send::signed_post;
 use crate::Context;
@@ -79,11 +80,11 @@ pub fn failed_event(org: &OrgRow, handoff: &HandoffRow, diag: &Diagnosis) -> Opt
     })
 }
 
-/// Delivers one claimed callback and records the result (fenced by `lease_id`).
+/// Delivers one claimed callback and records the result (fenced by its `lease`).
 pub async fn deliver(
     ctx: &Context,
     callback: &CallbackRow,
-    lease_id: &str,
+    lease: &Lease,
 ) -> Result<(), crate::store::StoreError> {
     let started = Instant::now();
     let result = super::worker::caught(send(ctx, callback))
@@ -101,7 +102,7 @@ pub async fn deliver(
     let (state, next, error, kind) = match result {
         Ok(status) => {
             tracing::info!(webhook_id = %callback.webhook_id, status, duration_ms, "callback delivered");
-            ("delivered", now, None, "callback_delivered")
+            (CallbackState::Delivered, now, None, "callback_delivered")
         }
         Err((detail, class)) => {
             tracing::info!(webhook_id = %callback.webhook_id, %detail, duration_ms, "callback attempt failed");
@@ -112,19 +113,19 @@ pub async fn deliver(
                 {
                     let delay = ctx.settings.retry.delay(attempts, retry_after);
                     (
-                        "pending",
+                        CallbackState::Pending,
                         now + delay.as_millis() as i64,
                         Some(detail),
                         "callback_retry_scheduled",
                     )
                 }
-                _ => ("failed", now, Some(detail), "callback_failed"),
+                _ => (CallbackState::Failed, now, Some(detail), "callback_failed"),
             }
         }
     };
     ctx.metrics.callback_attempted(match state {
-        "pending" => "retry_scheduled",
-        other => other,
+        CallbackState::Pending => "retry_scheduled",
+        other => other.as_str(),
     });
     let mut detail = json!({
         "webhook_id": callback.webhook_id,
@@ -134,7 +135,7 @@ pub async fn deliver(
     });
     if let Some(error) = &error {
         detail["error"] = json!(error);
-        if state == "failed" {
+        if state == CallbackState::Failed {
             detail["code"] = json!(catalog::CALLBACK_FAILED.code);
         }
     }
@@ -144,7 +145,7 @@ pub async fn deliver(
         detail,
     };
     ctx.store
-        .finish_callback(callback, lease_id, state, next, error.as_deref(), &event)
+        .finish_callback(callback, lease, state, next, error.as_deref(), &event)
         .await?;
     Ok(())
 }

@@ -17,10 +17,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
+use crate::domain::{ContactMatch, HandoffState};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseClient, DataverseError, Explained};
-use crate::store::{Claim, ContactMatch, HandoffState, NewEvent, OrgRow, Outcome};
+use crate::store::{Claim, NewEvent, OrgRow, Outcome};
 use crate::webhook::envelope::Session;
 use crate::webhook::HandoffRequest;
 use crate::Context;

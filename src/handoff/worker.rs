@@ -16,23 +16,21 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::store::{now_ms, CallbackRow, Claim, StoreError};
+use crate::store::{now_ms, CallbackRow, Claim, Lease, StoreError};
 use crate::Context;
 
 /// One unit of work.
 enum Job {
     Handoff(Claim),
-    Callback(CallbackRow, String),
+    Callback(CallbackRow, Lease),
 }
 
-/// What to give back if a job is abandoned: (`is_handoff`, key, lease id).
-type Lease = (bool, String, String);
-
 impl Job {
+    /// What to give back if the job is abandoned.
     fn lease(&self) -> Lease {
         match self {
-            Job::Handoff(c) => (true, c.handoff.handoff_id.clone(), c.lease_id.clone()),
-            Job::Callback(cb, lease) => (false, cb.webhook_id.clone(), lease.clone()),
+            Job::Handoff(c) => c.lease.clone(),
+            Job::Callback(_, lease) => lease.clone(),
         }
     }
 
@@ -234,16 +232,13 @@ impl Running {
         self.set.abort_all();
         while self.join_one().await.is_some() {}
         let now = now_ms();
-        for (is_handoff, key, lease) in self.leases.into_values() {
-            let released = if is_handoff {
-                ctx.store.release_handoff(&key, &lease, now).await
-            } else {
-                ctx.store.release_callback(&key, &lease, now).await
-            };
-            match released {
-                Ok(_) => tracing::info!(%key, "gave back an unfinished job at shutdown"),
+        for lease in self.leases.into_values() {
+            match ctx.store.release(&lease, now).await {
+                Ok(_) => {
+                    tracing::info!(key = %lease.key, "gave back an unfinished job at shutdown")
+                }
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "could not give back a job; its lease will expire")
+                    tracing::warn!(key = %lease.key, error = %e, "could not give back a job; its lease will expire")
                 }
             }
         }

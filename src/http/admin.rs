@@ -14,9 +14,10 @@ use super::extract::ApiJson;
 use super::views;
 use crate::connection::orgs::{ConnectionStatus, OrgError, OrgInput, SaveOutcome};
 use crate::connection::{self, Check, ConnectionInput};
+use crate::domain::HandoffState;
 use crate::domain::OrgId;
 use crate::error::ApiError;
-use crate::store::{now_ms, rfc3339, HandoffRow, HandoffState, OrgRow};
+use crate::store::{now_ms, rfc3339, HandoffRow, OrgRow};
 use crate::webhook::FieldError;
 use crate::Context;
 

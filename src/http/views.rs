@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::diagnostics;
-use crate::store::{rfc3339, CallbackRow, EventRow, HandoffRow, OrgRow};
+use crate::store::{rfc3339, CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
 
 fn time(ms: Option<i64>) -> Value {
     ms.map(|ms| json!(rfc3339(ms))).unwrap_or(Value::Null)
@@ -52,7 +52,7 @@ pub fn handoff_record(h: &HandoffRow, events: &[EventRow], callbacks: &[Callback
     let failed_callback = callbacks
         .iter()
         .rev()
-        .find(|c| c.state == "failed")
+        .find(|c| c.state == CallbackState::Failed)
         .and_then(|c| c.last_error.as_deref());
     let mut record = handoff_summary(h, failed_callback);
     record["events"] = events
@@ -69,7 +69,7 @@ pub fn handoff_record(h: &HandoffRow, events: &[EventRow], callbacks: &[Callback
                 "attempts": c.attempts,
                 "last_error": c.last_error,
                 "delivered_at": time(c.delivered_at),
-                "next_attempt_at": if c.state == "pending" { time(Some(c.next_attempt_at)) } else { Value::Null },
+                "next_attempt_at": if c.state == CallbackState::Pending { time(Some(c.next_attempt_at)) } else { Value::Null },
             })
         })
         .collect();

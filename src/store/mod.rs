@@ -6,21 +6,30 @@
 //! (row claiming, which takes `FOR UPDATE SKIP LOCKED` on Postgres) is chosen by
 //! [`Backend`]. Times are Unix milliseconds.
 
+pub mod callbacks;
+pub mod events;
 pub mod handoffs;
 pub mod orgs;
+pub mod queue;
+pub mod replay;
+pub mod reports;
 pub mod retention;
+pub mod sealed;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use handoffs::{
-    CallbackRow, Claim, ContactMatch, EventRow, HandoffRow, HandoffState, Intake, ListedHandoff,
-    NewCallback, NewEvent, NewHandoff, Outcome, QueueDepth, Replayed,
-};
-pub use orgs::{ConnectionRow, OrgRow, SealedValue};
+pub use callbacks::{CallbackRow, CallbackState, NewCallback};
+pub use events::{EventRow, NewEvent};
+pub use handoffs::{Claim, HandoffRow, Intake, NewHandoff, Outcome};
+pub use orgs::{ConnectionRow, OrgRow};
+pub use queue::{Lease, Queue};
+pub use replay::Replayed;
+pub use reports::{ListedHandoff, QueueDepth};
 pub use retention::{DEFAULT_RETENTION, REDACTED_PAYLOAD};
+pub use sealed::SealedValue;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,62 @@
+//! Replay: failed handoffs and callbacks put back in their queues by an admin.
+
+use serde::Serialize;
+
+use super::events::{insert_event, NewEvent};
+use super::{col, Store, StoreError};
+
+/// What a replay re-queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Replayed {
+    pub handoffs: u64,
+    pub callbacks: u64,
+}
+
+impl Store {
+    /// Re-queues failed work: failed handoffs (due now, with a new retry window) and failed
+    /// callbacks, of one handoff (`handoff_id`) or of a whole org. Each re-queued handoff gets
+    /// a `replayed` event. The deterministic keys make a replay unable to duplicate anything.
+    pub async fn replay_failed(
+        &self,
+        org_id: &str,
+        handoff_id: Option<&str>,
+        now: i64,
+    ) -> Result<Replayed, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let scope = "org_id = $2 AND ($3 = '' OR handoff_id = $3)";
+        let handoffs = sqlx::query(&format!(
+            "UPDATE handoffs SET state = 'queued', next_attempt_at = $1, first_attempt_at = NULL, \
+             lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND redacted_at IS NULL \
+             AND {scope} RETURNING handoff_id"
+        ))
+        .bind(now)
+        .bind(org_id)
+        .bind(handoff_id.unwrap_or(""))
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &handoffs {
+            let id: String = col(row, "handoff_id")?;
+            let event = NewEvent {
+                at: now,
+                kind: "replayed",
+                detail: serde_json::json!({}),
+            };
+            insert_event(&mut *tx, &id, &event).await?;
+        }
+        let callbacks = sqlx::query(&format!(
+            "UPDATE callbacks SET state = 'pending', next_attempt_at = $1, window_started_at = $1, \
+             lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND {scope}"
+        ))
+        .bind(now)
+        .bind(org_id)
+        .bind(handoff_id.unwrap_or(""))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Replayed {
+            handoffs: handoffs.len() as u64,
+            callbacks,
+        })
+    }
+}
