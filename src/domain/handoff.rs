@@ -86,3 +86,55 @@ impl ContactMatch {
         Self::ALL.into_iter().find(|s| s.as_str() == raw)
     }
 }
+
+/// What happened to a handoff, as recorded on its timeline (`handoff_events.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The webhook was stored (`{webhook_id}`).
+    Received,
+    /// Another delivery for the same session (`{webhook_id}`).
+    DuplicateDelivery,
+    AttemptStarted,
+    ContactResolved,
+    WorkItemCreated,
+    AttemptFailed,
+    AttemptPanicked,
+    RetryScheduled,
+    Succeeded,
+    Failed,
+    Skipped,
+    /// Given back to the queue by a worker shutting down.
+    Released,
+    /// Put back in the queue by an admin.
+    Replayed,
+    /// The session was removed when the retention period ended.
+    Redacted,
+    CallbackDelivered,
+    CallbackRetryScheduled,
+    CallbackFailed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::DuplicateDelivery => "duplicate_delivery",
+            Self::AttemptStarted => "attempt_started",
+            Self::ContactResolved => "contact_resolved",
+            Self::WorkItemCreated => "work_item_created",
+            Self::AttemptFailed => "attempt_failed",
+            Self::AttemptPanicked => "attempt_panicked",
+            Self::RetryScheduled => "retry_scheduled",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Released => "released",
+            Self::Replayed => "replayed",
+            Self::Redacted => "redacted",
+            Self::CallbackDelivered => "callback_delivered",
+            Self::CallbackRetryScheduled => "callback_retry_scheduled",
+            Self::CallbackFailed => "callback_failed",
+        }
+    }
+}

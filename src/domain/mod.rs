@@ -5,7 +5,7 @@
 
 pub mod handoff;
 
-pub use handoff::{ContactMatch, HandoffState};
+pub use handoff::{ContactMatch, EventKind, HandoffState};
 
 use std::fmt;
 

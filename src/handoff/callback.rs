@@ -14,7 +14,7 @@ use super::address::{self, AddressPolicy, NonPublicAddress};
 use super::work_item::KEY_NAMESPACE;
 use crate::catalog::{self, Diagnosis};
 use crate::domain::ContactMatch;
-use crate::domain::WorkstreamId;
+use crate::domain::{EventKind, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::store::{
     now_ms, rfc3339, CallbackRow, CallbackState, HandoffRow, Lease, NewCallback, NewEvent, OrgRow,
@@ -102,7 +102,12 @@ pub async fn deliver(
     let (state, next, error, kind) = match result {
         Ok(status) => {
             tracing::info!(webhook_id = %callback.webhook_id, status, duration_ms, "callback delivered");
-            (CallbackState::Delivered, now, None, "callback_delivered")
+            (
+                CallbackState::Delivered,
+                now,
+                None,
+                EventKind::CallbackDelivered,
+            )
         }
         Err((detail, class)) => {
             tracing::info!(webhook_id = %callback.webhook_id, %detail, duration_ms, "callback attempt failed");
@@ -116,10 +121,15 @@ pub async fn deliver(
                         CallbackState::Pending,
                         now + delay.as_millis() as i64,
                         Some(detail),
-                        "callback_retry_scheduled",
+                        EventKind::CallbackRetryScheduled,
                     )
                 }
-                _ => (CallbackState::Failed, now, Some(detail), "callback_failed"),
+                _ => (
+                    CallbackState::Failed,
+                    now,
+                    Some(detail),
+                    EventKind::CallbackFailed,
+                ),
             }
         }
     };

@@ -17,7 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
-use crate::domain::{ContactMatch, HandoffState};
+use crate::domain::{ContactMatch, EventKind, HandoffState};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseClient, DataverseError, Explained};
@@ -36,7 +36,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn event(&mut self, kind: &'static str, detail: serde_json::Value) {
+    fn event(&mut self, kind: EventKind, detail: serde_json::Value) {
         self.events.push(NewEvent {
             at: crate::store::now_ms(),
             kind,
@@ -55,7 +55,10 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
         contact_id: None,
         started: Instant::now(),
     };
-    progress.event("attempt_started", json!({ "attempt": handoff.attempts }));
+    progress.event(
+        EventKind::AttemptStarted,
+        json!({ "attempt": handoff.attempts }),
+    );
 
     let decoded = match handoff.redacted_at {
         Some(_) => Err("the session was removed when its retention period ended".to_owned()),
@@ -86,7 +89,7 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
     };
 
     if request.channel.stream_source().is_none() {
-        progress.event("skipped", json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": request.channel.as_str() }));
+        progress.event(EventKind::Skipped, json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": request.channel.as_str() }));
         let diag = catalog::UNSUPPORTED_CHANNEL
             .diagnose(format!("channel '{}'", request.channel.as_str()));
         return finished(
@@ -144,7 +147,7 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
     match client.create_live_work_item(activityid, &body).await {
         Ok(created) => {
             progress.event(
-                "work_item_created",
+                EventKind::WorkItemCreated,
                 json!({
                     "activityid": activityid,
                     "already_existed": created == CreateOutcome::AlreadyExisted,
@@ -225,7 +228,7 @@ async fn resolve_contact(
         _ => (ContactMatch::Ambiguous, None),
     };
     progress.event(
-        "contact_resolved",
+        EventKind::ContactResolved,
         json!({
             "contact_match": matched.as_str(),
             "contact_id": id,
@@ -256,8 +259,7 @@ fn dataverse_failed(
         diagnosis: diag,
         class,
     } = explained;
-    progress.event(
-        "attempt_failed",
+    progress.event(EventKind::AttemptFailed,
         json!({
             "step": step,
             "outcome": if matches!(class, RetryClass::Transient { .. }) { "transient" } else { "permanent" },
@@ -288,7 +290,7 @@ pub fn panicked(ctx: &Context, claim: &Claim, what: &str) -> Outcome {
         started: Instant::now(),
     };
     progress.event(
-        "attempt_panicked",
+        EventKind::AttemptPanicked,
         json!({ "code": catalog::INTERNAL_ERROR.code }),
     );
     let diag = catalog::INTERNAL_ERROR.diagnose(format!("the attempt panicked: {what}"));
@@ -319,8 +321,7 @@ fn retry_later(
     let attempts = u32::try_from(claim.handoff.attempts).unwrap_or(u32::MAX);
     let delay = policy.delay(attempts, retry_after);
     let next = now + delay.as_millis() as i64;
-    progress.event(
-        "retry_scheduled",
+    progress.event(EventKind::RetryScheduled,
         json!({ "code": diag.code, "delay_ms": delay.as_millis() as u64, "retry_after_s": retry_after.map(|d| d.as_secs()) }),
     );
     Outcome {
@@ -337,7 +338,7 @@ fn retry_later(
 }
 
 fn fail(claim: &Claim, org: Option<&OrgRow>, mut progress: Progress, diag: Diagnosis) -> Outcome {
-    progress.event("failed", json!({ "code": diag.code }));
+    progress.event(EventKind::Failed, json!({ "code": diag.code }));
     let callback = org.and_then(|org| callback::failed_event(org, &claim.handoff, &diag));
     Outcome {
         state: HandoffState::Failed,
@@ -363,7 +364,10 @@ fn finished(
 ) -> Outcome {
     let callback = match (&chat_id, state) {
         (Some(chat_id), HandoffState::Succeeded) => {
-            progress.event("succeeded", json!({ "dynamics365_chat_id": chat_id }));
+            progress.event(
+                EventKind::Succeeded,
+                json!({ "dynamics365_chat_id": chat_id }),
+            );
             callback::succeeded_event(
                 org,
                 &claim.handoff,

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{col, Store, StoreError};
+use crate::domain::EventKind;
 
 /// One entry of a handoff's timeline: `{at, kind, detail}`.
 #[derive(Debug, Clone, Serialize)]
@@ -18,7 +19,7 @@ pub struct EventRow {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub at: i64,
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub detail: Value,
 }
 
@@ -36,7 +37,7 @@ where
     )
     .bind(handoff_id)
     .bind(event.at)
-    .bind(event.kind)
+    .bind(event.kind.as_str())
     .bind(event.detail.to_string())
     .execute(executor)
     .await?;

@@ -9,7 +9,7 @@ use super::events::{insert_event, NewEvent};
 use super::queue::{Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::catalog::Diagnosis;
-use crate::domain::{ContactMatch, HandoffState};
+use crate::domain::{ContactMatch, EventKind, HandoffState};
 
 /// One stored handoff.
 #[derive(Debug, Clone)]
@@ -171,22 +171,23 @@ impl Store {
         // A replay of a delivery already recorded adds nothing; other redeliveries add one
         // event each, up to MAX_DUPLICATE_EVENTS per handoff.
         let kind = if inserted {
-            "received"
+            EventKind::Received
         } else {
-            "duplicate_delivery"
+            EventKind::DuplicateDelivery
         };
         sqlx::query(
             "INSERT INTO handoff_events (handoff_id, at, kind, detail, webhook_id) \
              SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
                SELECT 1 FROM handoff_events WHERE handoff_id = $1 AND webhook_id = $5) \
-             AND (SELECT COUNT(*) FROM handoff_events WHERE handoff_id = $1 AND kind = 'duplicate_delivery') < $6",
+             AND (SELECT COUNT(*) FROM handoff_events WHERE handoff_id = $1 AND kind = $7) < $6",
         )
         .bind(&handoff.handoff_id)
         .bind(now)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(serde_json::json!({ "webhook_id": new.webhook_id }).to_string())
         .bind(new.webhook_id)
         .bind(MAX_DUPLICATE_EVENTS)
+        .bind(EventKind::DuplicateDelivery.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::events::{insert_event, NewEvent};
 use super::{col, Backend, Store, StoreError};
+use crate::domain::EventKind;
 
 /// The two queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,7 +200,7 @@ impl Store {
         if released && lease.queue == Queue::Handoffs {
             let event = NewEvent {
                 at: now,
-                kind: "released",
+                kind: EventKind::Released,
                 detail: serde_json::json!({ "reason": "worker shutdown" }),
             };
             insert_event(&mut *tx, &lease.key, &event).await?;

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::events::{insert_event, NewEvent};
 use super::{col, Store, StoreError};
+use crate::domain::EventKind;
 
 /// What a replay re-queued.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -38,7 +39,7 @@ impl Store {
             let id: String = col(row, "handoff_id")?;
             let event = NewEvent {
                 at: now,
-                kind: "replayed",
+                kind: EventKind::Replayed,
                 detail: serde_json::json!({}),
             };
             insert_event(&mut *tx, &id, &event).await?;

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use super::{Backend, Store, StoreError};
+use crate::domain::EventKind;
 
 /// Default retention of a settled handoff's session: 30 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -44,10 +45,11 @@ impl Store {
             for row in &rows {
                 let id: String = super::col(row, "handoff_id")?;
                 sqlx::query(
-                    "INSERT INTO handoff_events (handoff_id, at, kind, detail) VALUES ($1, $2, 'redacted', $3)",
+                    "INSERT INTO handoff_events (handoff_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
                 )
                 .bind(id)
                 .bind(now)
+                .bind(EventKind::Redacted.as_str())
                 .bind(r#"{"reason":"retention period ended"}"#)
                 .execute(&mut *tx)
                 .await?;
