@@ -115,7 +115,7 @@ async fn connection_card(store: &Store, org_id: &str) -> Result<Value, StoreErro
         "status": status,
         "label": match status { ConnectionStatus::Active => "Active", ConnectionStatus::Failing => "Failing" },
         "environment_url": conn.environment_url,
-        "workstream_id": conn.default_queue_id,
+        "workstream_id": conn.workstream_id,
         "last_checked_at": rfc3339(conn.last_checked_at),
         "failing_check": failing,
         "warning": warning,

@@ -203,7 +203,7 @@ impl OrgRules<'_> {
                     .vault
                     .seal(SealTarget::ClientSecret(&org.org_id), &creds.client_secret),
                 environment_url: creds.environment_url.to_string(),
-                default_queue_id: valid.workstream.to_string(),
+                workstream_id: valid.workstream.to_string(),
                 create_contact_if_missing: valid.create_contact_if_missing,
                 status: ConnectionStatus::Active.as_str().to_owned(),
                 checks: serde_json::to_string(&checks).expect("checks serialize"),
@@ -259,7 +259,7 @@ pub fn credentials(
         EnvironmentUrl::parse(&conn.environment_url, allow_insecure).map_err(|why| {
             catalog::ENVIRONMENT_URL_INVALID.diagnose(format!("environment_url {why}"))
         })?;
-    let workstream = WorkstreamId::parse(&conn.default_queue_id).map_err(|why| {
+    let workstream = WorkstreamId::parse(&conn.workstream_id).map_err(|why| {
         catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}"))
     })?;
     Ok((

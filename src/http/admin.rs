@@ -230,7 +230,7 @@ pub async fn get_connection(
         "tenant_id": conn.tenant_id,
         "client_id": conn.client_id,
         "environment_url": conn.environment_url,
-        "default_queue_id": conn.default_queue_id,
+        "default_queue_id": conn.workstream_id,
         "create_contact_if_missing": conn.create_contact_if_missing,
         "client_secret_set": true,
         "last_checked_at": rfc3339(conn.last_checked_at),

@@ -48,8 +48,8 @@ pub struct ConnectionRow {
     /// The client secret, sealed.
     pub client_secret_enc: String,
     pub environment_url: String,
-    /// The workstream GUID (OpenCX's name for the setting).
-    pub default_queue_id: String,
+    /// The workstream GUID (`default_queue_id` in OpenCX's API and ours).
+    pub workstream_id: String,
     pub create_contact_if_missing: bool,
     /// `active` or `failing`.
     pub status: String,
@@ -61,7 +61,7 @@ pub struct ConnectionRow {
 }
 
 const CONNECTION_COLUMNS: &str = "org_id, tenant_id, client_id, client_secret_enc, environment_url, \
-     default_queue_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at";
+     workstream_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at";
 
 impl ConnectionRow {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -72,7 +72,7 @@ impl ConnectionRow {
             client_id: col(row, "client_id")?,
             client_secret_enc: col(row, "client_secret_enc")?,
             environment_url: col(row, "environment_url")?,
-            default_queue_id: col(row, "default_queue_id")?,
+            workstream_id: col(row, "workstream_id")?,
             create_contact_if_missing: flag != 0,
             status: col(row, "status")?,
             checks: col(row, "checks")?,
@@ -193,11 +193,11 @@ impl Store {
     pub async fn save_connection(&self, c: &ConnectionRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO connections (org_id, tenant_id, client_id, client_secret_enc, environment_url, \
-             default_queue_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at) \
+             workstream_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
              ON CONFLICT (org_id) DO UPDATE SET tenant_id = excluded.tenant_id, client_id = excluded.client_id, \
              client_secret_enc = excluded.client_secret_enc, environment_url = excluded.environment_url, \
-             default_queue_id = excluded.default_queue_id, \
+             workstream_id = excluded.workstream_id, \
              create_contact_if_missing = excluded.create_contact_if_missing, status = excluded.status, \
              checks = excluded.checks, last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
         )
@@ -206,7 +206,7 @@ impl Store {
         .bind(&c.client_id)
         .bind(&c.client_secret_enc)
         .bind(&c.environment_url)
-        .bind(&c.default_queue_id)
+        .bind(&c.workstream_id)
         .bind(i64::from(c.create_contact_if_missing))
         .bind(&c.status)
         .bind(&c.checks)
