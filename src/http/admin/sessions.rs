@@ -1,0 +1,144 @@
+//! Handoff records (`/v1/orgs/{org_id}/sessions…`), replay, and `GET /v1/status`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};
+use crate::error::ApiError;
+use crate::http::views;
+use crate::store::now_ms;
+use crate::Context;
+
+/// `GET /v1/orgs/{org_id}/sessions/{session_id}`: the handoff record with its timeline.
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions/{session_id}", tag = "handoffs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = crate::http::openapi::SESSION_ID_DOC)),
+    responses((status = 200, description = "The handoff record with `events` and `callbacks`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
+pub async fn get_session(
+    State(ctx): State<Arc<Context>>,
+    Path((raw, session_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let handoff = existing_handoff(&ctx, &org, &session_id).await?;
+    let events = ctx.store.events(&handoff.handoff_id).await?;
+    let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
+    Ok(Json(views::handoff_record(&handoff, &events, &callbacks)))
+}
+
+/// `GET /v1/status?org=&state=&session=&limit=`: per org, the connection card, counts over
+/// 24 h, the queue, and recent handoffs with an explanation each (`diagnostics.rs`).
+#[utoipa::path(get, path = "/v1/status", tag = "status",
+    params(
+        ("org" = Option<String>, Query, description = "Only this org"),
+        ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
+        ("session" = Option<String>, Query, description = "Session ids containing this text"),
+        ("limit" = Option<u32>, Query, description = "Recent handoffs per org, 1–500 (default 20)"),
+    ),
+    responses((status = 200, description = "`{generated_at, orgs: [{org_id, name, connection, counts_24h, queue, recent}]}`", body = Object)),
+    security(("admin_token" = [])))]
+pub async fn status(
+    State(ctx): State<Arc<Context>>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
+    let filter = crate::diagnostics::Filter {
+        org: query.org.filter(|o| !o.is_empty()),
+        state,
+        session: query.session,
+        limit,
+    };
+    Ok(Json(crate::diagnostics::status(&ctx.store, &filter).await?))
+}
+
+/// `GET /v1/orgs/{org_id}/sessions?state=…&limit=…`: recent handoffs, newest first
+/// (`limit` 1–500, default 50).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions", tag = "handoffs",
+    params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC),
+        ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
+        ("limit" = Option<u32>, Query, description = "1–500 (default 50)"),
+    ),
+    responses((status = 200, description = "`{sessions: [...]}`, newest first", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
+pub async fn list_sessions(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 50)?;
+    let rows = ctx
+        .store
+        .recent_handoffs(&org.org_id, state, None, limit)
+        .await?;
+    Ok(Json(json!({ "sessions": rows
+            .iter()
+            .map(|r| views::handoff_summary(&r.handoff, r.failed_callback.as_deref()))
+            .collect::<Vec<_>>() })))
+}
+
+/// `POST /v1/orgs/{org_id}/sessions/{session_id}/retry`: re-queues a `failed` handoff, and
+/// the session's failed callbacks (202). The same deterministic keys are used, so a replay
+/// cannot create a second live work item or a second logical callback. 409 when nothing
+/// failed.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = crate::http::openapi::SESSION_ID_DOC)),
+    responses(
+        (status = 202, description = "Re-queued; `{requeued_handoffs, requeued_callbacks}`", body = Object),
+        (status = 409, description = "`nothing_to_retry`, or `session_redacted` (the retention period removed the session)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ), security(("admin_token" = [])))]
+pub async fn retry_session(
+    State(ctx): State<Arc<Context>>,
+    Path((raw, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let handoff = existing_handoff(&ctx, &org, &session_id).await?;
+    let replayed = ctx
+        .store
+        .replay_failed(&org.org_id, Some(&handoff.handoff_id), now_ms())
+        .await?;
+    if replayed.handoffs + replayed.callbacks == 0 && handoff.redacted_at.is_some() {
+        return Err(ApiError::SessionRedacted {
+            session: session_id,
+        });
+    }
+    if replayed.handoffs + replayed.callbacks == 0 {
+        return Err(ApiError::NothingToRetry {
+            session: session_id,
+            state: handoff.state.as_str(),
+        });
+    }
+    ctx.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "handoff_id": handoff.handoff_id,
+            "session_id": handoff.session_id,
+            "requeued_handoffs": replayed.handoffs,
+            "requeued_callbacks": replayed.callbacks,
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /v1/orgs/{org_id}/handoffs/retry-failed`: re-queues every failed handoff and
+/// callback of the org (e.g. after fixing its credentials). 202 with the counts.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/handoffs/retry-failed", tag = "handoffs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
+    responses((status = 202, description = "`{requeued_handoffs, requeued_callbacks}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_token" = [])))]
+pub async fn retry_failed(
+    State(ctx): State<Arc<Context>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let org = existing_org(&ctx, &raw).await?;
+    let replayed = ctx.store.replay_failed(&org.org_id, None, now_ms()).await?;
+    ctx.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "requeued_handoffs": replayed.handoffs, "requeued_callbacks": replayed.callbacks })),
+    )
+        .into_response())
+}
