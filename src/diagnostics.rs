@@ -1,4 +1,4 @@
-//! The facts behind the troubleshooting status page (SPEC §7): per org, the connection card,
+//! The facts behind the troubleshooting status page (README, "Troubleshooting"): per org, the connection card,
 //! handoff counts over 24 h, the queue, and recent handoffs with a plain-language reading of
 //! where each one stands — on the bridge's side, the configuration's, or Dynamics routing's.
 //! `GET /v1/status` returns these as JSON.

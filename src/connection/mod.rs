@@ -1,5 +1,5 @@
 //! Connection test-and-save: the checks an admin runs on pasted Dynamics credentials
-//! (SPEC §5), and encryption of the stored secrets.
+//! (README, "Setting up an org"), and encryption of the stored secrets.
 //!
 //! Checks run in order — `input`, `token`, `dataverse`, `workstream` — and a failed check
 //! skips the ones after it. `input` runs before any request, so nothing is ever sent to a
@@ -20,7 +20,7 @@ use crate::catalog::{self, Diagnosis, Failure};
 use crate::domain::{parse_guid, EnvironmentUrl, WorkstreamId};
 use crate::dynamics::{Credentials, Dataverse, Workstream};
 
-/// `msdyn_streamsource` values (DATAVERSE.md) the checks tell apart.
+/// `msdyn_streamsource` values (docs/sources.md#tables) the checks tell apart.
 mod stream_source {
     pub const LIVE_CHAT: i64 = 192_360_000;
     pub const SMS: i64 = 192_340_000;

@@ -16,7 +16,7 @@ use crate::handoff::address::{AddressPolicy, CallbackUrl};
 use crate::store::{ConnectionRow, OrgRow, Store, StoreError};
 use crate::webhook::{FieldError, WebhookSecret};
 
-/// How long a rotated-out webhook secret is still accepted (SPEC §5): 24 hours.
+/// How long a rotated-out webhook secret is still accepted: 24 hours (README, "Setting up an org").
 pub const SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// `PUT /v1/orgs/{org_id}` body.

@@ -171,7 +171,7 @@ pub fn parse_guid(raw: &str) -> Result<Uuid, String> {
 
 /// Hosts of Dataverse environments, by cloud: `*.crm.dynamics.com`, `*.crmN.dynamics.com`,
 /// `*.crm.microsoftdynamics.us` (GCC High), `*.crm.appsplatform.us` (DoD),
-/// `*.crm.dynamics.cn` (21Vianet). Source: SPEC §5 check 1.
+/// `*.crm.dynamics.cn` (21Vianet). Source: docs/sources.md#clouds.
 const DYNAMICS_HOST_SUFFIXES: &[&str] = &[
     ".crm.microsoftdynamics.us",
     ".crm.appsplatform.us",
@@ -306,7 +306,7 @@ impl Channel {
     }
 
     /// The `msdyn_streamsource` value for `msdyn_ocliveworkitem.msdyn_channel`, for the
-    /// channels that become live work items (DATAVERSE.md: 192360000 Live chat, 192340000
+    /// channels that become live work items (docs/sources.md#tables: 192360000 Live chat, 192340000
     /// SMS, 192300000 WhatsApp). `None` for channels the bridge does not hand off as chats.
     pub fn stream_source(&self) -> Option<&'static str> {
         match self {

@@ -2,7 +2,7 @@
 //!
 //! Every call sends `Authorization: Bearer`, `Accept: application/json`,
 //! `OData-MaxVersion: 4.0`, `OData-Version: 4.0`, and `Content-Type: application/json;
-//! charset=utf-8` with a body (DATAVERSE.md "Web API basics"). A 401 drops the cached token
+//! charset=utf-8` with a body (docs/sources.md#dataverse-web-api). A 401 drops the cached token
 //! and the call is sent once more with a new one.
 
 use std::sync::Arc;
@@ -18,11 +18,11 @@ use super::odata;
 use super::token::{Credentials, TokenError};
 use super::{Dataverse, Paused};
 
-/// Dataverse error code for a duplicate primary key on create (DATAVERSE.md).
+/// Dataverse error code for a duplicate primary key on create (docs/sources.md#dataverse-error-codes).
 pub const DUPLICATE_RECORD: &str = "0x80040237";
 /// How long an environment pauses after a 429 that carries no `Retry-After`.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
-/// Dataverse error code for "record not found" (DATAVERSE.md).
+/// Dataverse error code for "record not found" (docs/sources.md#dataverse-error-codes).
 pub const NOT_FOUND: &str = "0x80040217";
 
 /// Why a Dataverse call failed.

@@ -1,6 +1,6 @@
 //! Per-environment limits on Dataverse traffic from this process.
 //!
-//! Service protection limits (DATAVERSE.md; Power Apps "Service protection API limits") allow
+//! Service protection limits (Microsoft Learn, "Service protection API limits"; docs/sources.md#service-protection) allow
 //! 52 concurrent requests per user and answer 429 with `Retry-After` past a limit; Microsoft
 //! asks clients to wait the full period before sending again. Each environment gets a gate: a
 //! semaphore of `max_concurrent` permits (default 8, far under 52) and a pause deadline set

@@ -95,7 +95,7 @@ struct Slot {
     throttled_until: Mutex<Option<Instant>>,
 }
 
-/// How long token requests pause after an Entra 429 without `Retry-After` (DATAVERSE.md:
+/// How long token requests pause after an Entra 429 without `Retry-After` (docs/sources.md#entra-id:
 /// "often 60").
 pub const DEFAULT_TOKEN_PAUSE: Duration = Duration::from_secs(60);
 

@@ -1,4 +1,4 @@
-//! The `msdyn_ocliveworkitem` create body (SPEC §6 step 3) and its deterministic key.
+//! The `msdyn_ocliveworkitem` create body (ARCHITECTURE.md, "One handoff", step 7) and its deterministic key.
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -41,7 +41,7 @@ pub fn cut(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
-/// Column limits from the table reference (DATAVERSE.md): `subject` String(200),
+/// Column limits from the table reference (docs/sources.md#tables): `subject` String(200),
 /// `msdyn_title` String(4000), `description` Memo(2000), context item `msdyn_value`
 /// String(4000).
 const SUBJECT_MAX: usize = 200;

@@ -21,7 +21,7 @@ pub fn org(org: &OrgRow) -> Value {
     })
 }
 
-/// A handoff record (SPEC §6), without the timeline: the list view. `notes` are
+/// A handoff record, without the timeline: the list view. `notes` are
 /// [`diagnostics::notes`]: catalog entries for a contact left unlinked and for a callback
 /// given up (`failed_callback`, its last error).
 pub fn handoff_summary(h: &HandoffRow, failed_callback: Option<&str>) -> Value {

@@ -19,7 +19,7 @@ use crate::webhook::signature::SignatureHeaders;
 use crate::webhook::{Envelope, HANDOFF_EVENT};
 use crate::Context;
 
-/// Largest webhook body, in bytes (SPEC §4).
+/// Largest webhook body, in bytes (README, "The webhook contract").
 pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
 
 /// Receives a handoff webhook. Answers 202 only after the handoff is committed.

@@ -1,6 +1,6 @@
 //! `POST /{tenant}/oauth2/v2.0/token`: client credentials with Entra-shaped errors
 //! (`{"error","error_description":"AADSTSnnnn: …","error_codes":[n],"timestamp","trace_id",
-//! "correlation_id","error_uri"}`), per DATAVERSE.md's table of AADSTS codes.
+//! "correlation_id","error_uri"}`), per the AADSTS codes in docs/sources.md#entra-id.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};

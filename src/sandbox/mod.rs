@@ -108,7 +108,7 @@ impl Fault {
     }
 }
 
-/// Dataverse service protection limits, scaled down for tests (DATAVERSE.md: 6,000 requests
+/// Dataverse service protection limits, scaled down for tests (docs/sources.md#service-protection: 6,000 requests
 /// per 5-minute window, 52 concurrent, per user; the sandbox counts all Dataverse requests).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 pub struct ServiceProtection {

@@ -1,5 +1,5 @@
 //! The columns and navigation properties the sandbox accepts, from Microsoft's table
-//! reference as summarised in DATAVERSE.md. Anything else is rejected the way Dataverse
+//! reference as summarised in docs/sources.md#tables. Anything else is rejected the way Dataverse
 //! rejects an unknown property (`0x80060888`).
 
 /// Column types the sandbox checks.

@@ -1,6 +1,6 @@
 //! The OpenCX webhook envelope (`conversation.handoff_to_human`) and its validation.
 //!
-//! Field names follow OpenCX's public API (SPEC §4). Parsing happens in two stages so that
+//! Field names follow OpenCX's public API (README, "The webhook contract"). Parsing happens in two stages so that
 //! every rejection can name its field: a type mismatch is a 400 with the JSON Pointer that
 //! serde stopped at; content rules (empty summary, org mismatch, bad email…) are a 422 with
 //! one entry per broken field.
@@ -188,7 +188,7 @@ fn non_empty(value: &Option<String>) -> Option<String> {
 }
 
 impl HandoffRequest {
-    /// Checks the content rules of SPEC §4 for a session of `org_id`. Every broken field is
+    /// Checks the content rules of the webhook contract (README) for a session of `org_id`. Every broken field is
     /// reported, each with its JSON Pointer in the envelope.
     pub fn from_session(org_id: &OrgId, session: &Session) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();

@@ -1,4 +1,4 @@
-//! Admin API (SPEC §5), one file per resource: orgs and their webhook secrets
+//! Admin API (README, "Setting up an org"), one file per resource: orgs and their webhook secrets
 //! (`orgs.rs`), the Dynamics connection (`connection.rs`), handoff records, replay and the
 //! status facts (`sessions.rs`). Behind the admin token (see `require_admin`).
 
