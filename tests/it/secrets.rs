@@ -10,7 +10,7 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
     let t = TestApp::start().await;
     let mut responses = Vec::new();
 
-    // The one response that carries the webhook secret by design (SPEC §5: "returned once").
+    // The one response that carries the webhook secret by design (README, "Setting up an org": "shown this once").
     let (_, created) = t
         .admin(
             Method::PUT,
