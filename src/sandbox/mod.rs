@@ -7,11 +7,14 @@
 //! "commit, then drop the response". Production code never calls into it; it shares no
 //! request-building or parsing code with the Dataverse client.
 
+mod control;
 mod dataverse;
 mod entra;
+mod log;
 pub mod odata;
 mod schema;
 pub mod seed;
+mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -32,97 +35,13 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+pub use control::{Fault, FaultAction, ServiceProtection};
+pub use log::LoggedRequest;
 pub use seed::{DemoConnection, Seed};
 
-/// One request as the sandbox saw it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LoggedRequest {
-    pub seq: u64,
-    /// `token`, `whoami`, `contacts`, `create_contact`, `workstream`, `queue`,
-    /// `create_work_item`, `get_work_item`, `list_work_items`, or `other`.
-    pub kind: String,
-    pub method: String,
-    pub path: String,
-    /// The query string as sent (still percent-encoded).
-    pub raw_query: Option<String>,
-    pub status: u16,
-    /// Dataverse error code of the answer, if any.
-    pub error_code: Option<String>,
-    /// The JSON body of a POST to Dataverse.
-    pub body: Option<Value>,
-    /// `OData-Version`, `OData-MaxVersion`, `Accept`, `Content-Type` as sent.
-    pub headers: BTreeMap<String, String>,
-}
-
-/// What an injected fault does.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum FaultAction {
-    /// Answer with this status and a Dataverse- or Entra-shaped error.
-    Status {
-        status: u16,
-        #[serde(default)]
-        retry_after_secs: Option<u64>,
-    },
-    /// Wait before handling.
-    Delay { ms: u64 },
-    /// Close the connection without an answer, before handling.
-    Reset,
-    /// Handle the request (commit), then close the connection without an answer.
-    DropAfterCommit,
-}
-
-/// A fault for requests of `kind` (`any` matches every kind): the next `count` of them, or,
-/// with `probability`, each one with that chance until `count` have been hit (`count` 0: no
-/// limit). JSON: `{"kind":"contacts","action":"status","status":503,"probability":0.3,"count":0}`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct Fault {
-    pub kind: String,
-    #[serde(flatten)]
-    pub action: FaultAction,
-    #[serde(default = "one")]
-    pub count: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probability: Option<f64>,
-}
-
-impl FaultAction {
-    /// An error answer with this HTTP status, and `Retry-After` when given (seconds).
-    pub fn status(status: u16, retry_after_secs: Option<u64>) -> Self {
-        Self::Status {
-            status,
-            retry_after_secs,
-        }
-    }
-}
-
-impl Fault {
-    /// The next `count` requests of `kind`.
-    pub fn next(kind: &str, action: FaultAction, count: u32) -> Self {
-        Self {
-            kind: kind.to_owned(),
-            action,
-            count,
-            probability: None,
-        }
-    }
-}
-
-/// Dataverse service protection limits, scaled down for tests (docs/sources.md#service-protection: 6,000 requests
-/// per 5-minute window, 52 concurrent, per user; the sandbox counts all Dataverse requests).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
-pub struct ServiceProtection {
-    /// Sliding window, seconds.
-    pub window_secs: u64,
-    /// Requests allowed per window; past it, 429 `0x80072322` with `Retry-After`.
-    pub max_requests: usize,
-    /// Requests handled at once; past it, 429 `0x80072326`.
-    pub max_concurrent: usize,
-}
-
-fn one() -> u32 {
-    1
-}
+use control::*;
+use log::*;
+use server::*;
 
 struct IssuedToken {
     client_id: String,
@@ -159,18 +78,6 @@ pub struct Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.stop.cancel();
-    }
-}
-
-/// Lets a handler close its connection without answering.
-#[derive(Clone)]
-struct DropSwitch(Arc<Mutex<Option<oneshot::Sender<()>>>>);
-
-impl DropSwitch {
-    fn pull(&self) {
-        if let Some(tx) = self.0.lock().expect("poisoned").take() {
-            let _ = tx.send(());
-        }
     }
 }
 
@@ -310,36 +217,6 @@ impl Sandbox {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, stop: CancellationToken) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-        };
-        let router = router.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (tx, rx) = oneshot::channel();
-            let switch = DropSwitch(Arc::new(Mutex::new(Some(tx))));
-            let service =
-                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(switch.clone());
-                    router.clone().oneshot(req.map(axum::body::Body::new))
-                });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = rx => {} // dropped: the socket closes with no answer
-                _ = stop.cancelled() => {}
-            }
-        });
-    }
-}
-
 fn router(state: Shared) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
@@ -350,121 +227,6 @@ fn router(state: Shared) -> Router {
         .route("/_sandbox/limits", post(admin_limits))
         .route("/_sandbox/stats", get(admin_stats))
         .with_state(state)
-}
-
-async fn admin_requests(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({ "requests": state.lock().expect("poisoned").requests }))
-}
-
-async fn admin_work_items(State(state): State<Shared>) -> Json<Value> {
-    Json(
-        json!({ "value": state.lock().expect("poisoned").work_items.values().collect::<Vec<_>>() }),
-    )
-}
-
-/// `{"requests", "work_items", "distinct_sessions", "peak_concurrency"}`: counts for soak
-/// runs, without transferring every row.
-async fn admin_stats(State(state): State<Shared>) -> Json<Value> {
-    let s = state.lock().expect("poisoned");
-    let sessions: std::collections::HashSet<&str> = s
-        .work_items
-        .values()
-        .filter_map(|w| {
-            w[CONTEXT_ITEMS_NAV]
-                .as_array()?
-                .iter()
-                .find(|c| c["msdyn_name"] == "sessionId")?["msdyn_value"]
-                .as_str()
-        })
-        .collect();
-    Json(json!({
-        "requests": s.requests.len(),
-        "work_items": s.work_items.len(),
-        "distinct_sessions": sessions.len(),
-        "peak_concurrency": s.peak_in_flight,
-    }))
-}
-
-/// The context items' navigation property on a stored work item.
-const CONTEXT_ITEMS_NAV: &str =
-    "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid";
-
-async fn admin_limits(
-    State(state): State<Shared>,
-    Json(limits): Json<Option<ServiceProtection>>,
-) -> StatusCode {
-    state.lock().expect("poisoned").limits = limits;
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(State(state): State<Shared>, Json(fault): Json<Fault>) -> StatusCode {
-    state.lock().expect("poisoned").faults.push(fault);
-    StatusCode::NO_CONTENT
-}
-
-/// Takes the first matching fault, counting it down.
-fn take_fault(state: &Shared, kind: &str) -> Option<FaultAction> {
-    use rand::Rng;
-    let mut s = state.lock().expect("poisoned");
-    let mut rng = rand::thread_rng();
-    let i = s.faults.iter().position(|f| {
-        (f.kind == kind || f.kind == "any")
-            && f.probability
-                .is_none_or(|p| rng.gen_bool(p.clamp(0.0, 1.0)))
-    })?;
-    let action = s.faults[i].action.clone();
-    match s.faults[i].count {
-        0 => {}
-        1 => {
-            s.faults.remove(i);
-        }
-        _ => s.faults[i].count -= 1,
-    }
-    Some(action)
-}
-
-/// Applies the service protection limits to one Dataverse request about to be handled:
-/// `Some(answer)` when a limit refuses it.
-fn over_limit(state: &Shared) -> Option<Handled> {
-    let mut s = state.lock().expect("poisoned");
-    let limits = s.limits?;
-    let now = tokio::time::Instant::now();
-    let window = Duration::from_secs(limits.window_secs);
-    while s
-        .window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= window)
-    {
-        s.window.pop_front();
-    }
-    let (code, message, retry_after) = if s.in_flight >= limits.max_concurrent {
-        (
-            "0x80072326",
-            "Number of concurrent requests exceeded the limit of 52.",
-            1,
-        )
-    } else if s.window.len() >= limits.max_requests {
-        let oldest = *s.window.front().expect("the window is full");
-        let wait = (oldest + window)
-            .duration_since(now)
-            .as_secs_f64()
-            .ceil()
-            .max(1.0) as u64;
-        (
-            "0x80072322",
-            "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
-            wait,
-        )
-    } else {
-        s.window.push_back(now);
-        return None;
-    };
-    let mut h = Handled::dataverse_error(StatusCode::TOO_MANY_REQUESTS, code, message);
-    h.response.headers_mut().insert(
-        "retry-after",
-        retry_after.to_string().parse().expect("digits"),
-    );
-    Some(h)
 }
 
 /// What a handler hands back to [`respond`]: the answer plus what to log.
@@ -579,59 +341,4 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.lock().expect("poisoned").in_flight -= 1;
     }
-}
-
-/// The parts of a request the log keeps.
-struct RequestMeta {
-    kind: String,
-    method: String,
-    path: String,
-    raw_query: Option<String>,
-    body: Option<Value>,
-    headers: BTreeMap<String, String>,
-}
-
-impl RequestMeta {
-    fn of(kind: &str, parts: &axum::http::request::Parts, body: Option<Value>) -> Self {
-        let headers = [
-            "odata-version",
-            "odata-maxversion",
-            "accept",
-            "content-type",
-        ]
-        .iter()
-        .filter_map(|h| {
-            parts
-                .headers
-                .get(*h)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| (h.to_string(), v.to_owned()))
-        })
-        .collect();
-        Self {
-            kind: kind.to_owned(),
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            raw_query: parts.uri.query().map(str::to_owned),
-            body,
-            headers,
-        }
-    }
-}
-
-fn log(state: &Shared, meta: &RequestMeta, status: u16, error_code: Option<String>) {
-    let mut s = state.lock().expect("poisoned");
-    let seq = s.next_seq;
-    s.next_seq += 1;
-    s.requests.push(LoggedRequest {
-        seq,
-        kind: meta.kind.clone(),
-        method: meta.method.clone(),
-        path: meta.path.clone(),
-        raw_query: meta.raw_query.clone(),
-        status,
-        error_code,
-        body: meta.body.clone(),
-        headers: meta.headers.clone(),
-    });
 }
