@@ -93,6 +93,19 @@ pub struct Context {
 }
 
 impl Context {
+    /// What a handoff attempt works with: this process's store, vault and Dataverse, its
+    /// retry policy, and the system clock.
+    pub fn job(&self) -> handoff::job::JobContext<'_, Arc<Dataverse>> {
+        handoff::job::JobContext {
+            store: &self.store,
+            vault: &self.vault,
+            dataverse: &self.dataverse,
+            retry: self.settings.retry,
+            allow_insecure: self.settings.allow_insecure_dynamics,
+            clock: &handoff::job::SystemClock,
+        }
+    }
+
     /// The org and connection rules over this process's store, vault and Dataverse.
     pub fn org_rules(&self) -> OrgRules<'_> {
         OrgRules {

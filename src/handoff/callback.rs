@@ -31,7 +31,7 @@ pub fn webhook_id(org_id: &str, session_id: &str, event_type: &str) -> String {
     format!("msg_{}", id.simple())
 }
 
-/// `handoff.succeeded`, when the org has a callback URL.
+/// `handoff.succeeded`, when the org has a callback URL; `handed_off_at` in Unix ms.
 pub fn succeeded_event(
     org: &OrgRow,
     handoff: &HandoffRow,
@@ -39,6 +39,7 @@ pub fn succeeded_event(
     contact_id: Option<Uuid>,
     contact_match: Option<ContactMatch>,
     workstream: Option<WorkstreamId>,
+    handed_off_at: i64,
 ) -> Option<NewCallback> {
     org.callback_url.as_ref()?;
     let event_type = "handoff.succeeded";
@@ -51,7 +52,7 @@ pub fn succeeded_event(
             "contact_id": contact_id,
             "contact_match": contact_match.map(ContactMatch::as_str),
             "workstream_id": workstream.map(|w| w.to_string()),
-            "handed_off_at": rfc3339(now_ms()),
+            "handed_off_at": rfc3339(handed_off_at),
         }
     });
     Some(NewCallback {

@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod callback;
+pub mod job;
 pub mod retry;
 pub mod work_item;
 pub mod worker;
@@ -20,25 +21,36 @@ use crate::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind, HandoffState};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
-use crate::dynamics::{CreateOutcome, DataverseClient, DataverseError, Explained};
+use crate::dynamics::{CreateOutcome, DataverseError, Explained};
 use crate::store::{Claim, NewEvent, OrgRow, Outcome};
 use crate::webhook::envelope::Session;
 use crate::webhook::HandoffRequest;
-use crate::Context;
+use job::{Clock, Connect, HandoffDataverse, JobContext};
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.
-struct Progress {
+struct Progress<'a> {
     events: Vec<NewEvent>,
     contact_match: Option<ContactMatch>,
     contact_id: Option<Uuid>,
     /// When the attempt started.
     started: Instant,
+    clock: &'a dyn Clock,
 }
 
-impl Progress {
+impl<'a> Progress<'a> {
+    fn new(clock: &'a dyn Clock) -> Self {
+        Self {
+            events: Vec::new(),
+            contact_match: None,
+            contact_id: None,
+            started: Instant::now(),
+            clock,
+        }
+    }
+
     fn event(&mut self, kind: EventKind, detail: serde_json::Value) {
         self.events.push(NewEvent {
-            at: crate::store::now_ms(),
+            at: self.clock.now_ms(),
             kind,
             detail,
         });
@@ -47,14 +59,9 @@ impl Progress {
 
 /// Runs one attempt of a claimed handoff and says how it ended. Never panics on remote
 /// errors; every failure becomes a diagnosed outcome.
-pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
+pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outcome {
     let handoff = &claim.handoff;
-    let mut progress = Progress {
-        events: Vec::new(),
-        contact_match: None,
-        contact_id: None,
-        started: Instant::now(),
-    };
+    let mut progress = Progress::new(ctx.clock);
     progress.event(
         EventKind::AttemptStarted,
         json!({ "attempt": handoff.attempts }),
@@ -118,14 +125,14 @@ pub async fn attempt(ctx: &Context, claim: &Claim) -> Outcome {
         Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
     };
     let (creds, workstream) = match crate::connection::orgs::credentials(
-        &ctx.vault,
+        ctx.vault,
         &conn,
-        ctx.settings.allow_insecure_dynamics,
+        ctx.allow_insecure,
     ) {
         Ok(c) => c,
         Err(diag) => return fail(claim, Some(&org), progress, diag),
     };
-    let client = ctx.dataverse.client(creds);
+    let client = ctx.dataverse.connect(creds);
 
     if let Err(err) = resolve_contact(
         &client,
@@ -194,10 +201,10 @@ fn decode(version: i64, org_id: &str, payload: &str) -> Result<HandoffRequest, S
 /// Sets `contact_match` (and `contact_id`) on `progress`. Only a verified email is looked up;
 /// `$top=2` is enough to tell one match from several.
 async fn resolve_contact(
-    client: &DataverseClient,
+    client: &impl HandoffDataverse,
     request: &HandoffRequest,
     create_if_missing: bool,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<(), DataverseError> {
     let customer = &request.customer;
     let Some(email) = &customer.verified_email else {
@@ -211,7 +218,7 @@ async fn resolve_contact(
     let started = Instant::now();
     let found = client.find_contacts_by_email(email.as_str()).await?;
     let (matched, id) = match found.as_slice() {
-        [one] => (ContactMatch::Linked, Some(one.contactid)),
+        [one] => (ContactMatch::Linked, Some(*one)),
         [] if create_if_missing => {
             let org = &request.org_id;
             let id = work_item::contact_id(org, email.as_str());
@@ -246,12 +253,12 @@ fn store_trouble(err: &crate::store::StoreError) -> Diagnosis {
 
 /// Turns a Dataverse failure at `step`, explained as `explained`, into a retry or a
 /// failure.
-fn dataverse_failed(
-    ctx: &Context,
+fn dataverse_failed<C>(
+    ctx: &JobContext<'_, C>,
     claim: &Claim,
     org: &OrgRow,
     step: &'static str,
-    mut progress: Progress,
+    mut progress: Progress<'_>,
     err: &DataverseError,
     explained: Explained,
 ) -> Outcome {
@@ -282,13 +289,8 @@ fn dataverse_failed(
 /// against): recorded as a transient failure with `internal_error`, so the handoff is
 /// retried with backoff and ends with `retries_exhausted` if it keeps happening, instead of
 /// staying `processing` unseen. `what` is the panic's message.
-pub fn panicked(ctx: &Context, claim: &Claim, what: &str) -> Outcome {
-    let mut progress = Progress {
-        events: Vec::new(),
-        contact_match: None,
-        contact_id: None,
-        started: Instant::now(),
-    };
+pub fn panicked<C>(ctx: &JobContext<'_, C>, claim: &Claim, what: &str) -> Outcome {
+    let mut progress = Progress::new(ctx.clock);
     progress.event(
         EventKind::AttemptPanicked,
         json!({ "code": catalog::INTERNAL_ERROR.code }),
@@ -299,16 +301,16 @@ pub fn panicked(ctx: &Context, claim: &Claim, what: &str) -> Outcome {
 
 /// Back to `queued` with a later `next_attempt_at`, or `failed` with `retries_exhausted`
 /// once the policy's window has passed.
-fn retry_later(
-    ctx: &Context,
+fn retry_later<C>(
+    ctx: &JobContext<'_, C>,
     claim: &Claim,
     org: Option<&OrgRow>,
-    mut progress: Progress,
+    mut progress: Progress<'_>,
     diag: Diagnosis,
     retry_after: Option<std::time::Duration>,
 ) -> Outcome {
-    let now = crate::store::now_ms();
-    let policy = ctx.settings.retry;
+    let now = ctx.clock.now_ms();
+    let policy = ctx.retry;
     let first = claim.handoff.first_attempt_at.unwrap_or(now);
     if now - first >= policy.give_up_after.as_millis() as i64 {
         let exhausted = catalog::RETRIES_EXHAUSTED.diagnose(format!(
@@ -337,7 +339,7 @@ fn retry_later(
     }
 }
 
-fn fail(claim: &Claim, org: Option<&OrgRow>, mut progress: Progress, diag: Diagnosis) -> Outcome {
+fn fail(claim: &Claim, org: Option<&OrgRow>, mut progress: Progress<'_>, diag: Diagnosis) -> Outcome {
     progress.event(EventKind::Failed, json!({ "code": diag.code }));
     let callback = org.and_then(|org| callback::failed_event(org, &claim.handoff, &diag));
     Outcome {
@@ -357,7 +359,7 @@ fn finished(
     claim: &Claim,
     org: &OrgRow,
     state: HandoffState,
-    mut progress: Progress,
+    mut progress: Progress<'_>,
     diag: Option<Diagnosis>,
     chat_id: Option<String>,
     workstream: Option<WorkstreamId>,
@@ -375,6 +377,7 @@ fn finished(
                 progress.contact_id,
                 progress.contact_match,
                 workstream,
+                progress.clock.now_ms(),
             )
         }
         _ => None,

@@ -89,11 +89,12 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
             );
             async {
                 let started = std::time::Instant::now();
-                let outcome = match caught(super::attempt(&ctx, &claim)).await {
+                let job = ctx.job();
+                let outcome = match caught(super::attempt(&job, &claim)).await {
                     Ok(outcome) => outcome,
                     Err(what) => {
                         tracing::error!(panic = %what, "the handoff attempt panicked; it is recorded and retried");
-                        super::panicked(&ctx, &claim, &what)
+                        super::panicked(&job, &claim, &what)
                     }
                 };
                 let duration_ms = started.elapsed().as_millis() as u64;

@@ -675,7 +675,8 @@ async fn a_panicking_attempt_is_recorded_and_retried() {
         .await
         .unwrap()
         .expect("the handoff is due");
-    let outcome = handoff_bridge::handoff::panicked(ctx, &claim, "overflow when adding duration");
+    let outcome =
+        handoff_bridge::handoff::panicked(&ctx.job(), &claim, "overflow when adding duration");
     assert!(ctx
         .store
         .finish_handoff(&claim, &outcome, now_ms())

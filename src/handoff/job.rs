@@ -1,0 +1,94 @@
+//! What a handoff attempt works with, and nothing more: the store, the vault, Dataverse
+//! behind a small trait, the retry policy and a clock. The worker builds it from the
+//! service's `Context`; unit tests build it with a fake Dataverse and a fixed clock.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::retry::RetryPolicy;
+use crate::connection::vault::Vault;
+use crate::dynamics::{CreateOutcome, Credentials, Dataverse, DataverseClient, DataverseError};
+use crate::store::Store;
+
+/// The Dataverse operations an attempt needs, on one connection.
+pub trait HandoffDataverse: Send + Sync {
+    /// The `contactid`s of active contacts with this `emailaddress1`, at most two.
+    fn find_contacts_by_email(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<Vec<Uuid>, DataverseError>> + Send;
+
+    /// `POST contacts` with a client-chosen `contactid`.
+    fn create_contact(
+        &self,
+        body: &Value,
+    ) -> impl Future<Output = Result<CreateOutcome, DataverseError>> + Send;
+
+    /// `POST msdyn_ocliveworkitems` with a body whose `activityid` is `activityid`.
+    fn create_live_work_item(
+        &self,
+        activityid: Uuid,
+        body: &Value,
+    ) -> impl Future<Output = Result<CreateOutcome, DataverseError>> + Send;
+}
+
+/// Opens a [`HandoffDataverse`] for one connection's credentials.
+pub trait Connect: Send + Sync {
+    type Client: HandoffDataverse;
+    fn connect(&self, creds: Credentials) -> Self::Client;
+}
+
+impl HandoffDataverse for DataverseClient {
+    async fn find_contacts_by_email(&self, email: &str) -> Result<Vec<Uuid>, DataverseError> {
+        let found = DataverseClient::find_contacts_by_email(self, email).await?;
+        Ok(found.into_iter().map(|c| c.contactid).collect())
+    }
+
+    async fn create_contact(&self, body: &Value) -> Result<CreateOutcome, DataverseError> {
+        DataverseClient::create_contact(self, body).await
+    }
+
+    async fn create_live_work_item(
+        &self,
+        activityid: Uuid,
+        body: &Value,
+    ) -> Result<CreateOutcome, DataverseError> {
+        DataverseClient::create_live_work_item(self, activityid, body).await
+    }
+}
+
+impl Connect for Arc<Dataverse> {
+    type Client = DataverseClient;
+    fn connect(&self, creds: Credentials) -> DataverseClient {
+        self.client(creds)
+    }
+}
+
+/// The time, in Unix milliseconds.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::store::now_ms()
+    }
+}
+
+/// What one attempt talks to.
+pub struct JobContext<'a, C> {
+    pub store: &'a Store,
+    pub vault: &'a Vault,
+    pub dataverse: &'a C,
+    pub retry: RetryPolicy,
+    /// Development mode: loopback `http://` environments are admitted.
+    pub allow_insecure: bool,
+    pub clock: &'a dyn Clock,
+}
