@@ -124,14 +124,11 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         }
         Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
     };
-    let (creds, workstream) = match crate::connection::orgs::credentials(
-        ctx.vault,
-        &conn,
-        ctx.allow_insecure,
-    ) {
-        Ok(c) => c,
-        Err(diag) => return fail(claim, Some(&org), progress, diag),
-    };
+    let (creds, workstream) =
+        match crate::connection::orgs::credentials(ctx.vault, &conn, ctx.allow_insecure) {
+            Ok(c) => c,
+            Err(diag) => return fail(claim, Some(&org), progress, diag),
+        };
     let client = ctx.dataverse.connect(creds);
 
     if let Err(err) = resolve_contact(
@@ -339,7 +336,12 @@ fn retry_later<C>(
     }
 }
 
-fn fail(claim: &Claim, org: Option<&OrgRow>, mut progress: Progress<'_>, diag: Diagnosis) -> Outcome {
+fn fail(
+    claim: &Claim,
+    org: Option<&OrgRow>,
+    mut progress: Progress<'_>,
+    diag: Diagnosis,
+) -> Outcome {
     progress.event(EventKind::Failed, json!({ "code": diag.code }));
     let callback = org.and_then(|org| callback::failed_event(org, &claim.handoff, &diag));
     Outcome {
@@ -394,3 +396,6 @@ fn finished(
         callback,
     }
 }
+
+#[cfg(test)]
+mod tests;

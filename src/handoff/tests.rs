@@ -1,0 +1,432 @@
+//! Every outcome of one attempt, against a fake Dataverse and a fixed clock, on a real
+//! SQLite file. No sleeping: the clock never moves and the backoff base is zero.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::job::{Clock, Connect, HandoffDataverse, JobContext};
+use super::retry::RetryPolicy;
+use crate::connection::crypto::{EncryptionKey, Keyring};
+use crate::connection::vault::{SealTarget, Vault};
+use crate::domain::{ContactMatch, EventKind, HandoffState};
+use crate::dynamics::{CreateOutcome, Credentials, DataverseError};
+use crate::store::{Claim, ConnectionRow, NewHandoff, OrgRow, Outcome, Store};
+use crate::webhook::WebhookSecret;
+
+/// The fixed "now" of every test, in Unix ms.
+const NOW: i64 = 1_800_000_000_000;
+
+struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> i64 {
+        NOW
+    }
+}
+
+type Answer<T> = fn() -> Result<T, DataverseError>;
+
+/// Scripted Dataverse answers, and the calls made.
+struct FakeDataverse {
+    contacts: Answer<Vec<Uuid>>,
+    create_contact: Answer<CreateOutcome>,
+    create_work_item: Answer<CreateOutcome>,
+    calls: Mutex<Vec<&'static str>>,
+}
+
+impl Default for FakeDataverse {
+    fn default() -> Self {
+        Self {
+            contacts: || Ok(vec![Uuid::from_u128(7)]),
+            create_contact: || Ok(CreateOutcome::Created),
+            create_work_item: || Ok(CreateOutcome::Created),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl FakeDataverse {
+    fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl HandoffDataverse for &FakeDataverse {
+    async fn find_contacts_by_email(&self, _email: &str) -> Result<Vec<Uuid>, DataverseError> {
+        self.calls.lock().unwrap().push("contacts");
+        (self.contacts)()
+    }
+
+    async fn create_contact(&self, _body: &Value) -> Result<CreateOutcome, DataverseError> {
+        self.calls.lock().unwrap().push("create_contact");
+        (self.create_contact)()
+    }
+
+    async fn create_live_work_item(
+        &self,
+        _activityid: Uuid,
+        _body: &Value,
+    ) -> Result<CreateOutcome, DataverseError> {
+        self.calls.lock().unwrap().push("create_work_item");
+        (self.create_work_item)()
+    }
+}
+
+struct FakeConnect<'a>(&'a FakeDataverse);
+
+impl<'a> Connect for FakeConnect<'a> {
+    type Client = &'a FakeDataverse;
+    fn connect(&self, _creds: Credentials) -> &'a FakeDataverse {
+        self.0
+    }
+}
+
+fn status(status: u16, retry_after: Option<u64>) -> DataverseError {
+    DataverseError::Status {
+        status,
+        code: None,
+        message: "refused".into(),
+        retry_after: retry_after.map(Duration::from_secs),
+    }
+}
+
+/// A store with org `acme` (a callback URL), optionally connected, and one handoff of
+/// `session` claimed at `claimed_at`.
+struct Setup {
+    store: Store,
+    vault: Vault,
+    claim: Claim,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(session: Value, connected: bool, claimed_at: i64) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    let key = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
+    let vault = Vault::new(Keyring::new(key, Vec::new()));
+    store
+        .create_org(&OrgRow {
+            org_id: "acme".into(),
+            name: "Acme".into(),
+            callback_url: Some("https://hooks.example.com/handoffs".into()),
+            webhook_secret_enc: vault.seal_webhook_secret("acme", &WebhookSecret::generate()),
+            previous_webhook_secret_enc: None,
+            previous_secret_expires_at: None,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    if connected {
+        store
+            .save_connection(&ConnectionRow {
+                org_id: "acme".into(),
+                tenant_id: "contoso.onmicrosoft.com".into(),
+                client_id: Uuid::from_u128(1).hyphenated().to_string(),
+                client_secret_enc: vault.seal(
+                    SealTarget::ClientSecret("acme"),
+                    &SecretString::from("s3cr3t".to_owned()),
+                ),
+                environment_url: "https://contoso.crm.dynamics.com".into(),
+                workstream_id: Uuid::from_u128(2).hyphenated().to_string(),
+                create_contact_if_missing: session["create_contact"] == true,
+                status: "active".into(),
+                checks: "[]".into(),
+                last_checked_at: 0,
+                created_at: 0,
+                updated_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let mut full = json!({
+        "id": "s-1",
+        "channel": { "type": "web" },
+        "handoff": { "summary": "Customer needs help with an order." },
+    });
+    for (k, v) in session.as_object().unwrap() {
+        full[k] = v.clone();
+    }
+    let new = NewHandoff {
+        org_id: "acme",
+        session_id: "s-1",
+        webhook_id: "msg_1",
+        channel: full["channel"]["type"].as_str().unwrap(),
+        payload: full.to_string(),
+    };
+    store.intake(new, claimed_at).await.unwrap();
+    let claim = store
+        .claim_handoff(claimed_at, 60_000, &[])
+        .await
+        .unwrap()
+        .expect("due");
+    Setup {
+        store,
+        vault,
+        claim,
+        _dir: dir,
+    }
+}
+
+async fn run(setup: &Setup, dataverse: &FakeDataverse) -> Outcome {
+    let connect = FakeConnect(dataverse);
+    let ctx = JobContext {
+        store: &setup.store,
+        vault: &setup.vault,
+        dataverse: &connect,
+        retry: RetryPolicy {
+            base: Duration::ZERO,
+            ..RetryPolicy::default()
+        },
+        allow_insecure: false,
+        clock: &FixedClock,
+    };
+    super::attempt(&ctx, &setup.claim).await
+}
+
+fn kinds(outcome: &Outcome) -> Vec<EventKind> {
+    outcome.events.iter().map(|e| e.kind).collect()
+}
+
+fn code(outcome: &Outcome) -> &str {
+    outcome.error.as_ref().map_or("", |d| d.code.as_str())
+}
+
+const VERIFIED: &str = "ada@example.com";
+
+fn verified() -> Value {
+    json!({ "contact": { "email": VERIFIED, "verified": true } })
+}
+
+#[tokio::test]
+async fn a_linked_contact_and_a_new_work_item_succeed_with_a_callback() {
+    let setup = setup(verified(), true, NOW).await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.state, HandoffState::Succeeded);
+    assert_eq!(outcome.contact_match, Some(ContactMatch::Linked));
+    assert_eq!(
+        outcome.contact_id,
+        Some(Uuid::from_u128(7).hyphenated().to_string())
+    );
+    assert!(outcome.dynamics365_chat_id.is_some());
+    assert_eq!(outcome.error, None);
+    assert_eq!(
+        kinds(&outcome),
+        [
+            EventKind::AttemptStarted,
+            EventKind::ContactResolved,
+            EventKind::WorkItemCreated,
+            EventKind::Succeeded
+        ]
+    );
+    assert!(
+        outcome.events.iter().all(|e| e.at == NOW),
+        "the clock is the job's"
+    );
+    let callback = outcome.callback.expect("the org has a callback URL");
+    assert_eq!(callback.event_type, "handoff.succeeded");
+    assert!(callback.payload.contains(&crate::store::rfc3339(NOW)));
+    assert_eq!(dataverse.calls(), ["contacts", "create_work_item"]);
+}
+
+#[tokio::test]
+async fn a_work_item_an_earlier_attempt_created_counts_as_created() {
+    let setup = setup(json!({}), true, NOW).await;
+    let dataverse = FakeDataverse {
+        create_work_item: || Ok(CreateOutcome::AlreadyExisted),
+        ..Default::default()
+    };
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.state, HandoffState::Succeeded);
+    let created = &outcome.events[outcome.events.len() - 2];
+    assert_eq!(created.kind, EventKind::WorkItemCreated);
+    assert_eq!(created.detail["already_existed"], true);
+}
+
+#[tokio::test]
+async fn each_contact_match_is_recorded_and_only_a_verified_email_is_looked_up() {
+    let cases: [(Value, FakeDataverse, ContactMatch, &[&str]); 5] = [
+        (
+            verified(),
+            FakeDataverse {
+                contacts: || Ok(vec![Uuid::from_u128(7), Uuid::from_u128(8)]),
+                ..Default::default()
+            },
+            ContactMatch::Ambiguous,
+            &["contacts", "create_work_item"],
+        ),
+        (
+            verified(),
+            FakeDataverse {
+                contacts: || Ok(Vec::new()),
+                ..Default::default()
+            },
+            ContactMatch::NotFound,
+            &["contacts", "create_work_item"],
+        ),
+        (
+            json!({ "contact": { "email": VERIFIED, "verified": true }, "create_contact": true }),
+            FakeDataverse {
+                contacts: || Ok(Vec::new()),
+                ..Default::default()
+            },
+            ContactMatch::Created,
+            &["contacts", "create_contact", "create_work_item"],
+        ),
+        (
+            json!({ "contact": { "email": VERIFIED, "verified": false } }),
+            FakeDataverse::default(),
+            ContactMatch::Unverified,
+            &["create_work_item"],
+        ),
+        (
+            json!({}),
+            FakeDataverse::default(),
+            ContactMatch::Anonymous,
+            &["create_work_item"],
+        ),
+    ];
+    for (session, dataverse, expected, calls) in cases {
+        let setup = setup(session, true, NOW).await;
+        let outcome = run(&setup, &dataverse).await;
+        assert_eq!(outcome.state, HandoffState::Succeeded);
+        assert_eq!(outcome.contact_match, Some(expected));
+        assert_eq!(
+            outcome.contact_id.is_some(),
+            expected == ContactMatch::Created
+        );
+        assert_eq!(dataverse.calls(), calls, "{expected:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_channel_that_is_not_a_chat_is_skipped_without_a_request() {
+    let setup = setup(json!({ "channel": { "type": "email" } }), true, NOW).await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.state, HandoffState::Skipped);
+    assert_eq!(code(&outcome), "unsupported_channel");
+    assert!(dataverse.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_org_without_a_connection_waits() {
+    let setup = setup(json!({}), false, NOW).await;
+    let outcome = run(&setup, &FakeDataverse::default()).await;
+    assert_eq!(outcome.state, HandoffState::Queued);
+    assert_eq!(code(&outcome), "not_connected");
+    assert_eq!(outcome.next_attempt_at, Some(NOW));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_when_the_service_says() {
+    let setup = setup(json!({}), true, NOW).await;
+    let unavailable = FakeDataverse {
+        create_work_item: || Err(status(503, None)),
+        ..Default::default()
+    };
+    let outcome = run(&setup, &unavailable).await;
+    assert_eq!(outcome.state, HandoffState::Queued);
+    assert_eq!(code(&outcome), "dataverse_unavailable");
+    assert_eq!(outcome.next_attempt_at, Some(NOW), "backoff base is zero");
+    assert!(outcome.callback.is_none());
+    assert_eq!(kinds(&outcome).last(), Some(&EventKind::RetryScheduled));
+
+    let throttled = FakeDataverse {
+        create_work_item: || Err(status(429, Some(7))),
+        ..Default::default()
+    };
+    let outcome = run(&setup, &throttled).await;
+    assert_eq!(code(&outcome), "dataverse_throttled");
+    assert_eq!(outcome.next_attempt_at, Some(NOW + 7_000));
+}
+
+#[tokio::test]
+async fn a_refusal_fails_at_once_with_a_callback() {
+    let setup = setup(verified(), true, NOW).await;
+    let forbidden = FakeDataverse {
+        contacts: || Err(status(403, None)),
+        ..Default::default()
+    };
+    let outcome = run(&setup, &forbidden).await;
+    assert_eq!(outcome.state, HandoffState::Failed);
+    assert_eq!(code(&outcome), "missing_privilege");
+    assert_eq!(
+        forbidden.calls(),
+        ["contacts"],
+        "no work item after a refusal"
+    );
+    assert_eq!(outcome.callback.unwrap().event_type, "handoff.failed");
+
+    let rejected = FakeDataverse {
+        create_work_item: || Err(status(400, None)),
+        ..Default::default()
+    };
+    let outcome = run(&setup, &rejected).await;
+    assert_eq!(code(&outcome), "work_item_rejected");
+}
+
+#[tokio::test]
+async fn transient_failures_past_the_window_are_given_up() {
+    let day_and_more = 25 * 3600 * 1000;
+    let setup = setup(json!({}), true, NOW - day_and_more).await;
+    let unavailable = FakeDataverse {
+        create_work_item: || Err(status(503, None)),
+        ..Default::default()
+    };
+    let outcome = run(&setup, &unavailable).await;
+    assert_eq!(outcome.state, HandoffState::Failed);
+    assert_eq!(code(&outcome), "retries_exhausted");
+    assert!(outcome
+        .error
+        .unwrap()
+        .detail
+        .unwrap()
+        .contains("dataverse_unavailable"));
+}
+
+#[tokio::test]
+async fn unreadable_sessions_and_secrets_fail_with_their_code() {
+    let mut setup1 = setup(json!({}), true, NOW).await;
+    setup1.claim.handoff.redacted_at = Some(NOW);
+    let outcome = run(&setup1, &FakeDataverse::default()).await;
+    assert_eq!(outcome.state, HandoffState::Failed);
+    assert_eq!(code(&outcome), "payload_unreadable");
+
+    let mut setup2 = setup(json!({}), true, NOW).await;
+    let other = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
+    setup2.vault = Vault::new(Keyring::new(other, Vec::new()));
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup2, &dataverse).await;
+    assert_eq!(code(&outcome), "connection_secret_unreadable");
+    assert!(dataverse.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_panic_is_recorded_as_a_transient_internal_error() {
+    let setup = setup(json!({}), true, NOW).await;
+    let connect = FakeConnect(&FakeDataverse::default());
+    let ctx = JobContext {
+        store: &setup.store,
+        vault: &setup.vault,
+        dataverse: &connect,
+        retry: RetryPolicy {
+            base: Duration::ZERO,
+            ..RetryPolicy::default()
+        },
+        allow_insecure: false,
+        clock: &FixedClock,
+    };
+    let outcome = super::panicked(&ctx, &setup.claim, "boom");
+    assert_eq!(outcome.state, HandoffState::Queued);
+    assert_eq!(code(&outcome), "internal_error");
+    assert_eq!(outcome.next_attempt_at, Some(NOW));
+    assert_eq!(kinds(&outcome)[0], EventKind::AttemptPanicked);
+}
