@@ -174,20 +174,25 @@ async fn setup(session: Value, connected: bool, claimed_at: i64) -> Setup {
     }
 }
 
-async fn run(setup: &Setup, dataverse: &FakeDataverse) -> Outcome {
-    let connect = FakeConnect(dataverse);
-    let ctx = JobContext {
+/// The job's context over `setup`'s store and vault, `connect`, a zero backoff base and
+/// the fixed clock.
+fn job<'a>(setup: &'a Setup, connect: &'a FakeConnect<'a>) -> JobContext<'a, FakeConnect<'a>> {
+    JobContext {
         store: &setup.store,
         vault: &setup.vault,
-        dataverse: &connect,
+        dataverse: connect,
         retry: RetryPolicy {
             base: Duration::ZERO,
             ..RetryPolicy::default()
         },
         allow_insecure: false,
         clock: &FixedClock,
-    };
-    super::attempt(&ctx, &setup.claim).await
+    }
+}
+
+async fn run(setup: &Setup, dataverse: &FakeDataverse) -> Outcome {
+    let connect = FakeConnect(dataverse);
+    super::attempt(&job(setup, &connect), &setup.claim).await
 }
 
 fn kinds(outcome: &Outcome) -> Vec<EventKind> {
@@ -412,19 +417,9 @@ async fn unreadable_sessions_and_secrets_fail_with_their_code() {
 #[tokio::test]
 async fn a_panic_is_recorded_as_a_transient_internal_error() {
     let setup = setup(json!({}), true, NOW).await;
-    let connect = FakeConnect(&FakeDataverse::default());
-    let ctx = JobContext {
-        store: &setup.store,
-        vault: &setup.vault,
-        dataverse: &connect,
-        retry: RetryPolicy {
-            base: Duration::ZERO,
-            ..RetryPolicy::default()
-        },
-        allow_insecure: false,
-        clock: &FixedClock,
-    };
-    let outcome = super::panicked(&ctx, &setup.claim, "boom");
+    let dataverse = FakeDataverse::default();
+    let connect = FakeConnect(&dataverse);
+    let outcome = super::panicked(&job(&setup, &connect), &setup.claim, "boom");
     assert_eq!(outcome.state, HandoffState::Queued);
     assert_eq!(code(&outcome), "internal_error");
     assert_eq!(outcome.next_attempt_at, Some(NOW));
