@@ -183,14 +183,9 @@ impl Metrics {
             .inc();
     }
 
-    /// A finished handoff attempt: `outcome` is the state it left (`queued` is counted as
-    /// `retry_scheduled`), `code` the catalog code of its failure.
+    /// A finished handoff attempt: `outcome` is `succeeded`, `failed`, `skipped` or
+    /// `retry_scheduled`, `code` the catalog code of its failure.
     pub fn attempt_finished(&self, outcome: &str, code: Option<&str>, seconds: f64) {
-        let outcome = if outcome == "queued" {
-            "retry_scheduled"
-        } else {
-            outcome
-        };
         self.attempts
             .get_or_create(&AttemptLabels {
                 outcome: outcome.to_owned(),

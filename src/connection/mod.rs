@@ -18,20 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, Diagnosis, Failure};
 use crate::domain::{parse_guid, EnvironmentUrl, WorkstreamId};
-use crate::dynamics::{Credentials, Dataverse, Workstream};
-
-/// `msdyn_streamsource` values (docs/sources.md#tables) the checks tell apart.
-mod stream_source {
-    pub const LIVE_CHAT: i64 = 192_360_000;
-    pub const SMS: i64 = 192_340_000;
-    pub const WHATSAPP: i64 = 192_300_000;
-    pub const CUSTOM: i64 = 192_350_002;
-    pub const ENTITY_RECORDS: i64 = 192_350_000;
-    pub const VOICE: i64 = 192_370_000;
-    pub const VOICE_CALL: i64 = 192_440_000;
-}
-/// `msdyn_workdistributionmode` 192350001 = Pick.
-const PICK_MODE: i64 = 192_350_001;
+use crate::dynamics::choices::WORK_DISTRIBUTION_PICK;
+use crate::dynamics::{Credentials, Dataverse, StreamSource, Workstream};
 
 /// The body of `POST …/connection/test` and `PUT …/connection`. `Debug` hides the secret
 /// (`SecretString` redacts itself).
@@ -302,24 +290,23 @@ pub async fn check_valid(
 }
 
 fn judge_workstream(ws: &Workstream, started: Instant) -> Check {
-    use stream_source::*;
     let name = ws
         .msdyn_name
         .clone()
         .unwrap_or_else(|| ws.msdyn_liveworkstreamid.to_string());
     let source = ws.msdyn_streamsource.unwrap_or_default();
-    let verdict: Option<(CheckStatus, Failure)> = if ws.statecode == Some(1) {
-        Some((CheckStatus::Fail, catalog::WORKSTREAM_INACTIVE))
-    } else if source == ENTITY_RECORDS {
-        Some((CheckStatus::Fail, catalog::WORKSTREAM_RECORD_ROUTING))
-    } else if source == VOICE || source == VOICE_CALL {
-        Some((CheckStatus::Fail, catalog::WORKSTREAM_VOICE))
-    } else if ![LIVE_CHAT, SMS, WHATSAPP, CUSTOM].contains(&source) {
-        Some((CheckStatus::Warn, catalog::WORKSTREAM_OTHER_CHANNEL))
-    } else if ws.msdyn_workdistributionmode == Some(PICK_MODE) {
-        Some((CheckStatus::Warn, catalog::WORKSTREAM_PICK_MODE))
-    } else {
-        None
+    let verdict: Option<(CheckStatus, Failure)> = match StreamSource::from_value(source) {
+        _ if ws.statecode == Some(1) => Some((CheckStatus::Fail, catalog::WORKSTREAM_INACTIVE)),
+        Some(StreamSource::EntityRecords) => {
+            Some((CheckStatus::Fail, catalog::WORKSTREAM_RECORD_ROUTING))
+        }
+        Some(StreamSource::Voice | StreamSource::VoiceCall) => {
+            Some((CheckStatus::Fail, catalog::WORKSTREAM_VOICE))
+        }
+        Some(s) if s.is_messaging() => (ws.msdyn_workdistributionmode
+            == Some(WORK_DISTRIBUTION_PICK))
+        .then_some((CheckStatus::Warn, catalog::WORKSTREAM_PICK_MODE)),
+        _ => Some((CheckStatus::Warn, catalog::WORKSTREAM_OTHER_CHANNEL)),
     };
     match verdict {
         Some((status, entry)) => Check::diagnosed(

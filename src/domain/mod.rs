@@ -304,18 +304,6 @@ impl Channel {
             Self::Other(s) => s,
         }
     }
-
-    /// The `msdyn_streamsource` value for `msdyn_ocliveworkitem.msdyn_channel`, for the
-    /// channels that become live work items (docs/sources.md#tables: 192360000 Live chat, 192340000
-    /// SMS, 192300000 WhatsApp). `None` for channels the bridge does not hand off as chats.
-    pub fn stream_source(&self) -> Option<&'static str> {
-        match self {
-            Self::Web => Some("192360000"),
-            Self::Sms => Some("192340000"),
-            Self::Whatsapp => Some("192300000"),
-            Self::Other(_) => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //!
 //! This module knows Dataverse and Entra ID; it knows nothing about OpenCX sessions.
 
+pub mod choices;
 pub mod client;
 pub mod failure;
 pub mod odata;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use crate::metrics::Metrics;
 
+pub use choices::StreamSource;
 pub use client::{CreateOutcome, DataverseClient, DataverseError, Workstream};
 pub use failure::{Explained, RetryClass};
 pub use throttle::{Gates, Paused};

@@ -95,7 +95,7 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         Err(e) => return retry_later(ctx, claim, None, progress, store_trouble(&e), None),
     };
 
-    if request.channel.stream_source().is_none() {
+    let Some(source) = work_item::stream_source(&request.channel) else {
         progress.event(EventKind::Skipped, json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": request.channel.as_str() }));
         let diag = catalog::UNSUPPORTED_CHANNEL
             .diagnose(format!("channel '{}'", request.channel.as_str()));
@@ -108,7 +108,7 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
             None,
             None,
         );
-    }
+    };
 
     let conn = match ctx.store.connection(&handoff.org_id).await {
         Ok(Some(conn)) => conn,
@@ -143,10 +143,14 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         return dataverse_failed(ctx, claim, &org, "contact", progress, &err, explained);
     }
 
-    let org_id = OrgId::parse(&handoff.org_id).expect("stored org ids are valid");
-    let activityid = work_item::activity_id(&org_id, &request.session_id);
-    let body = work_item::create_body(&request, activityid, workstream, progress.contact_id)
-        .expect("live chat channels have a stream source");
+    let activityid = work_item::activity_id(&request.org_id, &request.session_id);
+    let body = work_item::create_body(
+        &request,
+        source,
+        activityid,
+        workstream,
+        progress.contact_id,
+    );
     let started = Instant::now();
     match client.create_live_work_item(activityid, &body).await {
         Ok(created) => {

@@ -3,7 +3,8 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::domain::{OrgId, SessionId, WorkstreamId};
+use crate::domain::{Channel, OrgId, SessionId, WorkstreamId};
+use crate::dynamics::StreamSource;
 use crate::webhook::HandoffRequest;
 
 /// Namespace of the UUIDv5 keys the bridge chooses for Dataverse rows. Fixed forever: changing
@@ -60,17 +61,28 @@ fn context_item(name: &str, value: &str) -> Value {
     })
 }
 
-/// The body of `POST msdyn_ocliveworkitems` for a handoff: client-chosen `activityid`,
-/// summary as subject/title, a description that keeps the customer's details even when the
-/// summary is cut, the workstream and (when linked or created) contact bindings, and the
-/// context items deep-inserted. Returns `None` for a channel that is not a live chat.
+/// The `msdyn_streamsource` a channel's live work item carries; `None` for channels the
+/// bridge does not hand off as chats (web → Live chat, sms → SMS, whatsapp → WhatsApp).
+pub fn stream_source(channel: &Channel) -> Option<StreamSource> {
+    match channel {
+        Channel::Web => Some(StreamSource::LiveChat),
+        Channel::Sms => Some(StreamSource::Sms),
+        Channel::Whatsapp => Some(StreamSource::WhatsApp),
+        Channel::Other(_) => None,
+    }
+}
+
+/// The body of `POST msdyn_ocliveworkitems` for a handoff on channel `source`:
+/// client-chosen `activityid`, summary as subject/title, a description that keeps the
+/// customer's details even when the summary is cut, the workstream and (when linked or
+/// created) contact bindings, and the context items deep-inserted.
 pub fn create_body(
     request: &HandoffRequest,
+    source: StreamSource,
     activityid: Uuid,
     workstream: WorkstreamId,
     contact: Option<Uuid>,
-) -> Option<Value> {
-    let channel = request.channel.stream_source()?;
+) -> Value {
     let customer = &request.customer;
 
     let mut details = Vec::new();
@@ -117,7 +129,7 @@ pub fn create_body(
         json!(cut(&request.summary, TITLE_MAX)),
     );
     body.insert("description".into(), json!(description));
-    body.insert("msdyn_channel".into(), json!(channel));
+    body.insert("msdyn_channel".into(), json!(source.value().to_string()));
     body.insert(
         "msdyn_liveworkstreamid_msdyn_ocliveworkitem@odata.bind".into(),
         json!(format!("/msdyn_liveworkstreams({workstream})")),
@@ -132,7 +144,7 @@ pub fn create_body(
         "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid".into(),
         Value::Array(items),
     );
-    Some(Value::Object(body))
+    Value::Object(body)
 }
 
 /// The body of `POST contacts` for a verified visitor with no contact

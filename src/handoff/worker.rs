@@ -16,6 +16,7 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::domain::HandoffState;
 use crate::store::{now_ms, CallbackRow, Claim, Lease, StoreError};
 use crate::Context;
 
@@ -105,8 +106,12 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
                     .unwrap_or("");
                 match ctx.store.finish_handoff(&claim, &outcome, now_ms()).await {
                     Ok(true) => {
+                        let metric_outcome = match outcome.state {
+                            HandoffState::Queued => "retry_scheduled",
+                            state => state.as_str(),
+                        };
                         ctx.metrics.attempt_finished(
-                            outcome.state.as_str(),
+                            metric_outcome,
                             Some(code).filter(|c| !c.is_empty()),
                             started.elapsed().as_secs_f64(),
                         );
