@@ -17,6 +17,7 @@ pub mod error;
 pub mod handoff;
 pub mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod sandbox;
 pub mod store;
 pub mod webhook;
@@ -135,7 +136,7 @@ impl App {
     /// Connects the store (running migrations) and builds the service.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let store = Store::connect(&config.database_url).await?;
-        let http = dynamics::http_client(config.request_timeout);
+        let http = outbound::http_client(config.request_timeout);
         let metrics = Arc::new(Metrics::new());
         let dataverse = Dataverse::new(
             http,

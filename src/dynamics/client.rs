@@ -198,7 +198,7 @@ impl DataverseClient {
             let result = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = super::retry_after(response.headers());
+                    let retry_after = crate::outbound::retry_after(response.headers());
                     response
                         .bytes()
                         .await
@@ -221,7 +221,7 @@ impl DataverseClient {
                         "Dataverse request failed"
                     );
                     return Err(DataverseError::Transport {
-                        detail: super::describe_transport_error(&source),
+                        detail: crate::outbound::describe_transport_error(&source),
                         source,
                     });
                 }

@@ -86,9 +86,12 @@ impl Gates {
     }
 
     /// Pauses `environment` for `wait` (a 429's `Retry-After`), at most
-    /// [`MAX_RETRY_AFTER`](super::MAX_RETRY_AFTER); a longer pause already in force is kept.
+    /// [`MAX_RETRY_AFTER`](crate::outbound::MAX_RETRY_AFTER); a longer pause already in force is kept.
     pub fn pause(&self, environment: &str, wait: Duration) {
-        let new_until = super::deadline_after(Instant::now(), wait.min(super::MAX_RETRY_AFTER));
+        let new_until = crate::outbound::deadline_after(
+            Instant::now(),
+            wait.min(crate::outbound::MAX_RETRY_AFTER),
+        );
         let gate = self.gate(environment);
         let mut until = gate
             .paused_until
@@ -127,8 +130,8 @@ mod tests {
         let gates = Gates::new(2);
         gates.pause("https://a", Duration::MAX);
         let left = gates.enter("https://a").await.unwrap_err().0;
-        assert!(left <= super::super::MAX_RETRY_AFTER, "{left:?}");
-        assert!(left > super::super::MAX_RETRY_AFTER - Duration::from_secs(5));
+        assert!(left <= crate::outbound::MAX_RETRY_AFTER, "{left:?}");
+        assert!(left > crate::outbound::MAX_RETRY_AFTER - Duration::from_secs(5));
         gates.pause("https://a", Duration::from_secs(1));
         assert!(gates.enter("https://b").await.is_ok());
     }

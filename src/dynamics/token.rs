@@ -163,8 +163,8 @@ impl TokenProvider {
             Err(TokenError::Throttled { retry_after }) => {
                 let wait = retry_after
                     .unwrap_or(DEFAULT_TOKEN_PAUSE)
-                    .min(super::MAX_RETRY_AFTER);
-                let until = super::deadline_after(Instant::now(), wait);
+                    .min(crate::outbound::MAX_RETRY_AFTER);
+                let until = crate::outbound::deadline_after(Instant::now(), wait);
                 *slot
                     .throttled_until
                     .lock()
@@ -239,7 +239,7 @@ impl TokenProvider {
                     .send()
                     .await?;
                 let status = response.status();
-                let retry_after = super::retry_after(response.headers());
+                let retry_after = crate::outbound::retry_after(response.headers());
                 *seen.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some((status.as_u16(), retry_after));
                 let mut builder = oauth2::http::Response::builder().status(status.as_u16());
@@ -275,7 +275,7 @@ impl TokenProvider {
                 );
                 Ok(AccessToken {
                     secret: SecretString::from(response.access_token().secret().to_owned()),
-                    expires_at: super::deadline_after(started, lifetime),
+                    expires_at: crate::outbound::deadline_after(started, lifetime),
                 })
             }
             Err(_) if status == 429 => Err(TokenError::Throttled { retry_after }),
@@ -290,7 +290,7 @@ impl TokenProvider {
                 })
             }
             Err(RequestTokenError::Request(err)) => Err(TokenError::Unavailable(
-                super::describe_transport_error(&err.0),
+                crate::outbound::describe_transport_error(&err.0),
             )),
             Err(RequestTokenError::Parse(err, _)) => Err(TokenError::Unavailable(format!(
                 "HTTP {status} with a body that is not an OAuth response ({err})"

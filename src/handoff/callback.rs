@@ -201,7 +201,7 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Ret
     if status.is_success() {
         Ok(status.as_u16())
     } else {
-        let retry_after = crate::dynamics::retry_after(response.headers());
+        let retry_after = crate::outbound::retry_after(response.headers());
         Err((
             format!("HTTP {}", status.as_u16()),
             RetryClass::Transient { retry_after },

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-pub use crate::dynamics::MAX_RETRY_AFTER;
+use crate::outbound::MAX_RETRY_AFTER;
 
 /// Backoff settings.
 #[derive(Debug, Clone, Copy)]

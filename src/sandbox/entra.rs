@@ -136,7 +136,7 @@ fn issue(state: &Shared, tenant: &str, body: &[u8], basic: Option<String>) -> Ha
         token.clone(),
         IssuedToken {
             client_id: app.client_id.clone(),
-            expires_at: crate::dynamics::deadline_after(
+            expires_at: crate::outbound::deadline_after(
                 tokio::time::Instant::now(),
                 std::time::Duration::from_secs(lifetime),
             ),
