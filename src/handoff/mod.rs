@@ -18,11 +18,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
-use crate::domain::{ContactMatch, EventKind, HandoffState};
+use crate::domain::{ContactMatch, EventKind};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
-use crate::store::{Claim, NewEvent, OrgRow, Outcome};
+use crate::store::{Claim, Ended, NewCallback, NewEvent, OrgRow, Outcome};
 use crate::webhook::envelope::Session;
 use crate::webhook::HandoffRequest;
 use job::{Clock, Connect, HandoffDataverse, JobContext};
@@ -45,6 +45,17 @@ impl<'a> Progress<'a> {
             contact_id: None,
             started: Instant::now(),
             clock,
+        }
+    }
+
+    /// The outcome `ended`, with what the attempt learned and `callback`.
+    fn end(self, ended: Ended, callback: Option<NewCallback>) -> Outcome {
+        Outcome {
+            ended,
+            contact_match: self.contact_match,
+            contact_id: self.contact_id,
+            events: self.events,
+            callback,
         }
     }
 
@@ -99,15 +110,7 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         progress.event(EventKind::Skipped, json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": request.channel.as_str() }));
         let diag = catalog::UNSUPPORTED_CHANNEL
             .diagnose(format!("channel '{}'", request.channel.as_str()));
-        return finished(
-            claim,
-            &org,
-            HandoffState::Skipped,
-            progress,
-            Some(diag),
-            None,
-            None,
-        );
+        return progress.end(Ended::Skipped(diag), None);
     };
 
     let conn = match ctx.store.connection(&handoff.org_id).await {
@@ -163,16 +166,7 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
                     "duration_ms": started.elapsed().as_millis() as u64,
                 }),
             );
-            let chat_id = activityid.to_string();
-            finished(
-                claim,
-                &org,
-                HandoffState::Succeeded,
-                progress,
-                None,
-                Some(chat_id),
-                Some(workstream),
-            )
+            succeeded(claim, &org, progress, activityid, workstream)
         }
         Err(err) => {
             let explained = err.explain_work_item();
@@ -327,17 +321,13 @@ fn retry_later<C>(
     progress.event(EventKind::RetryScheduled,
         json!({ "code": diag.code, "delay_ms": delay.as_millis() as u64, "retry_after_s": retry_after.map(|d| d.as_secs()) }),
     );
-    Outcome {
-        state: HandoffState::Queued,
-        contact_match: progress.contact_match,
-        contact_id: progress.contact_id.map(|u| u.to_string()),
-        dynamics365_chat_id: None,
-        workstream_id: None,
-        next_attempt_at: Some(next),
-        error: Some(diag),
-        events: progress.events,
-        callback: None,
-    }
+    progress.end(
+        Ended::RetryScheduled {
+            next_attempt_at: next,
+            error: diag,
+        },
+        None,
+    )
 }
 
 fn fail(
@@ -348,57 +338,37 @@ fn fail(
 ) -> Outcome {
     progress.event(EventKind::Failed, json!({ "code": diag.code }));
     let callback = org.and_then(|org| callback::failed_event(org, &claim.handoff, &diag));
-    Outcome {
-        state: HandoffState::Failed,
-        contact_match: progress.contact_match,
-        contact_id: progress.contact_id.map(|u| u.to_string()),
-        dynamics365_chat_id: None,
-        workstream_id: None,
-        next_attempt_at: None,
-        error: Some(diag),
-        events: progress.events,
-        callback,
-    }
+    progress.end(Ended::Failed(diag), callback)
 }
 
-fn finished(
+/// The live work item exists: `succeeded`, with the `handoff.succeeded` callback.
+fn succeeded(
     claim: &Claim,
     org: &OrgRow,
-    state: HandoffState,
     mut progress: Progress<'_>,
-    diag: Option<Diagnosis>,
-    chat_id: Option<String>,
-    workstream: Option<WorkstreamId>,
+    chat_id: Uuid,
+    workstream: WorkstreamId,
 ) -> Outcome {
-    let callback = match (&chat_id, state) {
-        (Some(chat_id), HandoffState::Succeeded) => {
-            progress.event(
-                EventKind::Succeeded,
-                json!({ "dynamics365_chat_id": chat_id }),
-            );
-            callback::succeeded_event(
-                org,
-                &claim.handoff,
-                chat_id,
-                progress.contact_id,
-                progress.contact_match,
-                workstream,
-                progress.clock.now_ms(),
-            )
-        }
-        _ => None,
-    };
-    Outcome {
-        state,
-        contact_match: progress.contact_match,
-        contact_id: progress.contact_id.map(|u| u.to_string()),
-        dynamics365_chat_id: chat_id,
-        workstream_id: workstream.map(|w| w.to_string()),
-        next_attempt_at: None,
-        error: diag,
-        events: progress.events,
+    progress.event(
+        EventKind::Succeeded,
+        json!({ "dynamics365_chat_id": chat_id }),
+    );
+    let callback = callback::succeeded_event(
+        org,
+        &claim.handoff,
+        &chat_id.to_string(),
+        progress.contact_id,
+        progress.contact_match,
+        Some(workstream),
+        progress.clock.now_ms(),
+    );
+    progress.end(
+        Ended::Succeeded {
+            dynamics365_chat_id: chat_id,
+            workstream_id: workstream.uuid(),
+        },
         callback,
-    }
+    )
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::connection::crypto::{EncryptionKey, Keyring};
 use crate::connection::vault::{SealTarget, Vault};
 use crate::domain::{ContactMatch, EventKind, HandoffState};
 use crate::dynamics::{CreateOutcome, Credentials, DataverseError};
-use crate::store::{Claim, ConnectionRow, NewHandoff, OrgRow, Outcome, Store};
+use crate::store::{Claim, ConnectionRow, Ended, NewHandoff, OrgRow, Outcome, Store};
 use crate::webhook::WebhookSecret;
 
 /// The fixed "now" of every test, in Unix ms.
@@ -200,7 +200,16 @@ fn kinds(outcome: &Outcome) -> Vec<EventKind> {
 }
 
 fn code(outcome: &Outcome) -> &str {
-    outcome.error.as_ref().map_or("", |d| d.code.as_str())
+    outcome.ended.error().map_or("", |d| d.code.as_str())
+}
+
+fn next_attempt_at(outcome: &Outcome) -> Option<i64> {
+    match outcome.ended {
+        Ended::RetryScheduled {
+            next_attempt_at, ..
+        } => Some(next_attempt_at),
+        _ => None,
+    }
 }
 
 const VERIFIED: &str = "ada@example.com";
@@ -214,14 +223,14 @@ async fn a_linked_contact_and_a_new_work_item_succeed_with_a_callback() {
     let setup = setup(verified(), true, NOW).await;
     let dataverse = FakeDataverse::default();
     let outcome = run(&setup, &dataverse).await;
-    assert_eq!(outcome.state, HandoffState::Succeeded);
+    assert_eq!(outcome.ended.state(), HandoffState::Succeeded);
     assert_eq!(outcome.contact_match, Some(ContactMatch::Linked));
-    assert_eq!(
-        outcome.contact_id,
-        Some(Uuid::from_u128(7).hyphenated().to_string())
-    );
-    assert!(outcome.dynamics365_chat_id.is_some());
-    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.contact_id, Some(Uuid::from_u128(7)));
+    assert!(matches!(
+        outcome.ended,
+        Ended::Succeeded { workstream_id, .. } if workstream_id == Uuid::from_u128(2)
+    ));
+    assert_eq!(outcome.ended.error(), None);
     assert_eq!(
         kinds(&outcome),
         [
@@ -249,7 +258,7 @@ async fn a_work_item_an_earlier_attempt_created_counts_as_created() {
         ..Default::default()
     };
     let outcome = run(&setup, &dataverse).await;
-    assert_eq!(outcome.state, HandoffState::Succeeded);
+    assert_eq!(outcome.ended.state(), HandoffState::Succeeded);
     let created = &outcome.events[outcome.events.len() - 2];
     assert_eq!(created.kind, EventKind::WorkItemCreated);
     assert_eq!(created.detail["already_existed"], true);
@@ -301,7 +310,7 @@ async fn each_contact_match_is_recorded_and_only_a_verified_email_is_looked_up()
     for (session, dataverse, expected, calls) in cases {
         let setup = setup(session, true, NOW).await;
         let outcome = run(&setup, &dataverse).await;
-        assert_eq!(outcome.state, HandoffState::Succeeded);
+        assert_eq!(outcome.ended.state(), HandoffState::Succeeded);
         assert_eq!(outcome.contact_match, Some(expected));
         assert_eq!(
             outcome.contact_id.is_some(),
@@ -316,7 +325,7 @@ async fn a_channel_that_is_not_a_chat_is_skipped_without_a_request() {
     let setup = setup(json!({ "channel": { "type": "email" } }), true, NOW).await;
     let dataverse = FakeDataverse::default();
     let outcome = run(&setup, &dataverse).await;
-    assert_eq!(outcome.state, HandoffState::Skipped);
+    assert_eq!(outcome.ended.state(), HandoffState::Skipped);
     assert_eq!(code(&outcome), "unsupported_channel");
     assert!(dataverse.calls().is_empty());
 }
@@ -325,9 +334,9 @@ async fn a_channel_that_is_not_a_chat_is_skipped_without_a_request() {
 async fn an_org_without_a_connection_waits() {
     let setup = setup(json!({}), false, NOW).await;
     let outcome = run(&setup, &FakeDataverse::default()).await;
-    assert_eq!(outcome.state, HandoffState::Queued);
+    assert_eq!(outcome.ended.state(), HandoffState::Queued);
     assert_eq!(code(&outcome), "not_connected");
-    assert_eq!(outcome.next_attempt_at, Some(NOW));
+    assert_eq!(next_attempt_at(&outcome), Some(NOW));
 }
 
 #[tokio::test]
@@ -338,9 +347,9 @@ async fn transient_failures_are_retried_when_the_service_says() {
         ..Default::default()
     };
     let outcome = run(&setup, &unavailable).await;
-    assert_eq!(outcome.state, HandoffState::Queued);
+    assert_eq!(outcome.ended.state(), HandoffState::Queued);
     assert_eq!(code(&outcome), "dataverse_unavailable");
-    assert_eq!(outcome.next_attempt_at, Some(NOW), "backoff base is zero");
+    assert_eq!(next_attempt_at(&outcome), Some(NOW), "backoff base is zero");
     assert!(outcome.callback.is_none());
     assert_eq!(kinds(&outcome).last(), Some(&EventKind::RetryScheduled));
 
@@ -350,7 +359,7 @@ async fn transient_failures_are_retried_when_the_service_says() {
     };
     let outcome = run(&setup, &throttled).await;
     assert_eq!(code(&outcome), "dataverse_throttled");
-    assert_eq!(outcome.next_attempt_at, Some(NOW + 7_000));
+    assert_eq!(next_attempt_at(&outcome), Some(NOW + 7_000));
 }
 
 #[tokio::test]
@@ -361,7 +370,7 @@ async fn a_refusal_fails_at_once_with_a_callback() {
         ..Default::default()
     };
     let outcome = run(&setup, &forbidden).await;
-    assert_eq!(outcome.state, HandoffState::Failed);
+    assert_eq!(outcome.ended.state(), HandoffState::Failed);
     assert_eq!(code(&outcome), "missing_privilege");
     assert_eq!(
         forbidden.calls(),
@@ -387,12 +396,12 @@ async fn transient_failures_past_the_window_are_given_up() {
         ..Default::default()
     };
     let outcome = run(&setup, &unavailable).await;
-    assert_eq!(outcome.state, HandoffState::Failed);
+    assert_eq!(outcome.ended.state(), HandoffState::Failed);
     assert_eq!(code(&outcome), "retries_exhausted");
     assert!(outcome
-        .error
-        .unwrap()
-        .detail
+        .ended
+        .error()
+        .and_then(|d| d.detail.as_deref())
         .unwrap()
         .contains("dataverse_unavailable"));
 }
@@ -402,7 +411,7 @@ async fn unreadable_sessions_and_secrets_fail_with_their_code() {
     let mut setup1 = setup(json!({}), true, NOW).await;
     setup1.claim.handoff.redacted_at = Some(NOW);
     let outcome = run(&setup1, &FakeDataverse::default()).await;
-    assert_eq!(outcome.state, HandoffState::Failed);
+    assert_eq!(outcome.ended.state(), HandoffState::Failed);
     assert_eq!(code(&outcome), "payload_unreadable");
 
     let mut setup2 = setup(json!({}), true, NOW).await;
@@ -420,8 +429,8 @@ async fn a_panic_is_recorded_as_a_transient_internal_error() {
     let dataverse = FakeDataverse::default();
     let connect = FakeConnect(&dataverse);
     let outcome = super::panicked(&job(&setup, &connect), &setup.claim, "boom");
-    assert_eq!(outcome.state, HandoffState::Queued);
+    assert_eq!(outcome.ended.state(), HandoffState::Queued);
     assert_eq!(code(&outcome), "internal_error");
-    assert_eq!(outcome.next_attempt_at, Some(NOW));
+    assert_eq!(next_attempt_at(&outcome), Some(NOW));
     assert_eq!(kinds(&outcome)[0], EventKind::AttemptPanicked);
 }

@@ -16,8 +16,7 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::domain::HandoffState;
-use crate::store::{now_ms, CallbackRow, Claim, Lease, StoreError};
+use crate::store::{now_ms, CallbackRow, Claim, Ended, Lease, StoreError};
 use crate::Context;
 
 /// One unit of work.
@@ -99,25 +98,22 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
                     }
                 };
                 let duration_ms = started.elapsed().as_millis() as u64;
-                let code = outcome
-                    .error
-                    .as_ref()
-                    .map(|d| d.code.as_str())
-                    .unwrap_or("");
+                let code = outcome.ended.error().map(|d| d.code.as_str());
                 match ctx.store.finish_handoff(&claim, &outcome, now_ms()).await {
                     Ok(true) => {
-                        let metric_outcome = match outcome.state {
-                            HandoffState::Queued => "retry_scheduled",
-                            state => state.as_str(),
+                        let state = outcome.ended.state();
+                        let metric_outcome = match outcome.ended {
+                            Ended::RetryScheduled { .. } => "retry_scheduled",
+                            _ => state.as_str(),
                         };
                         ctx.metrics.attempt_finished(
                             metric_outcome,
-                            Some(code).filter(|c| !c.is_empty()),
+                            code,
                             started.elapsed().as_secs_f64(),
                         );
                         tracing::info!(
-                            state = outcome.state.as_str(),
-                            code,
+                            state = state.as_str(),
+                            code = code.unwrap_or(""),
                             duration_ms,
                             "handoff attempt finished"
                         )

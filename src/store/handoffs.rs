@@ -113,17 +113,53 @@ pub struct Claim {
     pub lease: Lease,
 }
 
-/// How an attempt ended, written in one transaction with its events (and callback).
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The live work item exists: its `activityid` (`dynamics365_chat_id`) and workstream.
+    Succeeded {
+        dynamics365_chat_id: Uuid,
+        workstream_id: Uuid,
+    },
+    /// Nothing to hand off (a channel that is not a chat), with why.
+    Skipped(Diagnosis),
+    /// A transient failure: back to `queued` until `next_attempt_at` (Unix ms).
+    RetryScheduled {
+        next_attempt_at: i64,
+        error: Diagnosis,
+    },
+    /// A permanent failure, or transient ones past the retry window.
+    Failed(Diagnosis),
+}
+
+impl Ended {
+    /// The handoff's state after this ending.
+    pub fn state(&self) -> HandoffState {
+        match self {
+            Self::Succeeded { .. } => HandoffState::Succeeded,
+            Self::Skipped(_) => HandoffState::Skipped,
+            Self::RetryScheduled { .. } => HandoffState::Queued,
+            Self::Failed(_) => HandoffState::Failed,
+        }
+    }
+
+    /// The diagnosis recorded as the handoff's `last_error`, if any.
+    pub fn error(&self) -> Option<&Diagnosis> {
+        match self {
+            Self::Succeeded { .. } => None,
+            Self::Skipped(d) | Self::Failed(d) | Self::RetryScheduled { error: d, .. } => Some(d),
+        }
+    }
+}
+
+/// An attempt's outcome, written in one transaction with its events (and callback).
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub state: HandoffState,
+    pub ended: Ended,
+    /// How the visitor was matched, when the attempt got that far.
     pub contact_match: Option<ContactMatch>,
-    pub contact_id: Option<String>,
-    pub dynamics365_chat_id: Option<String>,
-    pub workstream_id: Option<String>,
-    /// For `queued`: when to try again.
-    pub next_attempt_at: Option<i64>,
-    pub error: Option<Diagnosis>,
+    /// The linked or created contact.
+    pub contact_id: Option<Uuid>,
     pub events: Vec<NewEvent>,
     pub callback: Option<NewCallback>,
 }
@@ -132,9 +168,8 @@ pub struct Outcome {
 /// bounded against one that replays for ever.
 pub const MAX_DUPLICATE_EVENTS: i64 = 20;
 
-fn diagnosis_json(d: &Option<Diagnosis>) -> Option<String> {
-    d.as_ref()
-        .map(|d| serde_json::to_string(d).expect("a diagnosis serializes"))
+fn diagnosis_json(d: Option<&Diagnosis>) -> Option<String> {
+    d.map(|d| serde_json::to_string(d).expect("a diagnosis serializes"))
 }
 
 impl Store {
@@ -244,6 +279,20 @@ impl Store {
         outcome: &Outcome,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let (chat_id, workstream_id, next_attempt_at) = match &outcome.ended {
+            Ended::Succeeded {
+                dynamics365_chat_id,
+                workstream_id,
+            } => (
+                Some(dynamics365_chat_id.hyphenated().to_string()),
+                Some(workstream_id.hyphenated().to_string()),
+                None,
+            ),
+            Ended::RetryScheduled {
+                next_attempt_at, ..
+            } => (None, None, Some(*next_attempt_at)),
+            Ended::Skipped(_) | Ended::Failed(_) => (None, None, None),
+        };
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
@@ -252,13 +301,13 @@ impl Store {
              lease_id = NULL, lease_until = NULL, updated_at = $8 \
              WHERE handoff_id = $9 AND lease_id = $10",
         )
-        .bind(outcome.state.as_str())
+        .bind(outcome.ended.state().as_str())
         .bind(outcome.contact_match.map(ContactMatch::as_str))
-        .bind(outcome.contact_id.as_deref())
-        .bind(outcome.dynamics365_chat_id.as_deref())
-        .bind(outcome.workstream_id.as_deref())
-        .bind(outcome.next_attempt_at)
-        .bind(diagnosis_json(&outcome.error))
+        .bind(outcome.contact_id.map(|id| id.hyphenated().to_string()))
+        .bind(chat_id)
+        .bind(workstream_id)
+        .bind(next_attempt_at)
+        .bind(diagnosis_json(outcome.ended.error()))
         .bind(now)
         .bind(&claim.handoff.handoff_id)
         .bind(&claim.lease.id)

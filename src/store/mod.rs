@@ -23,7 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use callbacks::{CallbackRow, CallbackState, NewCallback};
 pub use events::{EventRow, NewEvent};
-pub use handoffs::{Claim, HandoffRow, Intake, NewHandoff, Outcome};
+pub use handoffs::{Claim, Ended, HandoffRow, Intake, NewHandoff, Outcome};
 pub use orgs::{ConnectionRow, OrgRow};
 pub use queue::{Lease, Queue};
 pub use replay::Replayed;
