@@ -31,6 +31,27 @@ pub fn webhook_id(org_id: &str, session_id: &str, event_type: &str) -> String {
     format!("msg_{}", id.simple())
 }
 
+/// An event about `handoff`'s session for the org's callback URL (none without one):
+/// `{event, organization_id, data}` under its deterministic id.
+fn event(
+    org: &OrgRow,
+    handoff: &HandoffRow,
+    event_type: &'static str,
+    data: serde_json::Value,
+) -> Option<NewCallback> {
+    org.callback_url.as_ref()?;
+    let payload = json!({
+        "event": event_type,
+        "organization_id": org.org_id,
+        "data": data,
+    });
+    Some(NewCallback {
+        webhook_id: webhook_id(&org.org_id, &handoff.session_id, event_type),
+        event_type,
+        payload: payload.to_string(),
+    })
+}
+
 /// `handoff.succeeded`, when the org has a callback URL; `handed_off_at` in Unix ms.
 pub fn succeeded_event(
     org: &OrgRow,
@@ -41,44 +62,24 @@ pub fn succeeded_event(
     workstream: Option<WorkstreamId>,
     handed_off_at: i64,
 ) -> Option<NewCallback> {
-    org.callback_url.as_ref()?;
-    let event_type = "handoff.succeeded";
-    let payload = json!({
-        "event": event_type,
-        "organization_id": org.org_id,
-        "data": {
-            "session_id": handoff.session_id,
-            "dynamics365_chat_id": chat_id,
-            "contact_id": contact_id,
-            "contact_match": contact_match.map(ContactMatch::as_str),
-            "workstream_id": workstream.map(|w| w.to_string()),
-            "handed_off_at": rfc3339(handed_off_at),
-        }
+    let data = json!({
+        "session_id": handoff.session_id,
+        "dynamics365_chat_id": chat_id,
+        "contact_id": contact_id,
+        "contact_match": contact_match.map(ContactMatch::as_str),
+        "workstream_id": workstream.map(|w| w.to_string()),
+        "handed_off_at": rfc3339(handed_off_at),
     });
-    Some(NewCallback {
-        webhook_id: webhook_id(&org.org_id, &handoff.session_id, event_type),
-        event_type,
-        payload: payload.to_string(),
-    })
+    event(org, handoff, "handoff.succeeded", data)
 }
 
 /// `handoff.failed`, when the org has a callback URL.
 pub fn failed_event(org: &OrgRow, handoff: &HandoffRow, diag: &Diagnosis) -> Option<NewCallback> {
-    org.callback_url.as_ref()?;
-    let event_type = "handoff.failed";
-    let payload = json!({
-        "event": event_type,
-        "organization_id": org.org_id,
-        "data": {
-            "session_id": handoff.session_id,
-            "error": { "code": diag.code, "message": diag.message, "hint": diag.hint },
-        }
+    let data = json!({
+        "session_id": handoff.session_id,
+        "error": { "code": diag.code, "message": diag.message, "hint": diag.hint },
     });
-    Some(NewCallback {
-        webhook_id: webhook_id(&org.org_id, &handoff.session_id, event_type),
-        event_type,
-        payload: payload.to_string(),
-    })
+    event(org, handoff, "handoff.failed", data)
 }
 
 /// Delivers one claimed callback and records the result (fenced by its `lease`).
