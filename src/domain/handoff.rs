@@ -1,7 +1,9 @@
 //! The states of a handoff and the ways a visitor can be matched to a Dynamics contact:
 //! shared by the store that keeps them and the job that decides them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::{Channel, EmailAddress, OrgId, SessionId, VerifiedEmail};
 
 /// Where a handoff is. `queued` → `processing` → `succeeded` | `failed` | `skipped`; a
 /// transient error puts it back to `queued` with a later `next_attempt_at`.
@@ -136,5 +138,119 @@ impl EventKind {
             Self::CallbackRetryScheduled => "callback_retry_scheduled",
             Self::CallbackFailed => "callback_failed",
         }
+    }
+}
+
+/// The customer as the representative should see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub email: Option<EmailAddress>,
+    pub phone: Option<String>,
+    /// The email, when (and only when) OpenCX marked it verified: the lookup key for a contact.
+    pub verified_email: Option<VerifiedEmail>,
+}
+
+/// A validated handoff: everything the worker needs, every rule already checked.
+#[derive(Debug, Clone)]
+pub struct HandoffRequest {
+    pub org_id: OrgId,
+    pub session_id: SessionId,
+    pub channel: Channel,
+    pub customer: Customer,
+    pub summary: String,
+    pub language: Option<String>,
+}
+
+/// The payload version of [`QueuedHandoff`] (`handoffs.payload_version`). Version 1 rows
+/// hold the OpenCX session as received; they are still read.
+pub const QUEUED_PAYLOAD_VERSION: i64 = 2;
+
+/// What a queued handoff is stored with (`handoffs.payload`, version 2): the bridge's own
+/// shape of a validated request, so the worker reads it back without the OpenCX validator.
+/// `history` is kept for the representative (and removed with the rest at retention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedHandoff {
+    pub session_id: String,
+    pub channel: String,
+    pub customer: QueuedCustomer,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<QueuedMessage>,
+}
+
+/// The customer in a [`QueuedHandoff`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedCustomer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether OpenCX marked the email verified (only then is it a contact lookup key).
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// One transcript message in a [`QueuedHandoff`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl QueuedHandoff {
+    /// The payload for a validated request and its transcript.
+    pub fn new(request: &HandoffRequest, history: Vec<QueuedMessage>) -> Self {
+        let customer = &request.customer;
+        Self {
+            session_id: request.session_id.as_str().to_owned(),
+            channel: request.channel.as_str().to_owned(),
+            customer: QueuedCustomer {
+                name: customer.name.clone(),
+                email: customer.email.as_ref().map(|e| e.as_str().to_owned()),
+                email_verified: customer.verified_email.is_some(),
+                phone: customer.phone.clone(),
+            },
+            summary: request.summary.clone(),
+            language: request.language.clone(),
+            history,
+        }
+    }
+
+    /// The request again, for `org_id`. The values were validated at intake; this parses
+    /// them back into their types, and fails only on a damaged row.
+    pub fn into_request(self, org_id: &OrgId) -> Result<HandoffRequest, String> {
+        let session_id =
+            SessionId::parse(&self.session_id).map_err(|why| format!("session_id {why}"))?;
+        let email = self
+            .customer
+            .email
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()
+            .map_err(|why| format!("customer.email {why}"))?;
+        Ok(HandoffRequest {
+            org_id: org_id.clone(),
+            session_id,
+            channel: Channel::parse(&self.channel),
+            customer: Customer {
+                name: self.customer.name,
+                verified_email: email
+                    .clone()
+                    .and_then(|e| VerifiedEmail::from_contact(e, self.customer.email_verified)),
+                email,
+                phone: self.customer.phone,
+            },
+            summary: self.summary,
+            language: self.language,
+        })
     }
 }

@@ -5,7 +5,10 @@
 
 pub mod handoff;
 
-pub use handoff::{ContactMatch, EventKind, HandoffState};
+pub use handoff::{
+    ContactMatch, Customer, EventKind, HandoffRequest, HandoffState, QueuedHandoff,
+    QUEUED_PAYLOAD_VERSION,
+};
 
 use std::fmt;
 

@@ -19,12 +19,12 @@ use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind};
+use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
 use crate::store::{Claim, Ended, NewCallback, NewEvent, OrgRow, Outcome};
 use crate::webhook::envelope::Session;
-use crate::webhook::HandoffRequest;
 use job::{Clock, Connect, HandoffDataverse, JobContext};
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.
@@ -175,22 +175,29 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
     }
 }
 
-/// Rebuilds the validated request from a stored payload.
+/// Rebuilds the validated request from a stored payload: version 2 is the bridge's own
+/// [`QueuedHandoff`]; version 1 (rows written before it) is the OpenCX session as received,
+/// validated again.
 fn decode(version: i64, org_id: &str, payload: &str) -> Result<HandoffRequest, String> {
-    if version != 1 {
-        return Err(format!(
-            "payload version {version} is not known to this build"
-        ));
-    }
-    let session: Session = serde_json::from_str(payload).map_err(|e| e.to_string())?;
     let org = OrgId::parse(org_id)?;
-    HandoffRequest::from_session(&org, &session).map_err(|errors| {
-        errors
-            .iter()
-            .map(|e| format!("{} {}", e.pointer, e.message))
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+    match version {
+        QUEUED_PAYLOAD_VERSION => serde_json::from_str::<QueuedHandoff>(payload)
+            .map_err(|e| e.to_string())?
+            .into_request(&org),
+        1 => {
+            let session: Session = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+            HandoffRequest::from_session(&org, &session).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.pointer, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        }
+        other => Err(format!(
+            "payload version {other} is not known to this build"
+        )),
+    }
 }
 
 /// Sets `contact_match` (and `contact_id`) on `progress`. Only a verified email is looked up;

@@ -12,9 +12,13 @@ use super::job::{Clock, Connect, HandoffDataverse, JobContext};
 use super::retry::RetryPolicy;
 use crate::connection::crypto::{EncryptionKey, Keyring};
 use crate::connection::vault::{SealTarget, Vault};
-use crate::domain::{ContactMatch, EventKind, HandoffState};
+use crate::domain::{
+    ContactMatch, EventKind, HandoffRequest, HandoffState, OrgId, QueuedHandoff,
+    QUEUED_PAYLOAD_VERSION,
+};
 use crate::dynamics::{CreateOutcome, Credentials, DataverseError};
 use crate::store::{Claim, ConnectionRow, Ended, NewHandoff, OrgRow, Outcome, Store};
+use crate::webhook::envelope::Session;
 use crate::webhook::WebhookSecret;
 
 /// The fixed "now" of every test, in Unix ms.
@@ -104,6 +108,12 @@ struct Setup {
 }
 
 async fn setup(session: Value, connected: bool, claimed_at: i64) -> Setup {
+    setup_with(session, connected, claimed_at, QUEUED_PAYLOAD_VERSION).await
+}
+
+/// [`setup`] with the handoff stored as payload `version`: 2, the bridge's own shape; 1,
+/// the OpenCX session as older versions stored it.
+async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
         .await
@@ -153,12 +163,21 @@ async fn setup(session: Value, connected: bool, claimed_at: i64) -> Setup {
     for (k, v) in session.as_object().unwrap() {
         full[k] = v.clone();
     }
+    let payload = if version == 1 {
+        full.to_string()
+    } else {
+        let session: Session = serde_json::from_value(full.clone()).unwrap();
+        let org = OrgId::parse("acme").unwrap();
+        let request = HandoffRequest::from_session(&org, &session).unwrap();
+        serde_json::to_string(&QueuedHandoff::new(&request, Vec::new())).unwrap()
+    };
     let new = NewHandoff {
         org_id: "acme",
         session_id: "s-1",
         webhook_id: "msg_1",
         channel: full["channel"]["type"].as_str().unwrap(),
-        payload: full.to_string(),
+        payload_version: version,
+        payload,
     };
     store.intake(new, claimed_at).await.unwrap();
     let claim = store
@@ -433,4 +452,18 @@ async fn a_panic_is_recorded_as_a_transient_internal_error() {
     assert_eq!(code(&outcome), "internal_error");
     assert_eq!(next_attempt_at(&outcome), Some(NOW));
     assert_eq!(kinds(&outcome)[0], EventKind::AttemptPanicked);
+}
+
+#[tokio::test]
+async fn a_row_stored_as_the_opencx_session_is_still_read() {
+    let setup = setup_with(verified(), true, NOW, 1).await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.ended.state(), HandoffState::Succeeded);
+    assert_eq!(outcome.contact_match, Some(ContactMatch::Linked));
+
+    let mut unknown = setup_with(json!({}), true, NOW, 1).await;
+    unknown.claim.handoff.payload_version = 9;
+    let outcome = run(&unknown, &FakeDataverse::default()).await;
+    assert_eq!(code(&outcome), "payload_unreadable");
 }

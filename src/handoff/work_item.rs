@@ -3,9 +3,9 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::domain::HandoffRequest;
 use crate::domain::{Channel, OrgId, SessionId, WorkstreamId};
 use crate::dynamics::StreamSource;
-use crate::webhook::HandoffRequest;
 
 /// Namespace of the UUIDv5 keys the bridge chooses for Dataverse rows. Fixed forever: changing
 /// it would let a replay create a second live work item for a session.

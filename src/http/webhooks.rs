@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::extract::{is_json, parse_body, read_body};
 use super::views;
-use crate::domain::OrgId;
+use crate::domain::handoff::QueuedMessage;
+use crate::domain::{OrgId, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use crate::error::ApiError;
 use crate::store::{now_ms, Intake, NewHandoff};
 use crate::webhook::envelope::EnvelopeHead;
@@ -89,7 +90,19 @@ pub async fn receive(
     }
     let envelope: Envelope = parse_body(&body)?;
     let request = envelope.validate(&org_id).map_err(ApiError::Validation)?;
-    let payload = serde_json::to_string(&envelope.data.session).expect("a session serializes");
+    let history = envelope
+        .data
+        .session
+        .history
+        .iter()
+        .map(|m| QueuedMessage {
+            created_at: m.created_at.clone(),
+            sender: m.sender.clone(),
+            text: m.text.clone(),
+        })
+        .collect();
+    let payload = serde_json::to_string(&QueuedHandoff::new(&request, history))
+        .expect("a queued handoff serializes");
 
     let intake = ctx
         .store
@@ -99,6 +112,7 @@ pub async fn receive(
                 session_id: request.session_id.as_str(),
                 webhook_id,
                 channel: request.channel.as_str(),
+                payload_version: QUEUED_PAYLOAD_VERSION,
                 payload,
             },
             now,

@@ -93,6 +93,8 @@ pub struct NewHandoff<'a> {
     pub session_id: &'a str,
     pub webhook_id: &'a str,
     pub channel: &'a str,
+    /// The shape of `payload` (`domain::QUEUED_PAYLOAD_VERSION` for new handoffs).
+    pub payload_version: i64,
     pub payload: String,
 }
 
@@ -181,7 +183,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO handoffs (handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
              payload, state, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 1, $6, 'queued', 0, $7, $7, $7) \
+             VALUES ($1, $2, $3, $4, $5, $8, $6, 'queued', 0, $7, $7, $7) \
              ON CONFLICT (org_id, session_id) DO NOTHING",
         )
         .bind(Uuid::new_v4().to_string())
@@ -191,6 +193,7 @@ impl Store {
         .bind(new.channel)
         .bind(&new.payload)
         .bind(now)
+        .bind(new.payload_version)
         .execute(&mut *tx)
         .await?
         .rows_affected()

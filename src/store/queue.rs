@@ -254,6 +254,7 @@ mod tests {
                 session_id: session,
                 webhook_id: "msg",
                 channel: "web",
+                payload_version: crate::domain::QUEUED_PAYLOAD_VERSION,
                 payload: "{}".into(),
             };
             store.intake(new, i as i64).await.unwrap();

@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, EmailAddress, OrgId, SessionId, VerifiedEmail};
+use crate::domain::{
+    Channel, Customer, EmailAddress, HandoffRequest, OrgId, SessionId, VerifiedEmail,
+};
 
 /// The one event the bridge acts on; others are acknowledged and ignored.
 pub const HANDOFF_EVENT: &str = "conversation.handoff_to_human";
@@ -156,27 +158,6 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
         }
     }
     out
-}
-
-/// The customer as the representative should see them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Customer {
-    pub name: Option<String>,
-    pub email: Option<EmailAddress>,
-    pub phone: Option<String>,
-    /// The email, when (and only when) OpenCX marked it verified: the lookup key for a contact.
-    pub verified_email: Option<VerifiedEmail>,
-}
-
-/// A validated handoff: everything the worker needs, every rule already checked.
-#[derive(Debug, Clone)]
-pub struct HandoffRequest {
-    pub org_id: OrgId,
-    pub session_id: SessionId,
-    pub channel: Channel,
-    pub customer: Customer,
-    pub summary: String,
-    pub language: Option<String>,
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {

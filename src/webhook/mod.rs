@@ -5,5 +5,5 @@ pub mod envelope;
 pub mod send;
 pub mod signature;
 
-pub use envelope::{Envelope, FieldError, HandoffRequest, HANDOFF_EVENT};
+pub use envelope::{Envelope, FieldError, HANDOFF_EVENT};
 pub use signature::{SignatureError, WebhookSecret};
