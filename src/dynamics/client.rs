@@ -15,6 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::odata;
+use super::tables::{ContactCreate, LiveWorkItemCreate};
 use super::token::{Credentials, TokenError};
 use super::{Dataverse, Paused};
 
@@ -321,25 +322,29 @@ impl DataverseClient {
         Ok(found.is_some())
     }
 
-    /// `POST msdyn_ocliveworkitems` with a body whose `activityid` is `activityid`. A
+    /// `POST msdyn_ocliveworkitems` with `body` (its client-chosen `activityid`). A
     /// duplicate-key answer (`0x80040237`, or HTTP 412) is confirmed with a read and reported
     /// as [`CreateOutcome::AlreadyExisted`].
     pub async fn create_live_work_item(
         &self,
-        activityid: Uuid,
-        body: &Value,
+        body: &LiveWorkItemCreate,
     ) -> Result<CreateOutcome, DataverseError> {
-        self.create_with_key(RequestKind::CreateWorkItem, "msdyn_ocliveworkitems", body)
+        let json = serde_json::to_value(body).expect("a live work item serializes");
+        self.create_with_key(RequestKind::CreateWorkItem, "msdyn_ocliveworkitems", &json)
             .await?
-            .confirm(|| self.live_work_item_exists(activityid))
+            .confirm(|| self.live_work_item_exists(body.activityid))
             .await
     }
 
     /// `POST contacts` with a client-chosen `contactid`; a duplicate key means an earlier
     /// attempt created it.
-    pub async fn create_contact(&self, body: &Value) -> Result<CreateOutcome, DataverseError> {
+    pub async fn create_contact(
+        &self,
+        body: &ContactCreate,
+    ) -> Result<CreateOutcome, DataverseError> {
+        let json = serde_json::to_value(body).expect("a contact serializes");
         match self
-            .create_with_key(RequestKind::CreateContact, "contacts", body)
+            .create_with_key(RequestKind::CreateContact, "contacts", &json)
             .await?
         {
             Created::New => Ok(CreateOutcome::Created),

@@ -6,6 +6,7 @@ pub mod choices;
 pub mod client;
 pub mod failure;
 pub mod odata;
+pub mod tables;
 pub mod throttle;
 pub mod token;
 
@@ -16,6 +17,7 @@ use crate::metrics::Metrics;
 pub use choices::StreamSource;
 pub use client::{CreateOutcome, DataverseClient, DataverseError, Workstream};
 pub use failure::{Explained, RetryClass};
+pub use tables::{ContactCreate, ContextItemCreate, LiveWorkItemCreate};
 pub use throttle::{Gates, Paused};
 pub use token::{Credentials, TokenError, TokenProvider};
 

@@ -5,12 +5,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::retry::RetryPolicy;
 use crate::connection::vault::Vault;
-use crate::dynamics::{CreateOutcome, Credentials, Dataverse, DataverseClient, DataverseError};
+use crate::dynamics::{
+    ContactCreate, CreateOutcome, Credentials, Dataverse, DataverseClient, DataverseError,
+    LiveWorkItemCreate,
+};
 use crate::store::Store;
 
 /// The Dataverse operations an attempt needs, on one connection.
@@ -24,14 +26,14 @@ pub trait HandoffDataverse: Send + Sync {
     /// `POST contacts` with a client-chosen `contactid`.
     fn create_contact(
         &self,
-        body: &Value,
+        body: &ContactCreate,
     ) -> impl Future<Output = Result<CreateOutcome, DataverseError>> + Send;
 
-    /// `POST msdyn_ocliveworkitems` with a body whose `activityid` is `activityid`.
+    /// `POST msdyn_ocliveworkitems` with a client-chosen `activityid`; a row an earlier
+    /// attempt created is [`CreateOutcome::AlreadyExisted`].
     fn create_live_work_item(
         &self,
-        activityid: Uuid,
-        body: &Value,
+        body: &LiveWorkItemCreate,
     ) -> impl Future<Output = Result<CreateOutcome, DataverseError>> + Send;
 }
 
@@ -47,16 +49,15 @@ impl HandoffDataverse for DataverseClient {
         Ok(found.into_iter().map(|c| c.contactid).collect())
     }
 
-    async fn create_contact(&self, body: &Value) -> Result<CreateOutcome, DataverseError> {
+    async fn create_contact(&self, body: &ContactCreate) -> Result<CreateOutcome, DataverseError> {
         DataverseClient::create_contact(self, body).await
     }
 
     async fn create_live_work_item(
         &self,
-        activityid: Uuid,
-        body: &Value,
+        body: &LiveWorkItemCreate,
     ) -> Result<CreateOutcome, DataverseError> {
-        DataverseClient::create_live_work_item(self, activityid, body).await
+        DataverseClient::create_live_work_item(self, body).await
     }
 }
 

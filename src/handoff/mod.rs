@@ -155,7 +155,7 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         progress.contact_id,
     );
     let started = Instant::now();
-    match client.create_live_work_item(activityid, &body).await {
+    match client.create_live_work_item(&body).await {
         Ok(created) => {
             progress.event(
                 EventKind::WorkItemCreated,

@@ -16,7 +16,9 @@ use crate::domain::{
     ContactMatch, EventKind, HandoffRequest, HandoffState, OrgId, QueuedHandoff,
     QUEUED_PAYLOAD_VERSION,
 };
-use crate::dynamics::{CreateOutcome, Credentials, DataverseError};
+use crate::dynamics::{
+    ContactCreate, CreateOutcome, Credentials, DataverseError, LiveWorkItemCreate,
+};
 use crate::store::{Claim, ConnectionRow, Ended, NewHandoff, OrgRow, Outcome, Store};
 use crate::webhook::envelope::Session;
 use crate::webhook::WebhookSecret;
@@ -65,15 +67,14 @@ impl HandoffDataverse for &FakeDataverse {
         (self.contacts)()
     }
 
-    async fn create_contact(&self, _body: &Value) -> Result<CreateOutcome, DataverseError> {
+    async fn create_contact(&self, _body: &ContactCreate) -> Result<CreateOutcome, DataverseError> {
         self.calls.lock().unwrap().push("create_contact");
         (self.create_contact)()
     }
 
     async fn create_live_work_item(
         &self,
-        _activityid: Uuid,
-        _body: &Value,
+        _body: &LiveWorkItemCreate,
     ) -> Result<CreateOutcome, DataverseError> {
         self.calls.lock().unwrap().push("create_work_item");
         (self.create_work_item)()

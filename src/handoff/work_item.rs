@@ -1,11 +1,10 @@
 //! The `msdyn_ocliveworkitem` create body (ARCHITECTURE.md, "One handoff", step 7) and its deterministic key.
 
-use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::domain::HandoffRequest;
 use crate::domain::{Channel, OrgId, SessionId, WorkstreamId};
-use crate::dynamics::StreamSource;
+use crate::dynamics::{ContactCreate, ContextItemCreate, LiveWorkItemCreate, StreamSource};
 
 /// Namespace of the UUIDv5 keys the bridge chooses for Dataverse rows. Fixed forever: changing
 /// it would let a replay create a second live work item for a session.
@@ -49,18 +48,6 @@ const SUBJECT_MAX: usize = 200;
 const TITLE_MAX: usize = 4000;
 const DESCRIPTION_MAX: usize = 2000;
 const CONTEXT_VALUE_MAX: usize = 4000;
-/// `msdyn_datatype` 192350000 = Text.
-const TEXT_DATATYPE: i64 = 192_350_000;
-
-fn context_item(name: &str, value: &str) -> Value {
-    json!({
-        "msdyn_name": name,
-        "msdyn_value": cut(value, CONTEXT_VALUE_MAX),
-        "msdyn_datatype": TEXT_DATATYPE,
-        "msdyn_isdisplayable": true,
-    })
-}
-
 /// The `msdyn_streamsource` a channel's live work item carries; `None` for channels the
 /// bridge does not hand off as chats (web → Live chat, sms → SMS, whatsapp → WhatsApp).
 pub fn stream_source(channel: &Channel) -> Option<StreamSource> {
@@ -72,17 +59,17 @@ pub fn stream_source(channel: &Channel) -> Option<StreamSource> {
     }
 }
 
-/// The body of `POST msdyn_ocliveworkitems` for a handoff on channel `source`:
-/// client-chosen `activityid`, summary as subject/title, a description that keeps the
-/// customer's details even when the summary is cut, the workstream and (when linked or
-/// created) contact bindings, and the context items deep-inserted.
+/// The live work item for a handoff on channel `source`: client-chosen `activityid`,
+/// summary as subject/title, a description that keeps the customer's details even when the
+/// summary is cut, the workstream and (when linked or created) contact bindings, and the
+/// context items.
 pub fn create_body(
     request: &HandoffRequest,
     source: StreamSource,
     activityid: Uuid,
     workstream: WorkstreamId,
     contact: Option<Uuid>,
-) -> Value {
+) -> LiveWorkItemCreate {
     let customer = &request.customer;
 
     let mut details = Vec::new();
@@ -107,6 +94,8 @@ pub fn create_body(
         )
     };
 
+    let context_item =
+        |name: &str, value: &str| ContextItemCreate::text(name, cut(value, CONTEXT_VALUE_MAX));
     let mut items = vec![
         context_item("sessionId", request.session_id.as_str()),
         context_item("channel", request.channel.as_str()),
@@ -121,30 +110,16 @@ pub fn create_body(
         items.push(context_item("customerPhone", phone));
     }
 
-    let mut body = Map::new();
-    body.insert("activityid".into(), json!(activityid));
-    body.insert("subject".into(), json!(cut(&request.summary, SUBJECT_MAX)));
-    body.insert(
-        "msdyn_title".into(),
-        json!(cut(&request.summary, TITLE_MAX)),
-    );
-    body.insert("description".into(), json!(description));
-    body.insert("msdyn_channel".into(), json!(source.value().to_string()));
-    body.insert(
-        "msdyn_liveworkstreamid_msdyn_ocliveworkitem@odata.bind".into(),
-        json!(format!("/msdyn_liveworkstreams({workstream})")),
-    );
-    if let Some(contact) = contact {
-        body.insert(
-            "msdyn_customer_msdyn_ocliveworkitem_contact@odata.bind".into(),
-            json!(format!("/contacts({contact})")),
-        );
+    LiveWorkItemCreate {
+        activityid,
+        subject: cut(&request.summary, SUBJECT_MAX),
+        msdyn_title: cut(&request.summary, TITLE_MAX),
+        description,
+        msdyn_channel: source,
+        workstream: workstream.uuid(),
+        contact,
+        context_items: items,
     }
-    body.insert(
-        "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid".into(),
-        Value::Array(items),
-    );
-    Value::Object(body)
 }
 
 /// The body of `POST contacts` for a verified visitor with no contact
@@ -155,25 +130,20 @@ pub fn contact_body(
     name: Option<&str>,
     email: &str,
     phone: Option<&str>,
-) -> Value {
+) -> ContactCreate {
     let name = name.map(str::trim).unwrap_or_default();
     let (first, last) = match name.rsplit_once(' ') {
         Some((first, last)) => (Some(first.trim()), last),
         None if !name.is_empty() => (None, name),
         None => (None, email.split('@').next().unwrap_or(email)),
     };
-    let mut body = json!({
-        "contactid": contactid,
-        "lastname": cut(last, 50),
-        "emailaddress1": email,
-    });
-    if let Some(first) = first {
-        body["firstname"] = json!(cut(first, 50));
+    ContactCreate {
+        contactid,
+        lastname: cut(last, 50),
+        firstname: first.map(|f| cut(f, 50)),
+        emailaddress1: email.to_owned(),
+        telephone1: phone.map(|p| cut(p, 50)),
     }
-    if let Some(phone) = phone {
-        body["telephone1"] = json!(cut(phone, 50));
-    }
-    body
 }
 
 #[cfg(test)]

@@ -1,0 +1,97 @@
+//! The bodies the bridge creates Dataverse rows with, as types: column and navigation
+//! property names live here once (docs/sources.md#tables).
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StreamSource;
+
+/// `msdyn_datatype` 192350000: Text.
+const TEXT_DATATYPE: i64 = 192_350_000;
+
+/// `POST msdyn_ocliveworkitems`: a live work item (Conversation) with a client-chosen
+/// `activityid`, bound to its workstream and (optionally) contact, with its context items
+/// deep-inserted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveWorkItemCreate {
+    pub activityid: Uuid,
+    /// String(200).
+    pub subject: String,
+    /// String(4000).
+    pub msdyn_title: String,
+    /// Memo(2000).
+    pub description: String,
+    /// The `msdyn_streamsource` value, sent as text (a multi-select choice).
+    #[serde(serialize_with = "stream_source_text")]
+    pub msdyn_channel: StreamSource,
+    /// `/msdyn_liveworkstreams({id})`.
+    #[serde(
+        rename = "msdyn_liveworkstreamid_msdyn_ocliveworkitem@odata.bind",
+        serialize_with = "workstream_bind"
+    )]
+    pub workstream: Uuid,
+    /// `/contacts({id})`, when a contact is linked or created.
+    #[serde(
+        rename = "msdyn_customer_msdyn_ocliveworkitem_contact@odata.bind",
+        serialize_with = "contact_bind",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub contact: Option<Uuid>,
+    #[serde(
+        rename = "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid"
+    )]
+    pub context_items: Vec<ContextItemCreate>,
+}
+
+/// One `msdyn_ocliveworkitemcontextitem`, deep-inserted with its live work item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContextItemCreate {
+    pub msdyn_name: String,
+    /// String(4000).
+    pub msdyn_value: String,
+    pub msdyn_datatype: i64,
+    pub msdyn_isdisplayable: bool,
+}
+
+impl ContextItemCreate {
+    /// A displayable text context item.
+    pub fn text(name: &str, value: String) -> Self {
+        Self {
+            msdyn_name: name.to_owned(),
+            msdyn_value: value,
+            msdyn_datatype: TEXT_DATATYPE,
+            msdyn_isdisplayable: true,
+        }
+    }
+}
+
+/// `POST contacts` with a client-chosen `contactid`. `lastname` is required on create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContactCreate {
+    pub contactid: Uuid,
+    /// String(50).
+    pub lastname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firstname: Option<String>,
+    pub emailaddress1: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telephone1: Option<String>,
+}
+
+fn stream_source_text<S: serde::Serializer>(
+    source: &StreamSource,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&source.value().to_string())
+}
+
+fn workstream_bind<S: serde::Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("/msdyn_liveworkstreams({id})"))
+}
+
+fn contact_bind<S: serde::Serializer>(id: &Option<Uuid>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.serialize_str(&format!("/contacts({id})")),
+        None => s.serialize_none(),
+    }
+}
