@@ -14,73 +14,82 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::Router;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::metrics::QueueGauge;
 use crate::Context;
 
+/// The route table, in three parts that get different middleware: the admin routes (behind
+/// the admin token), the webhook route (counted by answer status), and the rest. It is also
+/// the OpenAPI document (`utoipa-axum` collects each handler's `#[utoipa::path]`), so a
+/// route cannot be served undocumented or documented unserved.
+struct RouteTable {
+    admin: OpenApiRouter<Arc<Context>>,
+    webhooks: OpenApiRouter<Arc<Context>>,
+    public: OpenApiRouter<Arc<Context>>,
+}
+
+fn route_table() -> RouteTable {
+    let admin = OpenApiRouter::new()
+        .routes(routes!(admin::put_org, admin::get_org))
+        .routes(routes!(admin::rotate_secret))
+        .routes(routes!(admin::revoke_previous_secret))
+        .routes(routes!(admin::test_connection))
+        .routes(routes!(
+            admin::save_connection,
+            admin::get_connection,
+            admin::delete_connection
+        ))
+        .routes(routes!(admin::check_connection))
+        .routes(routes!(admin::list_sessions))
+        .routes(routes!(admin::get_session))
+        .routes(routes!(admin::retry_session))
+        .routes(routes!(admin::retry_failed))
+        .routes(routes!(admin::status))
+        .routes(routes!(metrics));
+    let webhooks = OpenApiRouter::new().routes(routes!(webhooks::receive));
+    let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(status::page))
+        .routes(routes!(status::session));
+    RouteTable {
+        admin,
+        webhooks,
+        public,
+    }
+}
+
+/// The OpenAPI document of the route table.
+pub fn api_document() -> utoipa::openapi::OpenApi {
+    let table = route_table();
+    table
+        .public
+        .merge(table.webhooks)
+        .merge(table.admin)
+        .into_openapi()
+}
+
 /// The whole HTTP API.
 pub fn router(ctx: Arc<Context>) -> Router {
-    let admin = Router::new()
-        .route("/v1/orgs/{org_id}", put(admin::put_org).get(admin::get_org))
-        .route(
-            "/v1/orgs/{org_id}/webhook-secret",
-            post(admin::rotate_secret),
-        )
-        .route(
-            "/v1/orgs/{org_id}/webhook-secret/previous",
-            delete(admin::revoke_previous_secret),
-        )
-        .route(
-            "/v1/orgs/{org_id}/connection/test",
-            post(admin::test_connection),
-        )
-        .route(
-            "/v1/orgs/{org_id}/connection",
-            put(admin::save_connection)
-                .get(admin::get_connection)
-                .delete(admin::delete_connection),
-        )
-        .route(
-            "/v1/orgs/{org_id}/connection/check",
-            post(admin::check_connection),
-        )
-        .route("/v1/orgs/{org_id}/sessions", get(admin::list_sessions))
-        .route("/v1/status", get(admin::status))
-        .route("/metrics", get(metrics))
-        .route(
-            "/v1/orgs/{org_id}/sessions/{session_id}/retry",
-            post(admin::retry_session),
-        )
-        .route(
-            "/v1/orgs/{org_id}/handoffs/retry-failed",
-            post(admin::retry_failed),
-        )
-        .route(
-            "/v1/orgs/{org_id}/sessions/{session_id}",
-            get(admin::get_session),
-        )
+    let table = route_table();
+    let admin = table
+        .admin
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_admin));
-    let webhooks = Router::new()
-        .route("/v1/webhooks/{org_id}", post(webhooks::receive))
+    let webhooks = table
+        .webhooks
         .route_layer(middleware::from_fn_with_state(ctx.clone(), count_webhook));
-    Router::new()
-        .merge(webhooks)
-        .route("/healthz", get(healthz))
-        .route("/openapi.json", get(openapi::openapi_json))
-        .route("/readyz", get(readyz))
-        .route("/status", get(status::page))
-        .route(
-            "/status/{org_id}/sessions/{session_id}",
-            get(status::session),
-        )
-        .merge(admin)
+    let (router, _) = table.public.merge(webhooks).merge(admin).split_for_parts();
+    router
         .layer(middleware::from_fn(log_request))
         .with_state(ctx)
 }

@@ -39,35 +39,13 @@ impl Modify for Security {
     }
 }
 
-/// The document; `ApiDoc::openapi()` builds it.
+/// The document's frame (info, security schemes, tags); the paths come from the route table
+/// (`super::api_document`).
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "handoff-bridge",
         description = "Hands OpenCX AI chat sessions over to Dynamics 365 Omnichannel as live work items."
-    ),
-    paths(
-        super::webhooks::receive,
-        super::admin::put_org,
-        super::admin::get_org,
-        super::admin::rotate_secret,
-        super::admin::revoke_previous_secret,
-        super::admin::test_connection,
-        super::admin::save_connection,
-        super::admin::get_connection,
-        super::admin::delete_connection,
-        super::admin::check_connection,
-        super::admin::list_sessions,
-        super::admin::get_session,
-        super::admin::retry_session,
-        super::admin::retry_failed,
-        super::admin::status,
-        super::status::page,
-        super::status::session,
-        super::healthz,
-        super::readyz,
-        super::metrics,
-        openapi_json,
     ),
     modifiers(&Security),
     tags(
@@ -81,9 +59,13 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
+/// The document, built once from the route table.
+static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> =
+    std::sync::LazyLock::new(super::api_document);
+
 /// The document as pretty-printed JSON (`handoff-bridge openapi`).
 pub fn document() -> String {
-    ApiDoc::openapi()
+    DOCUMENT
         .to_pretty_json()
         .expect("the OpenAPI document serializes")
 }
@@ -92,5 +74,5 @@ pub fn document() -> String {
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+    axum::Json(DOCUMENT.clone())
 }
