@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod extract;
+mod lookup;
 pub mod openapi;
 pub mod server;
 pub mod status;

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use minijinja::Environment;
 use serde_json::json;
 
-use super::admin::{existing_handoff, existing_org, list_options, StatusQuery};
+use super::lookup::{existing_handoff, existing_org, list_options, StatusQuery};
 use super::{admin_token_matches, views};
 use crate::error::ApiError;
 use crate::Context;
