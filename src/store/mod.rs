@@ -10,6 +10,7 @@ pub mod callbacks;
 pub mod events;
 pub mod handoffs;
 pub mod orgs;
+pub mod outcome;
 pub mod queue;
 pub mod replay;
 pub mod reports;
@@ -23,8 +24,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use callbacks::{CallbackRow, CallbackState, NewCallback};
 pub use events::{EventRow, NewEvent};
-pub use handoffs::{Claim, Ended, HandoffRow, Intake, NewHandoff, Outcome};
+pub use handoffs::{Claim, HandoffRow, Intake, NewHandoff};
 pub use orgs::{ConnectionRow, OrgRow};
+pub use outcome::{Ended, Outcome};
 pub use queue::{Lease, Queue};
 pub use replay::Replayed;
 pub use reports::{ListedHandoff, QueueDepth};

@@ -1,0 +1,60 @@
+//! How an attempt ended, as the store records it: the handoff's next state and what goes
+//! with it, written by `Store::finish_handoff` in one transaction.
+
+use uuid::Uuid;
+
+use super::callbacks::NewCallback;
+use super::events::NewEvent;
+use crate::catalog::Diagnosis;
+use crate::domain::{ContactMatch, HandoffState};
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The live work item exists: its `activityid` (`dynamics365_chat_id`) and workstream.
+    Succeeded {
+        dynamics365_chat_id: Uuid,
+        workstream_id: Uuid,
+    },
+    /// Nothing to hand off (a channel that is not a chat), with why.
+    Skipped(Diagnosis),
+    /// A transient failure: back to `queued` until `next_attempt_at` (Unix ms).
+    RetryScheduled {
+        next_attempt_at: i64,
+        error: Diagnosis,
+    },
+    /// A permanent failure, or transient ones past the retry window.
+    Failed(Diagnosis),
+}
+
+impl Ended {
+    /// The handoff's state after this ending.
+    pub fn state(&self) -> HandoffState {
+        match self {
+            Self::Succeeded { .. } => HandoffState::Succeeded,
+            Self::Skipped(_) => HandoffState::Skipped,
+            Self::RetryScheduled { .. } => HandoffState::Queued,
+            Self::Failed(_) => HandoffState::Failed,
+        }
+    }
+
+    /// The diagnosis recorded as the handoff's `last_error`, if any.
+    pub fn error(&self) -> Option<&Diagnosis> {
+        match self {
+            Self::Succeeded { .. } => None,
+            Self::Skipped(d) | Self::Failed(d) | Self::RetryScheduled { error: d, .. } => Some(d),
+        }
+    }
+}
+
+/// An attempt's outcome, written in one transaction with its events (and callback).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ended: Ended,
+    /// How the visitor was matched, when the attempt got that far.
+    pub contact_match: Option<ContactMatch>,
+    /// The linked or created contact.
+    pub contact_id: Option<Uuid>,
+    pub events: Vec<NewEvent>,
+    pub callback: Option<NewCallback>,
+}
