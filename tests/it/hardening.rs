@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use handoff_bridge::connection::crypto::{EncryptionKey, Keyring};
+use handoff_bridge::connection::crypto::EncryptionKey;
 use handoff_bridge::http::server::HttpLimits;
 use handoff_bridge::sandbox::{Fault, FaultAction, Seed};
 use handoff_bridge::store::now_ms;
@@ -603,11 +603,9 @@ async fn a_key_rotation_keeps_every_secret_readable_and_rekey_reseals_them() {
     new_only.run_due().await.unwrap();
     assert_eq!(t.record("acme", "after-rekey").await["state"], "succeeded");
     // And the webhook secret opens with it too.
-    let keys = Keyring::new(EncryptionKey::from_base64(&new_key).unwrap(), Vec::new());
-    let org = new_only.context().store.org("acme").await.unwrap().unwrap();
-    assert!(keys
-        .open("webhook_secret:acme", &org.webhook_secret_enc)
-        .is_ok());
+    let ctx = new_only.context();
+    let org = ctx.store.org("acme").await.unwrap().unwrap();
+    assert!(ctx.vault.webhook_secret(&org).is_ok());
 }
 
 #[tokio::test]
