@@ -36,6 +36,15 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     }
 }
 
+/// A bridge serving with these HTTP limits.
+async fn with_limits(http_limits: HttpLimits) -> TestApp {
+    TestApp::start_with(TestOptions {
+        http_limits,
+        ..Default::default()
+    })
+    .await
+}
+
 /// A webhook request head for `org` with well-formed, current signature headers and the
 /// given `webhook-signature` and `Content-Length`, and no body.
 fn webhook_head(org: &str, signature: &str, content_length: usize) -> String {
@@ -101,12 +110,9 @@ async fn a_padded_signature_header_is_refused_before_the_body_is_read() {
 
 #[tokio::test]
 async fn announced_bodies_that_never_arrive_are_refused_and_the_connection_closed() {
-    let t = TestApp::start_with(TestOptions {
-        http_limits: HttpLimits {
-            body_read_timeout: Duration::from_secs(1),
-            ..HttpLimits::default()
-        },
-        ..Default::default()
+    let t = with_limits(HttpLimits {
+        body_read_timeout: Duration::from_secs(1),
+        ..HttpLimits::default()
     })
     .await;
     t.create_org("acme", None).await;
@@ -137,12 +143,9 @@ async fn announced_bodies_that_never_arrive_are_refused_and_the_connection_close
 
 #[tokio::test]
 async fn silent_and_idle_clients_are_disconnected() {
-    let t = TestApp::start_with(TestOptions {
-        http_limits: HttpLimits {
-            header_read_timeout: Duration::from_secs(1),
-            ..HttpLimits::default()
-        },
-        ..Default::default()
+    let t = with_limits(HttpLimits {
+        header_read_timeout: Duration::from_secs(1),
+        ..HttpLimits::default()
     })
     .await;
     // Half a request head, then silence.
@@ -170,12 +173,9 @@ async fn silent_and_idle_clients_are_disconnected() {
 
 #[tokio::test]
 async fn connections_past_the_cap_wait_for_a_free_slot() {
-    let t = TestApp::start_with(TestOptions {
-        http_limits: HttpLimits {
-            max_connections: 2,
-            ..HttpLimits::default()
-        },
-        ..Default::default()
+    let t = with_limits(HttpLimits {
+        max_connections: 2,
+        ..HttpLimits::default()
     })
     .await;
     let parked_a = TcpStream::connect(addr(&t)).await.unwrap();
