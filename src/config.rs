@@ -6,7 +6,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::connection::crypto::EncryptionKey;
-use crate::Settings;
+use crate::handoff::retry::RetryPolicy;
+use crate::handoff::worker::WorkerSettings;
+use crate::http::server::HttpLimits;
 
 /// Everything `App::build` needs.
 #[derive(Debug)]
@@ -24,6 +26,51 @@ pub struct Config {
     /// Timeout of each outbound request.
     pub request_timeout: Duration,
     pub settings: Settings,
+}
+
+/// Worker, HTTP and safety settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Admits `http://` loopback environment, authority and callback URLs (development).
+    pub allow_insecure_dynamics: bool,
+    pub retry: RetryPolicy,
+    /// How long a claimed job is owned before another worker may take it.
+    pub lease: Duration,
+    /// Jobs run at once by this process's worker.
+    pub concurrency: usize,
+    /// Jobs of one org run at once by this process's worker (default half of
+    /// `concurrency`, at least 1), so an org whose Dataverse hangs or who floods the queue
+    /// leaves slots for the others.
+    pub org_concurrency: usize,
+    /// Concurrent Dataverse requests per environment from this process (default 8).
+    pub dataverse_concurrency: usize,
+    /// On shutdown, how long jobs in flight may take before they are given back.
+    pub shutdown_grace: Duration,
+    /// Limits on inbound HTTP connections and request reads.
+    pub limits: HttpLimits,
+    /// How long a settled handoff keeps the visitor's session (summary, contact details,
+    /// transcript) before it is redacted; ids, outcome and timeline stay (default 30 days).
+    pub retention: Duration,
+}
+
+impl Settings {
+    /// The default per-org share of `concurrency`: half, at least 1.
+    pub fn default_org_concurrency(concurrency: usize) -> usize {
+        (concurrency / 2).max(1)
+    }
+
+    /// What the worker runs with.
+    pub fn worker(&self) -> WorkerSettings {
+        WorkerSettings {
+            retry: self.retry,
+            lease: self.lease,
+            concurrency: self.concurrency,
+            org_concurrency: self.org_concurrency,
+            shutdown_grace: self.shutdown_grace,
+            retention: self.retention,
+            allow_insecure: self.allow_insecure_dynamics,
+        }
+    }
 }
 
 /// Shortest admin token accepted, in characters.

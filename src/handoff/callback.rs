@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::address::{self, AddressPolicy, NonPublicAddress};
 use super::work_item::KEY_NAMESPACE;
+use super::worker::Worker;
 use crate::catalog::{self, Diagnosis};
 use crate::domain::ContactMatch;
 use crate::domain::{EventKind, WorkstreamId};
@@ -20,7 +21,6 @@ use crate::store::{
     now_ms, rfc3339, CallbackRow, CallbackState, HandoffRow, Lease, NewCallback, NewEvent, OrgRow,
 };
 use crate::webhook::send::signed_post;
-use crate::Context;
 
 /// The deterministic `webhook-id` of an event about a session.
 pub fn webhook_id(org_id: &str, session_id: &str, event_type: &str) -> String {
@@ -84,12 +84,12 @@ pub fn failed_event(org: &OrgRow, handoff: &HandoffRow, diag: &Diagnosis) -> Opt
 
 /// Delivers one claimed callback and records the result (fenced by its `lease`).
 pub async fn deliver(
-    ctx: &Context,
+    worker: &Worker,
     callback: &CallbackRow,
     lease: &Lease,
 ) -> Result<(), crate::store::StoreError> {
     let started = Instant::now();
-    let result = super::worker::caught(send(ctx, callback))
+    let result = super::worker::caught(send(worker, callback))
         .await
         .unwrap_or_else(|what| {
             tracing::error!(panic = %what, "the callback delivery panicked; it is recorded and retried");
@@ -113,12 +113,12 @@ pub async fn deliver(
         }
         Err((detail, class)) => {
             tracing::info!(webhook_id = %callback.webhook_id, %detail, duration_ms, "callback attempt failed");
-            let window = ctx.settings.retry.give_up_after.as_millis() as i64;
+            let window = worker.settings.retry.give_up_after.as_millis() as i64;
             match class {
                 RetryClass::Transient { retry_after }
                     if now - callback.window_started_at < window =>
                 {
-                    let delay = ctx.settings.retry.delay(attempts, retry_after);
+                    let delay = worker.settings.retry.delay(attempts, retry_after);
                     (
                         CallbackState::Pending,
                         now + delay.as_millis() as i64,
@@ -135,7 +135,7 @@ pub async fn deliver(
             }
         }
     };
-    ctx.metrics.callback_attempted(match state {
+    worker.metrics.callback_attempted(match state {
         CallbackState::Pending => "retry_scheduled",
         other => other.as_str(),
     });
@@ -156,7 +156,8 @@ pub async fn deliver(
         kind,
         detail,
     };
-    ctx.store
+    worker
+        .store
         .finish_callback(callback, lease, state, next, error.as_deref(), &event)
         .await?;
     Ok(())
@@ -164,9 +165,9 @@ pub async fn deliver(
 
 /// Sends the signed POST; `Ok(status)` on 2xx. Every failure is transient (the endpoint may
 /// be mid-deploy), bounded by the retry window.
-async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, RetryClass)> {
+async fn send(worker: &Worker, callback: &CallbackRow) -> Result<u16, (String, RetryClass)> {
     let transient = |detail: String| (detail, RetryClass::Transient { retry_after: None });
-    let org = ctx
+    let org = worker
         .store
         .org(&callback.org_id)
         .await
@@ -180,16 +181,16 @@ async fn send(ctx: &Context, callback: &CallbackRow) -> Result<u16, (String, Ret
     };
     let url = reqwest::Url::parse(url).map_err(|e| (e.to_string(), RetryClass::Permanent))?;
     let policy = AddressPolicy {
-        allow_loopback: ctx.settings.allow_insecure_dynamics,
+        allow_loopback: worker.settings.allow_insecure,
     };
     address::check_target(&url, policy)
         .map_err(|why| (format!("callback_url {why}"), RetryClass::Permanent))?;
-    let secret = ctx
+    let secret = worker
         .vault
         .webhook_secret(&org)
         .map_err(|e| (e, RetryClass::Permanent))?;
     let response = signed_post(
-        &ctx.callbacks,
+        &worker.callbacks,
         url,
         &secret,
         &callback.webhook_id,

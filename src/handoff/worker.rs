@@ -12,12 +12,68 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tokio::sync::Notify;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::store::{now_ms, CallbackRow, Claim, Ended, Lease, StoreError};
-use crate::Context;
+use super::job::{JobContext, SystemClock};
+use super::retry::RetryPolicy;
+use crate::connection::vault::Vault;
+use crate::dynamics::Dataverse;
+use crate::metrics::Metrics;
+use crate::store::{now_ms, CallbackRow, Claim, Ended, Lease, Store, StoreError};
+
+/// What the worker runs with, and nothing more. `App::build` makes one and shares it (as
+/// `Arc<Worker>`) between the worker loop, its jobs and the HTTP state, which only wakes it.
+pub struct Worker {
+    pub store: Store,
+    /// Opens the client secret of a connection and the webhook secret that signs callbacks.
+    pub vault: Vault,
+    /// Entra ID tokens and Dataverse traffic (the token cache, the per-environment gates).
+    pub dataverse: Arc<Dataverse>,
+    /// Outbound HTTP for callbacks: its own pool, timeouts set, no redirects, and the
+    /// address policy applied when it connects (`handoff::address`).
+    pub callbacks: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    pub settings: WorkerSettings,
+    /// Wakes the worker loop when work arrives (the webhook route and the retry routes
+    /// notify it).
+    pub wake: Arc<Notify>,
+}
+
+/// How the worker runs its jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    pub retry: RetryPolicy,
+    /// How long a claimed job is owned before another worker may take it.
+    pub lease: Duration,
+    /// Jobs run at once by this process.
+    pub concurrency: usize,
+    /// Jobs of one org run at once by this process (tenant fairness).
+    pub org_concurrency: usize,
+    /// On shutdown, how long jobs in flight may take before they are given back.
+    pub shutdown_grace: Duration,
+    /// How long a settled handoff keeps the visitor's session before it is redacted.
+    pub retention: Duration,
+    /// Development mode: loopback `http://` environments and callback URLs are admitted.
+    pub allow_insecure: bool,
+}
+
+impl Worker {
+    /// What a handoff attempt works with: this process's store, vault and Dataverse, its
+    /// retry policy, and the system clock.
+    pub fn job(&self) -> JobContext<'_, Arc<Dataverse>> {
+        JobContext {
+            store: &self.store,
+            vault: &self.vault,
+            dataverse: &self.dataverse,
+            retry: self.settings.retry,
+            allow_insecure: self.settings.allow_insecure,
+            clock: &SystemClock,
+        }
+    }
+}
 
 /// One unit of work.
 enum Job {
@@ -51,9 +107,9 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Removes the session from every handoff that settled more than the retention period
 /// (`Settings::retention`) before `now` (Unix ms). Returns how many were redacted. The worker
 /// runs this at start and hourly; several replicas running it at once is harmless.
-pub async fn enforce_retention(ctx: &Context, now: i64) -> Result<u64, StoreError> {
-    let retention_ms = i64::try_from(ctx.settings.retention.as_millis()).unwrap_or(i64::MAX);
-    let redacted = ctx
+pub async fn enforce_retention(worker: &Worker, now: i64) -> Result<u64, StoreError> {
+    let retention_ms = i64::try_from(worker.settings.retention.as_millis()).unwrap_or(i64::MAX);
+    let redacted = worker
         .store
         .redact_settled(now.saturating_sub(retention_ms), now)
         .await?;
@@ -64,20 +120,20 @@ pub async fn enforce_retention(ctx: &Context, now: i64) -> Result<u64, StoreErro
 }
 
 /// Claims the next due job of an org not in `busy_orgs`: a handoff first, else a callback.
-async fn claim_next(ctx: &Context, busy_orgs: &[String]) -> Result<Option<Job>, StoreError> {
+async fn claim_next(worker: &Worker, busy_orgs: &[String]) -> Result<Option<Job>, StoreError> {
     let now = now_ms();
-    let lease_ms = i64::try_from(ctx.settings.lease.as_millis()).unwrap_or(i64::MAX);
-    if let Some(claim) = ctx.store.claim_handoff(now, lease_ms, busy_orgs).await? {
+    let lease_ms = i64::try_from(worker.settings.lease.as_millis()).unwrap_or(i64::MAX);
+    if let Some(claim) = worker.store.claim_handoff(now, lease_ms, busy_orgs).await? {
         return Ok(Some(Job::Handoff(claim)));
     }
-    Ok(ctx
+    Ok(worker
         .store
         .claim_callback(now, lease_ms, busy_orgs)
         .await?
         .map(|(cb, lease)| Job::Callback(cb, lease)))
 }
 
-async fn run_job(ctx: Arc<Context>, job: Job) {
+async fn run_job(worker: Arc<Worker>, job: Job) {
     match job {
         Job::Handoff(claim) => {
             let span = tracing::info_span!(
@@ -89,7 +145,7 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
             );
             async {
                 let started = std::time::Instant::now();
-                let job = ctx.job();
+                let job = worker.job();
                 let outcome = match caught(super::attempt(&job, &claim)).await {
                     Ok(outcome) => outcome,
                     Err(what) => {
@@ -99,14 +155,14 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
                 };
                 let duration_ms = started.elapsed().as_millis() as u64;
                 let code = outcome.ended.error().map(|d| d.code.as_str());
-                match ctx.store.finish_handoff(&claim, &outcome, now_ms()).await {
+                match worker.store.finish_handoff(&claim, &outcome, now_ms()).await {
                     Ok(true) => {
                         let state = outcome.ended.state();
                         let metric_outcome = match outcome.ended {
                             Ended::RetryScheduled { .. } => "retry_scheduled",
                             _ => state.as_str(),
                         };
-                        ctx.metrics.attempt_finished(
+                        worker.metrics.attempt_finished(
                             metric_outcome,
                             code,
                             started.elapsed().as_secs_f64(),
@@ -125,7 +181,6 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
                     // The lease will expire and the attempt runs again; the key makes that safe.
                     Err(e) => tracing::error!(error = %e, "could not record the handoff outcome"),
                 }
-                ctx.settled.notify_waiters();
             }
             .instrument(span)
             .await
@@ -134,10 +189,9 @@ async fn run_job(ctx: Arc<Context>, job: Job) {
             let span =
                 tracing::info_span!("callback", webhook_id = %cb.webhook_id, org_id = %cb.org_id);
             async {
-                if let Err(e) = super::callback::deliver(&ctx, &cb, &lease).await {
+                if let Err(e) = super::callback::deliver(&worker, &cb, &lease).await {
                     tracing::error!(error = %e, "could not record the callback outcome");
                 }
-                ctx.settled.notify_waiters();
             }
             .instrument(span)
             .await
@@ -192,17 +246,17 @@ impl Running {
     /// over for being busy (the next due time must leave those out).
     async fn fill(
         &mut self,
-        ctx: &Arc<Context>,
+        worker: &Arc<Worker>,
     ) -> Result<(usize, Option<Vec<String>>), StoreError> {
         let mut started = 0;
-        while self.set.len() < ctx.settings.concurrency {
-            let busy = self.busy_orgs(ctx.settings.org_concurrency);
-            let Some(job) = claim_next(ctx, &busy).await? else {
+        while self.set.len() < worker.settings.concurrency {
+            let busy = self.busy_orgs(worker.settings.org_concurrency);
+            let Some(job) = claim_next(worker, &busy).await? else {
                 return Ok((started, Some(busy)));
             };
             let lease = job.lease();
             let org = job.org_id().to_owned();
-            let handle = self.set.spawn(run_job(ctx.clone(), job));
+            let handle = self.set.spawn(run_job(worker.clone(), job));
             self.leases.insert(handle.id(), lease);
             self.orgs.insert(handle.id(), org);
             started += 1;
@@ -225,7 +279,7 @@ impl Running {
     }
 
     /// Lets the jobs finish within `grace`; aborts the rest and gives their leases back.
-    async fn stop(mut self, ctx: &Context, grace: Duration) {
+    async fn stop(mut self, worker: &Worker, grace: Duration) {
         let finished =
             tokio::time::timeout(grace, async { while self.join_one().await.is_some() {} }).await;
         if finished.is_ok() {
@@ -235,7 +289,7 @@ impl Running {
         while self.join_one().await.is_some() {}
         let now = now_ms();
         for lease in self.leases.into_values() {
-            match ctx.store.release(&lease, now).await {
+            match worker.store.release(&lease, now).await {
                 Ok(_) => {
                     tracing::info!(key = %lease.key, "gave back an unfinished job at shutdown")
                 }
@@ -251,13 +305,13 @@ impl Running {
 /// then waits for those in flight and returns how many ran. A retry that a job schedules
 /// for "now" runs on the next call, so one call always ends. Tests call this to drain the
 /// queue deterministically.
-pub async fn run_due(ctx: &Arc<Context>) -> Result<usize, StoreError> {
+pub async fn run_due(worker: &Arc<Worker>) -> Result<usize, StoreError> {
     let mut running = Running::default();
     let mut ran = 0;
     let mut queue_empty = false;
     loop {
         if !queue_empty {
-            let (started, dry) = running.fill(ctx).await?;
+            let (started, dry) = running.fill(worker).await?;
             ran += started;
             // Passed-over busy orgs may have more due once one of their jobs ends.
             queue_empty = dry.is_some_and(|busy| busy.is_empty());
@@ -271,19 +325,19 @@ pub async fn run_due(ctx: &Arc<Context>) -> Result<usize, StoreError> {
 /// The worker loop: keeps up to `concurrency` jobs running, sleeping when nothing is due
 /// until woken (a new handoff), the next due time, or `IDLE_POLL`. When `shutdown` is
 /// cancelled it claims nothing more and stops as described in [`Running::stop`].
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     let mut running = Running::default();
     let mut retention_due = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= retention_due {
             retention_due += RETENTION_EVERY;
-            if let Err(e) = enforce_retention(&ctx, now_ms()).await {
+            if let Err(e) = enforce_retention(&worker, now_ms()).await {
                 tracing::warn!(error = %e, "could not redact expired sessions; trying again later");
             }
         }
-        let wait = match running.fill(&ctx).await {
+        let wait = match running.fill(&worker).await {
             Ok((_, None)) => None,
-            Ok((_, Some(busy))) => Some(match ctx.store.next_due_at(&busy).await {
+            Ok((_, Some(busy))) => Some(match worker.store.next_due_at(&busy).await {
                 Ok(Some(due)) => Duration::from_millis(
                     (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
                 ),
@@ -297,12 +351,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(()) = running.join_one(), if !running.set.is_empty() => {}
-            _ = ctx.wake.notified(), if wait.is_some() => {}
+            _ = worker.wake.notified(), if wait.is_some() => {}
             _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }
     }
     tracing::info!(in_flight = running.set.len(), "worker stopping");
-    running.stop(&ctx, ctx.settings.shutdown_grace).await;
+    running.stop(&worker, worker.settings.shutdown_grace).await;
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
 
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::webhook::envelope::{parse_json, FieldError};
-use crate::Context;
 
 /// Largest admin request body, in bytes.
 pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;
@@ -67,14 +67,14 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
 /// parse into `T`.
 pub struct ApiJson<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Context>> for ApiJson<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, ctx: &Arc<Context>) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, ctx: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let deadline = ctx.settings.limits.body_read_timeout;
+        let deadline = ctx.limits.body_read_timeout;
         let bytes = read_body(req.into_body(), ADMIN_BODY_LIMIT, deadline).await?;
         parse_body(&bytes).map(ApiJson)
     }

@@ -5,9 +5,9 @@ use serde::Deserialize;
 
 use crate::domain::{HandoffState, OrgId};
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::store::{HandoffRow, OrgRow};
 use crate::webhook::FieldError;
-use crate::Context;
 
 pub(super) fn org_id(raw: &str) -> Result<OrgId, ApiError> {
     OrgId::parse(raw).map_err(|why| {
@@ -18,7 +18,7 @@ pub(super) fn org_id(raw: &str) -> Result<OrgId, ApiError> {
     })
 }
 
-pub(super) async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, ApiError> {
+pub(super) async fn existing_org(ctx: &AppState, raw: &str) -> Result<OrgRow, ApiError> {
     let id = OrgId::parse(raw).map_err(|_| ApiError::UnknownOrg(raw.to_owned()))?;
     ctx.store
         .org(id.as_str())
@@ -27,7 +27,7 @@ pub(super) async fn existing_org(ctx: &Context, raw: &str) -> Result<OrgRow, Api
 }
 
 pub(super) async fn existing_handoff(
-    ctx: &Context,
+    ctx: &AppState,
     org: &OrgRow,
     session_id: &str,
 ) -> Result<HandoffRow, ApiError> {

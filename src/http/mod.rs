@@ -5,6 +5,7 @@ pub mod extract;
 mod lookup;
 pub mod openapi;
 pub mod server;
+mod state;
 pub mod status;
 pub mod views;
 pub mod webhooks;
@@ -26,16 +27,16 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::metrics::QueueGauge;
-use crate::Context;
+pub use state::AppState;
 
 /// The route table, in three parts that get different middleware: the admin routes (behind
 /// the admin token), the webhook route (counted by answer status), and the rest. It is also
 /// the OpenAPI document (`utoipa-axum` collects each handler's `#[utoipa::path]`), so a
 /// route cannot be served undocumented or documented unserved.
 struct RouteTable {
-    admin: OpenApiRouter<Arc<Context>>,
-    webhooks: OpenApiRouter<Arc<Context>>,
-    public: OpenApiRouter<Arc<Context>>,
+    admin: OpenApiRouter<Arc<AppState>>,
+    webhooks: OpenApiRouter<Arc<AppState>>,
+    public: OpenApiRouter<Arc<AppState>>,
 }
 
 fn route_table() -> RouteTable {
@@ -81,7 +82,7 @@ pub fn api_document() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole HTTP API.
-pub fn router(ctx: Arc<Context>) -> Router {
+pub fn router(ctx: Arc<AppState>) -> Router {
     let table = route_table();
     let admin = table
         .admin
@@ -103,7 +104,7 @@ async fn healthz() -> &'static str {
 }
 
 /// Counts each webhook delivery by the status it was answered with.
-async fn count_webhook(State(ctx): State<Arc<Context>>, request: Request, next: Next) -> Response {
+async fn count_webhook(State(ctx): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     ctx.metrics.webhook_answered(response.status().as_u16());
     response
@@ -116,7 +117,7 @@ async fn count_webhook(State(ctx): State<Arc<Context>>, request: Request, next: 
     ), security(("admin_token" = [])))]
 /// `GET /metrics`: Prometheus metrics as OpenMetrics text (see [`crate::metrics`]); admin
 /// token required, as for the admin API.
-async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
+async fn metrics(State(ctx): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let now = crate::store::now_ms();
     let queues: Vec<QueueGauge> = ctx
         .store
@@ -148,13 +149,13 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
         (status = 503, description = "`store_unavailable`", body = openapi::Problem, content_type = "application/problem+json"),
     ))]
 /// `GET /readyz`: 200 when the store answers, 503 `store_unavailable` otherwise.
-async fn readyz(State(ctx): State<Arc<Context>>) -> Result<&'static str, ApiError> {
+async fn readyz(State(ctx): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     ctx.store.ping().await?;
     Ok("ready")
 }
 
 /// Whether `given` is the admin token (constant-time comparison).
-fn admin_token_matches(ctx: &Context, given: &str) -> bool {
+fn admin_token_matches(ctx: &AppState, given: &str) -> bool {
     given
         .as_bytes()
         .ct_eq(ctx.admin_token.expose_secret().as_bytes())
@@ -162,7 +163,7 @@ fn admin_token_matches(ctx: &Context, given: &str) -> bool {
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.
-async fn require_admin(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
+async fn require_admin(State(ctx): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::lookup::{existing_handoff, existing_org, list_options, StatusQuery};
 use super::{admin_token_matches, views};
 use crate::error::ApiError;
-use crate::Context;
+use crate::http::AppState;
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -84,7 +84,7 @@ fn challenge() -> Response {
     response
 }
 
-fn authorized(ctx: &Context, headers: &HeaderMap) -> bool {
+fn authorized(ctx: &AppState, headers: &HeaderMap) -> bool {
     presented_token(headers).is_some_and(|t| admin_token_matches(ctx, &t))
 }
 
@@ -110,7 +110,7 @@ fn render(context: serde_json::Value) -> Result<Response, ApiError> {
         (status = 401, description = "Sign in: `WWW-Authenticate: Basic`; the admin token is the password"),
     ), security(("admin_token" = []), ("admin_basic" = [])))]
 pub async fn page(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<StatusQuery>,
 ) -> Result<Response, ApiError> {
@@ -147,7 +147,7 @@ pub async fn page(
         (status = 401, description = "Sign in: `WWW-Authenticate: Basic`"),
     ), security(("admin_token" = []), ("admin_basic" = [])))]
 pub async fn session(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((raw, session_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

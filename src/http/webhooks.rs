@@ -14,11 +14,11 @@ use super::views;
 use crate::domain::handoff::QueuedMessage;
 use crate::domain::{OrgId, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::store::{now_ms, Intake, NewHandoff};
 use crate::webhook::envelope::EnvelopeHead;
 use crate::webhook::signature::SignatureHeaders;
 use crate::webhook::{Envelope, HANDOFF_EVENT};
-use crate::Context;
 
 /// Largest webhook body, in bytes (README, "The webhook contract").
 pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
@@ -45,7 +45,7 @@ pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
         (status = 503, description = "`store_unavailable`: nothing stored, retry", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn receive(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(org_id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -69,12 +69,7 @@ pub async fn receive(
         .org(org_id.as_str())
         .await?
         .ok_or_else(|| ApiError::UnknownOrg(org_id.to_string()))?;
-    let body = read_body(
-        body,
-        WEBHOOK_BODY_LIMIT,
-        ctx.settings.limits.body_read_timeout,
-    )
-    .await?;
+    let body = read_body(body, WEBHOOK_BODY_LIMIT, ctx.limits.body_read_timeout).await?;
     let webhook_id = signature.verify(&ctx.vault.webhook_secrets(&org, now), &body)?;
 
     let head: EnvelopeHead = parse_body(&body)?;

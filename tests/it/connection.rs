@@ -177,7 +177,7 @@ async fn readyz_answers_while_the_store_does() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    t.app.context().store.close().await;
+    t.app.worker().store.close().await;
     let down = t
         .http
         .get(format!("{}/readyz", t.url))

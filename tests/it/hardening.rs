@@ -466,7 +466,7 @@ async fn retention_removes_the_session_but_keeps_the_record() {
         .any(|e| e["kind"] == "redacted"));
     let stored = t
         .app
-        .context()
+        .worker()
         .store
         .handoff("acme", "kept-for-a-while")
         .await
@@ -603,7 +603,7 @@ async fn a_key_rotation_keeps_every_secret_readable_and_rekey_reseals_them() {
     new_only.run_due().await.unwrap();
     assert_eq!(t.record("acme", "after-rekey").await["state"], "succeeded");
     // And the webhook secret opens with it too.
-    let ctx = new_only.context();
+    let ctx = new_only.worker();
     let org = ctx.store.org("acme").await.unwrap().unwrap();
     assert!(ctx.vault.webhook_secret(&org).is_ok());
 }
@@ -666,7 +666,7 @@ async fn a_panicking_attempt_is_recorded_and_retried() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
     t.submit("acme", &secret, json!({ "id": "panicky" })).await;
-    let ctx = t.app.context();
+    let ctx = t.app.worker();
     let claim = ctx
         .store
         .claim_handoff(now_ms(), 60_000, &[])

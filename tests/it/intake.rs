@@ -325,7 +325,7 @@ async fn list_filters_by_state_and_validates_its_query() {
 async fn an_unavailable_store_answers_503_and_asks_for_a_retry() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
-    t.app.context().store.close().await;
+    t.app.worker().store.close().await;
     let body = serde_json::to_vec(&envelope("acme", json!({ "id": "store-down" }))).unwrap();
     let now = handoff_bridge::store::now_ms() / 1000;
     let response = t

@@ -13,8 +13,8 @@ use crate::connection::orgs::{ConnectionStatus, SaveOutcome};
 use crate::connection::{self, Check, ConnectionInput};
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
+use crate::http::AppState;
 use crate::store::{now_ms, rfc3339};
-use crate::Context;
 
 /// `POST /v1/orgs/{org_id}/connection/test`: runs the checks, saves nothing.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/test", tag = "connection", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
@@ -22,13 +22,12 @@ use crate::Context;
     responses((status = 200, description = "`{status: passed|failed, checks: [{name, status, code, message, hint, detail, duration_ms}]}`; nothing saved", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn test_connection(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<Response, ApiError> {
     existing_org(&ctx, &raw).await?;
-    let (checks, _) =
-        connection::run_checks(&ctx.dataverse, &input, ctx.settings.allow_insecure_dynamics).await;
+    let (checks, _) = connection::run_checks(&ctx.dataverse, &input, ctx.allow_insecure).await;
     let status = if connection::all_passed(&checks) {
         "passed"
     } else {
@@ -47,7 +46,7 @@ pub async fn test_connection(
         (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ), security(("admin_token" = [])))]
 pub async fn save_connection(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<Response, ApiError> {
@@ -80,7 +79,7 @@ pub async fn save_connection(
     responses((status = 200, description = "The checks of the saved connection; the card becomes `active` or `failing`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn check_connection(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
@@ -101,7 +100,7 @@ pub async fn check_connection(
     responses((status = 200, description = "The connection, never its client secret", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn get_connection(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
@@ -128,7 +127,7 @@ pub async fn get_connection(
     responses((status = 204, description = "Forgotten"), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn delete_connection(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let org = existing_org(&ctx, &raw).await?;

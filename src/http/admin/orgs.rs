@@ -13,8 +13,8 @@ use crate::connection::orgs::{OrgError, OrgInput};
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::views;
+use crate::http::AppState;
 use crate::store::{now_ms, rfc3339};
-use crate::Context;
 
 /// Creates (201, with the new `webhook_secret`, shown this once) or updates (200) an org.
 #[utoipa::path(put, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
@@ -25,7 +25,7 @@ use crate::Context;
         (status = 422, description = "`validation_failed`: `errors` name each field", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ), security(("admin_token" = [])))]
 pub async fn put_org(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
     ApiJson(input): ApiJson<OrgInput>,
 ) -> Result<Response, ApiError> {
@@ -53,7 +53,7 @@ pub async fn put_org(
     responses((status = 200, description = "The org, never its secret", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn get_org(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(views::org(&existing_org(&ctx, &raw).await?)))
@@ -64,7 +64,7 @@ pub async fn get_org(
     responses((status = 200, description = "`{webhook_secret, previous_secret_valid_until}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn rotate_secret(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
@@ -85,7 +85,7 @@ pub async fn rotate_secret(
     responses((status = 200, description = "`{revoked}`: whether a previous secret was forgotten", body = Object), (status = 404, description = "`unknown_org`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn revoke_previous_secret(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;

@@ -11,15 +11,15 @@ use serde_json::{json, Value};
 use super::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};
 use crate::error::ApiError;
 use crate::http::views;
+use crate::http::AppState;
 use crate::store::now_ms;
-use crate::Context;
 
 /// `GET /v1/orgs/{org_id}/sessions/{session_id}`: the handoff record with its timeline.
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions/{session_id}", tag = "handoffs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = crate::http::openapi::SESSION_ID_DOC)),
     responses((status = 200, description = "The handoff record with `events` and `callbacks`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn get_session(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path((raw, session_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
@@ -41,7 +41,7 @@ pub async fn get_session(
     responses((status = 200, description = "`{generated_at, orgs: [{org_id, name, connection, counts_24h, queue, recent}]}`", body = Object)),
     security(("admin_token" = [])))]
 pub async fn status(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Query(query): Query<StatusQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
@@ -64,7 +64,7 @@ pub async fn status(
     responses((status = 200, description = "`{sessions: [...]}`, newest first", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn list_sessions(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -91,7 +91,7 @@ pub async fn list_sessions(
         (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ), security(("admin_token" = [])))]
 pub async fn retry_session(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path((raw, session_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let org = existing_org(&ctx, &raw).await?;
@@ -130,7 +130,7 @@ pub async fn retry_session(
     responses((status = 202, description = "`{requeued_handoffs, requeued_callbacks}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn retry_failed(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let org = existing_org(&ctx, &raw).await?;

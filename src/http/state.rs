@@ -1,0 +1,48 @@
+//! What the HTTP handlers share: the store, the vault, Dataverse (for test-and-save), the
+//! metrics, the admin token, and the worker's wake-up. Shared as `Arc<AppState>`.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use tokio::sync::Notify;
+
+use super::server::HttpLimits;
+use crate::connection::orgs::OrgRules;
+use crate::connection::vault::Vault;
+use crate::dynamics::Dataverse;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// The state of every route.
+pub struct AppState {
+    pub store: Store,
+    /// Seals secrets on save and opens the webhook secrets that verify an incoming webhook.
+    pub vault: Vault,
+    /// Test-and-save and re-checks talk to Dataverse through it (the same token cache and
+    /// per-environment gates as the worker).
+    pub dataverse: Arc<Dataverse>,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
+    /// Development mode: loopback `http://` environment, authority and callback URLs are
+    /// admitted.
+    pub allow_insecure: bool,
+    /// Limits on inbound connections and request reads (the body-read deadline is applied
+    /// by the routes that read a body).
+    pub limits: HttpLimits,
+    /// The bearer token of `/v1/*` and the password of `/status`.
+    pub admin_token: SecretString,
+    /// Wakes the worker when work arrives.
+    pub wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// The org and connection rules over this process's store, vault and Dataverse.
+    pub fn org_rules(&self) -> OrgRules<'_> {
+        OrgRules {
+            store: &self.store,
+            vault: &self.vault,
+            dataverse: &self.dataverse,
+            allow_insecure: self.allow_insecure,
+        }
+    }
+}
