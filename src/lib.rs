@@ -58,6 +58,7 @@ impl App {
     /// Connects the store (running migrations) and builds the service.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let store = Store::connect(&config.database_url).await?;
+        webhook::upgrade::upgrade_stored_sessions(&store).await?;
         let metrics = Arc::new(Metrics::new());
         let dataverse = Dataverse::new(
             outbound::http_client(config.request_timeout),

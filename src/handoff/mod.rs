@@ -24,7 +24,6 @@ use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
 use crate::store::{Claim, Ended, NewCallback, NewEvent, OrgRow, Outcome};
-use crate::webhook::envelope::Session;
 use job::{Clock, Connect, HandoffDataverse, JobContext};
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.
@@ -175,25 +174,16 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
     }
 }
 
-/// Rebuilds the validated request from a stored payload: version 2 is the bridge's own
-/// [`QueuedHandoff`]; version 1 (rows written before it) is the OpenCX session as received,
-/// validated again.
+/// Rebuilds the validated request from a stored payload, the bridge's own [`QueuedHandoff`].
+/// Older shapes were upgraded at startup (`webhook::upgrade`); one still here did not
+/// validate then.
 fn decode(version: i64, org_id: &str, payload: &str) -> Result<HandoffRequest, String> {
     let org = OrgId::parse(org_id)?;
     match version {
         QUEUED_PAYLOAD_VERSION => serde_json::from_str::<QueuedHandoff>(payload)
             .map_err(|e| e.to_string())?
             .into_request(&org),
-        1 => {
-            let session: Session = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-            HandoffRequest::from_session(&org, &session).map_err(|errors| {
-                errors
-                    .iter()
-                    .map(|e| format!("{} {}", e.pointer, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-        }
+        1 => Err("the session was stored by an older version and did not pass validation when this version started (its log names the field)".to_owned()),
         other => Err(format!(
             "payload version {other} is not known to this build"
         )),

@@ -12,15 +12,11 @@ use super::job::{Clock, Connect, HandoffDataverse, JobContext};
 use super::retry::RetryPolicy;
 use crate::connection::crypto::{EncryptionKey, Keyring};
 use crate::connection::vault::{SealTarget, Vault};
-use crate::domain::{
-    ContactMatch, EventKind, HandoffRequest, HandoffState, OrgId, QueuedHandoff,
-    QUEUED_PAYLOAD_VERSION,
-};
+use crate::domain::{ContactMatch, EventKind, HandoffState, QUEUED_PAYLOAD_VERSION};
 use crate::dynamics::{
     ContactCreate, CreateOutcome, Credentials, DataverseError, LiveWorkItemCreate,
 };
 use crate::store::{Claim, ConnectionRow, Ended, NewHandoff, OrgRow, Outcome, Store};
-use crate::webhook::envelope::Session;
 use crate::webhook::WebhookSecret;
 
 /// The fixed "now" of every test, in Unix ms.
@@ -112,8 +108,8 @@ async fn setup(session: Value, connected: bool, claimed_at: i64) -> Setup {
     setup_with(session, connected, claimed_at, QUEUED_PAYLOAD_VERSION).await
 }
 
-/// [`setup`] with the handoff stored as payload `version`: 2, the bridge's own shape; 1,
-/// the OpenCX session as older versions stored it.
+/// [`setup`] with the handoff's `payload_version` set to `version` (the payload is always
+/// the bridge's own shape).
 async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
@@ -156,27 +152,23 @@ async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i
             .await
             .unwrap();
     }
-    let mut full = json!({
-        "id": "s-1",
-        "channel": { "type": "web" },
-        "handoff": { "summary": "Customer needs help with an order." },
-    });
-    for (k, v) in session.as_object().unwrap() {
-        full[k] = v.clone();
-    }
-    let payload = if version == 1 {
-        full.to_string()
-    } else {
-        let session: Session = serde_json::from_value(full.clone()).unwrap();
-        let org = OrgId::parse("acme").unwrap();
-        let request = HandoffRequest::from_session(&org, &session).unwrap();
-        serde_json::to_string(&QueuedHandoff::new(&request, Vec::new())).unwrap()
-    };
+    // The bridge's own payload (`QueuedHandoff`), from the test's session-like `session`.
+    let channel = session["channel"]["type"].as_str().unwrap_or("web");
+    let payload = json!({
+        "session_id": "s-1",
+        "channel": channel,
+        "customer": {
+            "email": session["contact"]["email"],
+            "email_verified": session["contact"]["verified"] == true,
+        },
+        "summary": "Customer needs help with an order.",
+    })
+    .to_string();
     let new = NewHandoff {
         org_id: "acme",
         session_id: "s-1",
         webhook_id: "msg_1",
-        channel: full["channel"]["type"].as_str().unwrap(),
+        channel,
         payload_version: version,
         payload,
     };
@@ -456,15 +448,14 @@ async fn a_panic_is_recorded_as_a_transient_internal_error() {
 }
 
 #[tokio::test]
-async fn a_row_stored_as_the_opencx_session_is_still_read() {
-    let setup = setup_with(verified(), true, NOW, 1).await;
-    let dataverse = FakeDataverse::default();
-    let outcome = run(&setup, &dataverse).await;
-    assert_eq!(outcome.ended.state(), HandoffState::Succeeded);
-    assert_eq!(outcome.contact_match, Some(ContactMatch::Linked));
-
-    let mut unknown = setup_with(json!({}), true, NOW, 1).await;
-    unknown.claim.handoff.payload_version = 9;
-    let outcome = run(&unknown, &FakeDataverse::default()).await;
-    assert_eq!(code(&outcome), "payload_unreadable");
+async fn a_payload_version_this_build_does_not_read_fails_as_payload_unreadable() {
+    // Version 1 rows that are still version 1 did not validate at the startup upgrade.
+    for version in [1, 9] {
+        let setup = setup_with(verified(), true, NOW, version).await;
+        let dataverse = FakeDataverse::default();
+        let outcome = run(&setup, &dataverse).await;
+        assert_eq!(outcome.ended.state(), HandoffState::Failed, "{version}");
+        assert_eq!(code(&outcome), "payload_unreadable");
+        assert!(dataverse.calls().is_empty());
+    }
 }

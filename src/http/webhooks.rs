@@ -11,8 +11,7 @@ use serde_json::json;
 
 use super::extract::{is_json, parse_body, read_body};
 use super::views;
-use crate::domain::handoff::QueuedMessage;
-use crate::domain::{OrgId, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
+use crate::domain::{OrgId, QUEUED_PAYLOAD_VERSION};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::store::{now_ms, Intake, NewHandoff};
@@ -85,18 +84,7 @@ pub async fn receive(
     }
     let envelope: Envelope = parse_body(&body)?;
     let request = envelope.validate(&org_id).map_err(ApiError::Validation)?;
-    let history = envelope
-        .data
-        .session
-        .history
-        .iter()
-        .map(|m| QueuedMessage {
-            created_at: m.created_at.clone(),
-            sender: m.sender.clone(),
-            text: m.text.clone(),
-        })
-        .collect();
-    let payload = serde_json::to_string(&QueuedHandoff::new(&request, history))
+    let payload = serde_json::to_string(&envelope.data.session.queued(&request))
         .expect("a queued handoff serializes");
 
     let intake = ctx

@@ -16,6 +16,7 @@ pub mod replay;
 pub mod reports;
 pub mod retention;
 pub mod sealed;
+pub mod upgrade;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,7 @@ pub use replay::Replayed;
 pub use reports::{ListedHandoff, QueueDepth};
 pub use retention::{DEFAULT_RETENTION, REDACTED_PAYLOAD};
 pub use sealed::SealedValue;
+pub use upgrade::StoredPayload;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

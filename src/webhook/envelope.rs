@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::handoff::QueuedMessage;
 use crate::domain::{
-    Channel, Customer, EmailAddress, HandoffRequest, OrgId, SessionId, VerifiedEmail,
+    Channel, Customer, EmailAddress, HandoffRequest, OrgId, QueuedHandoff, SessionId, VerifiedEmail,
 };
 
 /// The one event the bridge acts on; others are acknowledged and ignored.
@@ -166,6 +167,23 @@ fn non_empty(value: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
+}
+
+impl Session {
+    /// The bridge's own queued payload for this session, once validated as `request`: the
+    /// request and the transcript.
+    pub fn queued(&self, request: &HandoffRequest) -> QueuedHandoff {
+        let history = self
+            .history
+            .iter()
+            .map(|m| QueuedMessage {
+                created_at: m.created_at.clone(),
+                sender: m.sender.clone(),
+                text: m.text.clone(),
+            })
+            .collect();
+        QueuedHandoff::new(request, history)
+    }
 }
 
 impl HandoffRequest {

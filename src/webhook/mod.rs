@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod send;
 pub mod signature;
+pub mod upgrade;
 
 pub use envelope::{Envelope, FieldError, HANDOFF_EVENT};
 pub use signature::{SignatureError, WebhookSecret};

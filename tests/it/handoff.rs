@@ -421,3 +421,52 @@ async fn two_replicas_on_one_store_never_run_a_handoff_twice() {
         assert_eq!(s["attempts"], 1, "{s}");
     }
 }
+
+#[tokio::test]
+async fn a_session_stored_by_an_older_version_is_upgraded_at_start_and_handed_off() {
+    let t = TestApp::start().await;
+    t.connected_org("acme").await;
+    // What an older version wrote: the OpenCX session itself, as payload version 1.
+    let session = json!({
+        "id": "from-before",
+        "channel": { "type": "web" },
+        "contact": { "email": "ada@example.com", "verified": true },
+        "handoff": { "summary": "Wants to change a delivery address." },
+    });
+    t.app
+        .worker()
+        .store
+        .intake(
+            handoff_bridge::store::NewHandoff {
+                org_id: "acme",
+                session_id: "from-before",
+                webhook_id: "msg_old",
+                channel: "web",
+                payload_version: 1,
+                payload: session.to_string(),
+            },
+            handoff_bridge::store::now_ms(),
+        )
+        .await
+        .unwrap();
+
+    // A process of this version starts on that store and works the handoff.
+    let upgraded = t.replica().await;
+    let stored = upgraded
+        .worker()
+        .store
+        .handoff("acme", "from-before")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.payload_version,
+        handoff_bridge::domain::QUEUED_PAYLOAD_VERSION
+    );
+    upgraded.run_due().await.unwrap();
+    let record = t.record("acme", "from-before").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(record["contact_match"], "linked");
+    let create = t.requests_of("create_work_item")[0].body.clone().unwrap();
+    assert_eq!(create["subject"], "Wants to change a delivery address.");
+}
