@@ -4,11 +4,13 @@
 //! plain sentence that names the rule, ready to be shown next to the offending field.
 
 pub mod handoff;
+pub mod outcome;
 
 pub use handoff::{
     ContactMatch, Customer, EventKind, HandoffRequest, HandoffState, QueuedHandoff,
     QUEUED_PAYLOAD_VERSION,
 };
+pub use outcome::{Ended, NewCallback, NewEvent, Outcome};
 
 use std::fmt;
 

@@ -16,10 +16,9 @@ use super::worker::Worker;
 use crate::catalog::{self, Diagnosis};
 use crate::domain::ContactMatch;
 use crate::domain::{EventKind, WorkstreamId};
+use crate::domain::{NewCallback, NewEvent};
 use crate::dynamics::RetryClass;
-use crate::store::{
-    now_ms, rfc3339, CallbackRow, CallbackState, HandoffRow, Lease, NewCallback, NewEvent, OrgRow,
-};
+use crate::store::{now_ms, rfc3339, CallbackRow, CallbackState, HandoffRow, Lease, OrgRow};
 use crate::webhook::send::signed_post;
 
 /// The deterministic `webhook-id` of an event about a session.

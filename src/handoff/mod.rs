@@ -19,11 +19,12 @@ use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind};
+use crate::domain::{Ended, NewCallback, NewEvent, Outcome};
 use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
-use crate::store::{Claim, Ended, NewCallback, NewEvent, OrgRow, Outcome};
+use crate::store::{Claim, OrgRow};
 use job::{Clock, Connect, HandoffDataverse, JobContext};
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.

@@ -13,10 +13,11 @@ use super::retry::RetryPolicy;
 use crate::connection::crypto::{EncryptionKey, Keyring};
 use crate::connection::vault::{SealTarget, Vault};
 use crate::domain::{ContactMatch, EventKind, HandoffState, QUEUED_PAYLOAD_VERSION};
+use crate::domain::{Ended, Outcome};
 use crate::dynamics::{
     ContactCreate, CreateOutcome, Credentials, DataverseError, LiveWorkItemCreate,
 };
-use crate::store::{Claim, ConnectionRow, Ended, NewHandoff, OrgRow, Outcome, Store};
+use crate::store::{Claim, ConnectionRow, NewHandoff, OrgRow, Store};
 use crate::webhook::WebhookSecret;
 
 /// The fixed "now" of every test, in Unix ms.

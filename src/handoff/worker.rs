@@ -20,9 +20,10 @@ use tracing::Instrument;
 use super::job::{JobContext, SystemClock};
 use super::retry::RetryPolicy;
 use crate::connection::vault::Vault;
+use crate::domain::Ended;
 use crate::dynamics::Dataverse;
 use crate::metrics::Metrics;
-use crate::store::{now_ms, CallbackRow, Claim, Ended, Lease, Store, StoreError};
+use crate::store::{now_ms, CallbackRow, Claim, Lease, Store, StoreError};
 
 /// What the worker runs with, and nothing more. `App::build` makes one and shares it (as
 /// `Arc<Worker>`) between the worker loop, its jobs and the HTTP state, which only wakes it.

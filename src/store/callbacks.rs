@@ -4,18 +4,10 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
-use super::events::{insert_event, NewEvent};
+use super::events::insert_event;
 use super::queue::{Lease, Queue};
 use super::{col, Store, StoreError};
-
-/// A callback event to deliver after the handoff's transaction commits (outbox).
-#[derive(Debug, Clone)]
-pub struct NewCallback {
-    /// Deterministic Standard Webhooks `webhook-id` (`msg_…`), the outbox key.
-    pub webhook_id: String,
-    pub event_type: &'static str,
-    pub payload: String,
-}
+use crate::domain::NewEvent;
 
 /// Where a callback delivery is: `pending` (due at `next_attempt_at`), `delivered`, or
 /// `failed` (given up).

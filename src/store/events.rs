@@ -5,21 +5,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{col, Store, StoreError};
-use crate::domain::EventKind;
+use crate::domain::NewEvent;
 
 /// One entry of a handoff's timeline: `{at, kind, detail}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRow {
     pub at: i64,
     pub kind: String,
-    pub detail: Value,
-}
-
-/// An event to append.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub at: i64,
-    pub kind: EventKind,
     pub detail: Value,
 }
 

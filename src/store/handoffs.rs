@@ -5,11 +5,11 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::events::insert_event;
-use super::outcome::{Ended, Outcome};
 use super::queue::{Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::catalog::Diagnosis;
 use crate::domain::{ContactMatch, EventKind, HandoffState};
+use crate::domain::{Ended, Outcome};
 
 /// One stored handoff.
 #[derive(Debug, Clone)]

@@ -11,9 +11,10 @@
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::events::{insert_event, NewEvent};
+use super::events::insert_event;
 use super::{col, Backend, Store, StoreError};
 use crate::domain::EventKind;
+use crate::domain::NewEvent;
 
 /// The two queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
-use super::events::{insert_event, NewEvent};
+use super::events::insert_event;
 use super::{col, Store, StoreError};
 use crate::domain::EventKind;
+use crate::domain::NewEvent;
 
 /// What a replay re-queued.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -1,12 +1,29 @@
-//! How an attempt ended, as the store records it: the handoff's next state and what goes
-//! with it, written by `Store::finish_handoff` in one transaction.
+//! How an attempt ended: the handoff's next state and what goes with it (the timeline
+//! events it adds, the callback it queues). The job returns an [`Outcome`];
+//! `Store::finish_handoff` writes it in one transaction.
 
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::callbacks::NewCallback;
-use super::events::NewEvent;
+use super::handoff::{ContactMatch, EventKind, HandoffState};
 use crate::catalog::Diagnosis;
-use crate::domain::{ContactMatch, HandoffState};
+
+/// An event to append to a handoff's timeline; `at` in Unix ms.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub at: i64,
+    pub kind: EventKind,
+    pub detail: Value,
+}
+
+/// A callback event to deliver after the handoff's transaction commits (outbox).
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    /// Deterministic Standard Webhooks `webhook-id` (`msg_…`), the outbox key.
+    pub webhook_id: String,
+    pub event_type: &'static str,
+    pub payload: String,
+}
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
