@@ -193,7 +193,7 @@ pub fn entry(code: &str) -> Failure {
 /// A failure as reported to admins: the catalog's words plus what this occurrence adds
 /// (the upstream error text, the field, the value that failed). Shape:
 /// `{"code","message","hint","detail"?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Diagnosis {
     pub code: String,
     pub message: String,

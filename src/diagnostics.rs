@@ -3,7 +3,8 @@
 //! where each one stands — on the bridge's side, the configuration's, or Dynamics routing's.
 //! `GET /v1/status` returns these as JSON.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::catalog::{self, Diagnosis, Failure};
 use crate::connection::orgs::ConnectionStatus;
@@ -23,9 +24,129 @@ pub struct Filter {
     pub limit: i64,
 }
 
+/// The facts of `GET /v1/status`: every org (or the one asked for), as of `generated_at`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusReport {
+    pub generated_at: String,
+    pub orgs: Vec<OrgStatus>,
+}
+
+/// One org on the status page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgStatus {
+    pub org_id: String,
+    pub name: String,
+    pub connection: ConnectionCard,
+    /// Handoffs received in the last 24 hours, by their state now.
+    pub counts_24h: Counts,
+    pub queue: QueueView,
+    /// The newest handoffs (at most the filter's `limit`), explained.
+    pub recent: Vec<RecentHandoff>,
+}
+
+/// Handoffs by state.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Counts {
+    pub queued: i64,
+    pub processing: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+/// The org's waiting work.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueView {
+    /// Handoffs `queued` or `processing`.
+    pub depth: i64,
+    /// Age of the oldest `queued` handoff, in milliseconds; `null` when none waits.
+    pub oldest_queued_age_ms: Option<i64>,
+}
+
+/// The state of an org's connection on its card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CardStatus {
+    Active,
+    Failing,
+    NotConnected,
+}
+
+impl From<ConnectionStatus> for CardStatus {
+    fn from(status: ConnectionStatus) -> Self {
+        match status {
+            ConnectionStatus::Active => Self::Active,
+            ConnectionStatus::Failing => Self::Failing,
+        }
+    }
+}
+
+/// The connection card: `Active` / `Failing` / `Not connected`, the last check, and the
+/// check that failed (or warned) with its hint. Fields that do not apply are left out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionCard {
+    pub status: CardStatus,
+    /// `Active`, `Failing` or `Not connected`.
+    pub label: &'static str,
+    /// What to do, without a connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workstream_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_check: Option<Check>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<Check>,
+}
+
+/// One recent handoff on the status page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentHandoff {
+    pub session_id: String,
+    pub channel: String,
+    pub state: HandoffState,
+    pub contact_match: Option<ContactMatch>,
+    pub dynamics365_chat_id: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<Diagnosis>,
+    pub notes: Vec<Diagnosis>,
+    pub created_at: String,
+    pub explanation: Explanation,
+}
+
+/// Which side a handoff's problem is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Nothing is wrong, or nothing is anyone's to fix.
+    None,
+    /// The bridge itself (its store, an internal error).
+    Bridge,
+    /// The org's settings in Entra ID, Dataverse or the bridge.
+    Configuration,
+    /// Dataverse is unavailable or throttling.
+    DynamicsService,
+    /// The work item exists; routing it to a representative is Dynamics' part.
+    DynamicsRouting,
+    /// The widget backend refuses the callbacks.
+    WidgetBackend,
+}
+
 /// What a handoff's state means for the admin: a one-line `summary`, what to do (`hint`),
-/// and which side the problem is on (`bridge`, `configuration`, `dynamics_routing`, `none`).
-pub fn explain(h: &HandoffRow) -> Value {
+/// and which [`Side`] the problem is on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Explanation {
+    pub summary: String,
+    pub hint: String,
+    pub side: Side,
+}
+
+/// Explains `h`'s state (see [`Explanation`]).
+pub fn explain(h: &HandoffRow) -> Explanation {
     let error = h.last_error.as_ref();
     let (summary, hint, side) = match h.state {
         HandoffState::Succeeded => (
@@ -35,7 +156,7 @@ pub fn explain(h: &HandoffRow) -> Value {
                 h.workstream_id.as_deref().unwrap_or("?")
             ),
             "If no representative received the chat, the problem is on the Dynamics side: check the workstream's routing rules, the representatives' capacity and presence.".to_owned(),
-            "dynamics_routing",
+            Side::DynamicsRouting,
         ),
         HandoffState::Skipped => {
             let unsupported = error.is_some_and(|e| e.code == catalog::UNSUPPORTED_CHANNEL.code);
@@ -46,7 +167,7 @@ pub fn explain(h: &HandoffRow) -> Value {
                 } else {
                     error.map(|e| e.hint.clone()).unwrap_or_default()
                 },
-                "none",
+                Side::None,
             )
         }
         HandoffState::Failed => (
@@ -60,10 +181,14 @@ pub fn explain(h: &HandoffRow) -> Value {
                 e.hint.clone(),
                 side_of(Some(&e.code)),
             ),
-            None => ("Waiting for the worker.".to_owned(), String::new(), "none"),
+            None => ("Waiting for the worker.".to_owned(), String::new(), Side::None),
         },
     };
-    json!({ "summary": summary, "hint": hint, "side": side })
+    Explanation {
+        summary,
+        hint,
+        side,
+    }
 }
 
 /// What else an admin may want to know about a handoff, beside its state: the contact
@@ -78,48 +203,57 @@ pub fn notes(h: &HandoffRow, failed_callback: Option<&str>) -> Vec<Diagnosis> {
     contact.into_iter().chain(callback).collect()
 }
 
-fn side_of(code: Option<&str>) -> &'static str {
-    let Some(code) = code else { return "none" };
+fn side_of(code: Option<&str>) -> Side {
+    let Some(code) = code else { return Side::None };
     let step = catalog::CATALOG
         .iter()
         .find(|f| f.code == code)
         .map(|f| f.step);
     match step {
         Some(catalog::Step::Input | catalog::Step::Token | catalog::Step::Workstream) => {
-            "configuration"
+            Side::Configuration
         }
         Some(catalog::Step::Dataverse)
             if code == catalog::DATAVERSE_UNAVAILABLE.code
                 || code == catalog::DATAVERSE_THROTTLED.code =>
         {
-            "dynamics_service"
+            Side::DynamicsService
         }
-        Some(catalog::Step::Dataverse | catalog::Step::WorkItem) => "configuration",
-        Some(catalog::Step::Callback) => "widget_backend",
-        _ => "bridge",
+        Some(catalog::Step::Dataverse | catalog::Step::WorkItem) => Side::Configuration,
+        Some(catalog::Step::Callback) => Side::WidgetBackend,
+        _ => Side::Bridge,
     }
 }
 
-/// The connection card: `Active` / `Failing` / `Not connected`, the last check and the check
-/// that failed with its hint.
-async fn connection_card(store: &Store, org_id: &str) -> Result<Value, StoreError> {
+async fn connection_card(store: &Store, org_id: &str) -> Result<ConnectionCard, StoreError> {
     let Some(conn) = store.connection(org_id).await? else {
-        return Ok(json!({ "status": "not_connected", "label": "Not connected",
-            "hint": catalog::NOT_CONNECTED.hint }));
+        return Ok(ConnectionCard {
+            status: CardStatus::NotConnected,
+            label: "Not connected",
+            hint: Some(catalog::NOT_CONNECTED.hint),
+            environment_url: None,
+            workstream_id: None,
+            last_checked_at: None,
+            failing_check: None,
+            warning: None,
+        });
     };
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
-    let failing = checks.iter().find(|c| c.status == CheckStatus::Fail);
-    let warning = checks.iter().find(|c| c.status == CheckStatus::Warn);
+    let with = |status| checks.iter().find(|c| c.status == status).cloned();
     let status = ConnectionStatus::stored(&conn.status);
-    Ok(json!({
-        "status": status,
-        "label": match status { ConnectionStatus::Active => "Active", ConnectionStatus::Failing => "Failing" },
-        "environment_url": conn.environment_url,
-        "workstream_id": conn.workstream_id,
-        "last_checked_at": rfc3339(conn.last_checked_at),
-        "failing_check": failing,
-        "warning": warning,
-    }))
+    Ok(ConnectionCard {
+        status: status.into(),
+        label: match status {
+            ConnectionStatus::Active => "Active",
+            ConnectionStatus::Failing => "Failing",
+        },
+        hint: None,
+        failing_check: with(CheckStatus::Fail),
+        warning: with(CheckStatus::Warn),
+        environment_url: Some(conn.environment_url),
+        workstream_id: Some(conn.workstream_id),
+        last_checked_at: Some(rfc3339(conn.last_checked_at)),
+    })
 }
 
 async fn org_status(
@@ -127,16 +261,19 @@ async fn org_status(
     org: &OrgRow,
     filter: &Filter,
     now: i64,
-) -> Result<Value, StoreError> {
-    let mut counts = serde_json::Map::new();
-    for state in HandoffState::ALL {
-        counts.insert(state.as_str().into(), json!(0));
-    }
+) -> Result<OrgStatus, StoreError> {
+    let mut counts = Counts::default();
     for (state, n) in store
         .counts_since(&org.org_id, now - 24 * 3600 * 1000)
         .await?
     {
-        counts.insert(state.as_str().into(), json!(n));
+        *match state {
+            HandoffState::Queued => &mut counts.queued,
+            HandoffState::Processing => &mut counts.processing,
+            HandoffState::Succeeded => &mut counts.succeeded,
+            HandoffState::Failed => &mut counts.failed,
+            HandoffState::Skipped => &mut counts.skipped,
+        } += n;
     }
     let (depth, oldest) = store.queue_depth(&org.org_id).await?;
     let recent = store
@@ -147,32 +284,38 @@ async fn org_status(
             filter.limit,
         )
         .await?;
-    Ok(json!({
-        "org_id": org.org_id,
-        "name": org.name,
-        "connection": connection_card(store, &org.org_id).await?,
-        "counts_24h": counts,
-        "queue": { "depth": depth, "oldest_queued_age_ms": oldest.map(|t| (now - t).max(0)) },
-        "recent": recent.iter().map(|listed| {
-            let h = &listed.handoff;
-            json!({
-                "session_id": h.session_id,
-                "channel": h.channel,
-                "state": h.state.as_str(),
-                "contact_match": h.contact_match.map(|m| m.as_str()),
-                "dynamics365_chat_id": h.dynamics365_chat_id,
-                "attempts": h.attempts,
-                "last_error": h.last_error,
-                "notes": notes(h, listed.failed_callback.as_deref()),
-                "created_at": rfc3339(h.created_at),
-                "explanation": explain(h),
+    Ok(OrgStatus {
+        org_id: org.org_id.clone(),
+        name: org.name.clone(),
+        connection: connection_card(store, &org.org_id).await?,
+        counts_24h: counts,
+        queue: QueueView {
+            depth,
+            oldest_queued_age_ms: oldest.map(|t| (now - t).max(0)),
+        },
+        recent: recent
+            .iter()
+            .map(|listed| {
+                let h = &listed.handoff;
+                RecentHandoff {
+                    session_id: h.session_id.clone(),
+                    channel: h.channel.clone(),
+                    state: h.state,
+                    contact_match: h.contact_match,
+                    dynamics365_chat_id: h.dynamics365_chat_id.clone(),
+                    attempts: h.attempts,
+                    last_error: h.last_error.clone(),
+                    notes: notes(h, listed.failed_callback.as_deref()),
+                    created_at: rfc3339(h.created_at),
+                    explanation: explain(h),
+                }
             })
-        }).collect::<Vec<_>>(),
-    }))
+            .collect(),
+    })
 }
 
-/// The status of every org (or of `filter.org`): `{"generated_at", "orgs": [...]}`.
-pub async fn status(store: &Store, filter: &Filter) -> Result<Value, StoreError> {
+/// The status of every org (or of `filter.org`).
+pub async fn status(store: &Store, filter: &Filter) -> Result<StatusReport, StoreError> {
     let now = now_ms();
     let mut orgs = Vec::new();
     for org in store.orgs().await? {
@@ -181,7 +324,10 @@ pub async fn status(store: &Store, filter: &Filter) -> Result<Value, StoreError>
         }
         orgs.push(org_status(store, &org, filter, now).await?);
     }
-    Ok(json!({ "generated_at": rfc3339(now), "orgs": orgs }))
+    Ok(StatusReport {
+        generated_at: rfc3339(now),
+        orgs,
+    })
 }
 
 /// The catalog entry that explains a contact match the admin may want to act on

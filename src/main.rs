@@ -32,7 +32,12 @@ async fn main() -> std::process::ExitCode {
         Command::Send(args) => cli::send(args).await,
         Command::Rekey(args) => cli::rekey(args).await,
         Command::Openapi => {
-            println!("{}", handoff_bridge::http::openapi::document());
+            println!(
+                "{}",
+                handoff_bridge::http::api_document()
+                    .to_pretty_json()
+                    .expect("the OpenAPI document serializes")
+            );
             Ok(())
         }
         Command::Keygen => {

@@ -45,7 +45,7 @@ pub struct ValidConnection {
 }
 
 /// `pass`, `fail`, `warn` (passes, with advice) or `skip` (not run: an earlier check failed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     Pass,
@@ -55,7 +55,7 @@ pub enum CheckStatus {
 }
 
 /// One check result: `{"name","status","code","message","hint","detail","duration_ms"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: String,
     pub status: CheckStatus,

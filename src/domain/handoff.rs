@@ -7,7 +7,7 @@ use super::{Channel, EmailAddress, OrgId, SessionId, VerifiedEmail};
 
 /// Where a handoff is. `queued` → `processing` → `succeeded` | `failed` | `skipped`; a
 /// transient error puts it back to `queued` with a later `next_attempt_at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HandoffState {
     Queued,
@@ -47,7 +47,7 @@ impl HandoffState {
 }
 
 /// How the visitor was matched to a Dynamics contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContactMatch {
     /// Exactly one active contact has the verified email.
@@ -90,7 +90,7 @@ impl ContactMatch {
 }
 
 /// What happened to a handoff, as recorded on its timeline (`handoff_events.kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The webhook was stored (`{webhook_id}`).

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 
+use crate::domain::{OrgId, SessionId};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::webhook::envelope::{parse_json, FieldError};
 
 /// Largest admin request body, in bytes.
@@ -77,5 +79,61 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
         let deadline = ctx.limits.body_read_timeout;
         let bytes = read_body(req.into_body(), ADMIN_BODY_LIMIT, deadline).await?;
         parse_body(&bytes).map(ApiJson)
+    }
+}
+
+/// The `{org_id}` of a route's path, parsed. One rule on every route: a value that is not a
+/// valid org id is `422 validation_failed` with the pointer `/org_id` and the rule it broke.
+pub struct OrgIdPath(pub OrgId);
+
+/// The `{org_id}` and `{session_id}` of a route's path, parsed by the same rule
+/// (`/session_id`: 1–100 printable ASCII characters).
+pub struct SessionPath(pub OrgId, pub SessionId);
+
+/// `raw` parsed by `parse`, or the validation error of the path parameter `name`.
+fn path_value<T>(
+    name: &str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|why| {
+        ApiError::Validation(vec![FieldError::new(
+            format!("/{name}"),
+            format!("(in the URL) {why}"),
+        )])
+    })
+}
+
+/// The path's parameters as text; a segment that is not UTF-8 once percent-decoded names
+/// no org or session.
+async fn path_text<T, S>(parts: &mut Parts, state: &S) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    Path::<T>::from_request_parts(parts, state)
+        .await
+        .map(|Path(value)| value)
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("", format!("(the URL) {e}"))]))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OrgIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw: String = path_text(parts, state).await?;
+        path_value("org_id", &raw, OrgId::parse).map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let (org, session): (String, String) = path_text(parts, state).await?;
+        Ok(Self(
+            path_value("org_id", &org, OrgId::parse)?,
+            path_value("session_id", &session, SessionId::parse)?,
+        ))
     }
 }

@@ -3,40 +3,32 @@
 
 use serde::Deserialize;
 
-use crate::domain::{HandoffState, OrgId};
+use crate::domain::{HandoffState, OrgId, SessionId};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::store::{HandoffRow, OrgRow};
 use crate::webhook::FieldError;
 
-pub(super) fn org_id(raw: &str) -> Result<OrgId, ApiError> {
-    OrgId::parse(raw).map_err(|why| {
-        ApiError::Validation(vec![FieldError::new(
-            "/org_id",
-            format!("(in the URL) {why}"),
-        )])
-    })
-}
-
-pub(super) async fn existing_org(ctx: &AppState, raw: &str) -> Result<OrgRow, ApiError> {
-    let id = OrgId::parse(raw).map_err(|_| ApiError::UnknownOrg(raw.to_owned()))?;
+/// The org `id` names; 404 `unknown_org` when there is none.
+pub(super) async fn existing_org(ctx: &AppState, id: &OrgId) -> Result<OrgRow, ApiError> {
     ctx.store
         .org(id.as_str())
         .await?
-        .ok_or_else(|| ApiError::UnknownOrg(raw.to_owned()))
+        .ok_or_else(|| ApiError::UnknownOrg(id.to_string()))
 }
 
+/// The handoff of `session_id` in `org`; 404 `unknown_session` when there is none.
 pub(super) async fn existing_handoff(
     ctx: &AppState,
     org: &OrgRow,
-    session_id: &str,
+    session_id: &SessionId,
 ) -> Result<HandoffRow, ApiError> {
     ctx.store
-        .handoff(&org.org_id, session_id)
+        .handoff(&org.org_id, session_id.as_str())
         .await?
         .ok_or_else(|| ApiError::UnknownSession {
             org: org.org_id.clone(),
-            session: session_id.to_owned(),
+            session: session_id.to_string(),
         })
 }
 

@@ -4,8 +4,9 @@ pub mod admin;
 pub mod extract;
 mod lookup;
 pub mod openapi;
+mod operations;
 pub mod server;
-mod state;
+pub mod state;
 pub mod status;
 pub mod views;
 pub mod webhooks;
@@ -16,9 +17,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
-use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
+use axum::{Extension, Router};
 use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,7 +25,6 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::metrics::QueueGauge;
 pub use state::AppState;
 
 /// The route table, in three parts that get different middleware: the admin routes (behind
@@ -56,12 +54,12 @@ fn route_table() -> RouteTable {
         .routes(routes!(admin::retry_session))
         .routes(routes!(admin::retry_failed))
         .routes(routes!(admin::status))
-        .routes(routes!(metrics));
+        .routes(routes!(operations::metrics));
     let webhooks = OpenApiRouter::new().routes(routes!(webhooks::receive));
     let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::readyz))
+        .routes(routes!(operations::openapi_json))
         .routes(routes!(status::page))
         .routes(routes!(status::session));
     RouteTable {
@@ -90,17 +88,11 @@ pub fn router(ctx: Arc<AppState>) -> Router {
     let webhooks = table
         .webhooks
         .route_layer(middleware::from_fn_with_state(ctx.clone(), count_webhook));
-    let (router, _) = table.public.merge(webhooks).merge(admin).split_for_parts();
+    let (router, document) = table.public.merge(webhooks).merge(admin).split_for_parts();
     router
+        .layer(Extension(Arc::new(document)))
         .layer(middleware::from_fn(log_request))
         .with_state(ctx)
-}
-
-/// `GET /healthz`: 200 while the process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "`ok`", content_type = "text/plain")))]
-async fn healthz() -> &'static str {
-    "ok"
 }
 
 /// Counts each webhook delivery by the status it was answered with.
@@ -108,58 +100,6 @@ async fn count_webhook(State(ctx): State<Arc<AppState>>, request: Request, next:
     let response = next.run(request).await;
     ctx.metrics.webhook_answered(response.status().as_u16());
     response
-}
-
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses(
-        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
-        (status = 401, description = "`unauthorized`: the admin token is required"),
-    ), security(("admin_token" = [])))]
-/// `GET /metrics`: Prometheus metrics as OpenMetrics text (see [`crate::metrics`]); admin
-/// token required, as for the admin API.
-async fn metrics(State(ctx): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let now = crate::store::now_ms();
-    let queues: Vec<QueueGauge> = ctx
-        .store
-        .queue_depths()
-        .await?
-        .into_iter()
-        .map(|q| QueueGauge {
-            org_id: q.org_id,
-            depth: q.depth,
-            oldest_age_secs: q
-                .oldest_queued_at
-                .map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1000.0),
-        })
-        .collect();
-    let text = ctx.metrics.render(&queues);
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            crate::metrics::CONTENT_TYPE,
-        )],
-        text,
-    )
-        .into_response())
-}
-
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses(
-        (status = 200, description = "`ready`: the store answers", content_type = "text/plain"),
-        (status = 503, description = "`store_unavailable`", body = openapi::Problem, content_type = "application/problem+json"),
-    ))]
-/// `GET /readyz`: 200 when the store answers, 503 `store_unavailable` otherwise.
-async fn readyz(State(ctx): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
-    ctx.store.ping().await?;
-    Ok("ready")
-}
-
-/// Whether `given` is the admin token (constant-time comparison).
-fn admin_token_matches(ctx: &AppState, given: &str) -> bool {
-    given
-        .as_bytes()
-        .ct_eq(ctx.admin_token.expose_secret().as_bytes())
-        .into()
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.
@@ -170,7 +110,7 @@ async fn require_admin(State(ctx): State<Arc<AppState>>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if admin_token_matches(&ctx, given) {
+    if ctx.admin_token_matches(given) {
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()

@@ -2,8 +2,11 @@
 //! attributes on the handlers, and served at `GET /openapi.json`. A test sends a request
 //! for every documented operation and compares the documented set with the router's.
 
+use std::collections::BTreeMap;
+
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema};
 
 pub use crate::error::Problem;
 
@@ -12,6 +15,37 @@ pub const ORG_ID_DOC: &str = "The OpenCX organization id: 1–64 of `A-Z a-z 0-9
 
 /// The description of `{session_id}` in every path.
 pub const SESSION_ID_DOC: &str = "The OpenCX session id, the trace key of a handoff.";
+
+/// The problems every route with ids in its path can answer, documented once: `404` (no
+/// such org, session or connection) and `422` (an id in the URL that breaks its rule).
+pub struct PathProblems;
+
+impl IntoResponses for PathProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Problem::schema()))
+                        .build(),
+                )
+                .build()
+                .into()
+        };
+        BTreeMap::from([
+            (
+                "404".to_owned(),
+                problem("`unknown_org`, `unknown_session` or `not_connected`"),
+            ),
+            (
+                "422".to_owned(),
+                problem("`validation_failed`: an id in the URL breaks its rule (`errors` names `/org_id` or `/session_id`), or the body's fields do"),
+            ),
+        ])
+    }
+}
 
 struct Security;
 
@@ -58,21 +92,3 @@ impl Modify for Security {
     )
 )]
 pub struct ApiDoc;
-
-/// The document, built once from the route table.
-static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> =
-    std::sync::LazyLock::new(super::api_document);
-
-/// The document as pretty-printed JSON (`handoff-bridge openapi`).
-pub fn document() -> String {
-    DOCUMENT
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
-}
-
-/// `GET /openapi.json`: this API as OpenAPI 3.1.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
-pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(DOCUMENT.clone())
-}

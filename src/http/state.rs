@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use super::server::HttpLimits;
@@ -44,5 +45,13 @@ impl AppState {
             dataverse: &self.dataverse,
             allow_insecure: self.allow_insecure,
         }
+    }
+
+    /// Whether `given` is the admin token (constant-time comparison).
+    pub fn admin_token_matches(&self, given: &str) -> bool {
+        given
+            .as_bytes()
+            .ct_eq(self.admin_token.expose_secret().as_bytes())
+            .into()
     }
 }

@@ -5,16 +5,18 @@
 
 use std::sync::{Arc, LazyLock};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::Environment;
-use serde_json::json;
+use serde::Serialize;
 
+use super::extract::SessionPath;
 use super::lookup::{existing_handoff, existing_org, list_options, StatusQuery};
-use super::{admin_token_matches, views};
+use super::views::HandoffRecord;
+use crate::diagnostics::{Explanation, StatusReport};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -85,13 +87,40 @@ fn challenge() -> Response {
 }
 
 fn authorized(ctx: &AppState, headers: &HeaderMap) -> bool {
-    presented_token(headers).is_some_and(|t| admin_token_matches(ctx, &t))
+    presented_token(headers).is_some_and(|t| ctx.admin_token_matches(&t))
 }
 
-fn render(context: serde_json::Value) -> Result<Response, ApiError> {
+/// What `templates/status.html` renders: the overview (`status`, `org_ids`, `filter`) or one
+/// handoff (`detail`).
+#[derive(Serialize, Default)]
+struct Page<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusReport>,
+    org_ids: Vec<String>,
+    filter: PageFilter<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<SessionDetail>,
+}
+
+/// The overview's filter, as the form shows it.
+#[derive(Serialize, Default)]
+struct PageFilter<'a> {
+    org: Option<String>,
+    state: Option<&'a str>,
+    session: Option<String>,
+}
+
+/// One handoff with its explanation.
+#[derive(Serialize)]
+struct SessionDetail {
+    record: HandoffRecord,
+    explanation: Explanation,
+}
+
+fn render(context: &Page<'_>) -> Result<Response, ApiError> {
     let html = TEMPLATES
         .get_template("status.html")
-        .and_then(|t| t.render(minijinja::value::Serde(&context)))
+        .and_then(|t| t.render(minijinja::value::Serde(context)))
         .map_err(|e| ApiError::Render(e.to_string()))?;
     let mut response = Html(html).into_response();
     secure_html_headers(response.headers_mut());
@@ -132,11 +161,16 @@ pub async fn page(
         .into_iter()
         .map(|o| o.org_id)
         .collect();
-    render(json!({
-        "status": status,
-        "org_ids": org_ids,
-        "filter": { "org": filter.org, "state": state.map(|s| s.as_str()), "session": query.session },
-    }))
+    render(&Page {
+        status: Some(status),
+        org_ids,
+        filter: PageFilter {
+            org: filter.org,
+            state: state.map(|s| s.as_str()),
+            session: query.session,
+        },
+        detail: None,
+    })
 }
 
 /// `GET /status/{org}/sessions/{session}`: one handoff with its timeline.
@@ -149,19 +183,20 @@ pub async fn page(
 pub async fn session(
     State(ctx): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path((raw, session_id)): Path<(String, String)>,
+    SessionPath(org_id, session_id): SessionPath,
 ) -> Result<Response, ApiError> {
     if !authorized(&ctx, &headers) {
         return Ok(challenge());
     }
-    let org = existing_org(&ctx, &raw).await?;
+    let org = existing_org(&ctx, &org_id).await?;
     let handoff = existing_handoff(&ctx, &org, &session_id).await?;
     let events = ctx.store.events(&handoff.handoff_id).await?;
     let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
-    render(json!({
-        "detail": {
-            "record": views::handoff_record(&handoff, &events, &callbacks),
-            "explanation": crate::diagnostics::explain(&handoff),
-        }
-    }))
+    render(&Page {
+        detail: Some(SessionDetail {
+            record: HandoffRecord::new(&handoff, &events, &callbacks),
+            explanation: crate::diagnostics::explain(&handoff),
+        }),
+        ..Page::default()
+    })
 }

@@ -1,77 +1,162 @@
-//! JSON shapes the API returns for stored rows.
+//! The JSON bodies the API returns for stored rows: typed, so the OpenAPI document carries
+//! their schemas. Times are RFC 3339 strings in UTC; a time that does not apply is `null`.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use crate::catalog::Diagnosis;
 use crate::diagnostics;
+use crate::domain::{ContactMatch, HandoffState};
 use crate::store::{rfc3339, CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
 
-fn time(ms: Option<i64>) -> Value {
-    ms.map(|ms| json!(rfc3339(ms))).unwrap_or(Value::Null)
+/// An org, never its webhook secret (except `webhook_secret` on the answer that created it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgView {
+    pub org_id: String,
+    pub name: String,
+    pub callback_url: Option<String>,
+    /// Until when the previous webhook secret is still accepted (a rotation in progress).
+    pub previous_secret_valid_until: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The new org's webhook secret (`whsec_…`), shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
-/// An org, never its secret.
-pub fn org(org: &OrgRow) -> Value {
-    json!({
-        "org_id": org.org_id,
-        "name": org.name,
-        "callback_url": org.callback_url,
-        "previous_secret_valid_until": time(org.previous_secret_expires_at),
-        "created_at": time(Some(org.created_at)),
-        "updated_at": time(Some(org.updated_at)),
-    })
+impl OrgView {
+    pub fn new(org: &OrgRow) -> Self {
+        Self {
+            org_id: org.org_id.clone(),
+            name: org.name.clone(),
+            callback_url: org.callback_url.clone(),
+            previous_secret_valid_until: org.previous_secret_expires_at.map(rfc3339),
+            created_at: rfc3339(org.created_at),
+            updated_at: rfc3339(org.updated_at),
+            webhook_secret: None,
+        }
+    }
 }
 
-/// A handoff record, without the timeline: the list view. `notes` are
-/// [`diagnostics::notes`]: catalog entries for a contact left unlinked and for a callback
-/// given up (`failed_callback`, its last error).
-pub fn handoff_summary(h: &HandoffRow, failed_callback: Option<&str>) -> Value {
-    json!({
-        "handoff_id": h.handoff_id,
-        "org_id": h.org_id,
-        "session_id": h.session_id,
-        "webhook_id": h.webhook_id,
-        "channel": h.channel,
-        "state": h.state.as_str(),
-        "contact_match": h.contact_match.map(|m| m.as_str()),
-        "contact_id": h.contact_id,
-        "dynamics365_chat_id": h.dynamics365_chat_id,
-        "workstream_id": h.workstream_id,
-        "attempts": h.attempts,
-        "next_attempt_at": if h.state.is_settled() { Value::Null } else { time(Some(h.next_attempt_at)) },
-        "last_error": h.last_error,
-        "notes": diagnostics::notes(h, failed_callback),
-        "created_at": time(Some(h.created_at)),
-        "updated_at": time(Some(h.updated_at)),
-        "redacted_at": time(h.redacted_at),
-    })
+/// A handoff record without its timeline: the list view, and the answer to a duplicate
+/// delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandoffSummary {
+    pub handoff_id: String,
+    pub org_id: String,
+    pub session_id: String,
+    /// The `webhook-id` of the delivery that created it.
+    pub webhook_id: String,
+    pub channel: String,
+    pub state: HandoffState,
+    pub contact_match: Option<ContactMatch>,
+    /// The linked or created Dynamics `contactid`.
+    pub contact_id: Option<String>,
+    /// The live work item's `activityid`.
+    pub dynamics365_chat_id: Option<String>,
+    pub workstream_id: Option<String>,
+    pub attempts: i64,
+    /// When the next attempt is due; `null` once settled.
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<Diagnosis>,
+    /// Catalog entries beside the state: a contact left unlinked, a callback given up.
+    pub notes: Vec<Diagnosis>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When the retention period removed the session; `null` while it is kept.
+    pub redacted_at: Option<String>,
 }
 
-/// The full handoff record: summary, timeline (`events: [{at, kind, detail}]`) and callback
-/// deliveries.
-pub fn handoff_record(h: &HandoffRow, events: &[EventRow], callbacks: &[CallbackRow]) -> Value {
-    let failed_callback = callbacks
-        .iter()
-        .rev()
-        .find(|c| c.state == CallbackState::Failed)
-        .and_then(|c| c.last_error.as_deref());
-    let mut record = handoff_summary(h, failed_callback);
-    record["events"] = events
-        .iter()
-        .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "detail": e.detail }))
-        .collect();
-    record["callbacks"] = callbacks
-        .iter()
-        .map(|c| {
-            json!({
-                "webhook_id": c.webhook_id,
-                "event": c.event_type,
-                "state": c.state,
-                "attempts": c.attempts,
-                "last_error": c.last_error,
-                "delivered_at": time(c.delivered_at),
-                "next_attempt_at": if c.state == CallbackState::Pending { time(Some(c.next_attempt_at)) } else { Value::Null },
-            })
-        })
-        .collect();
-    record
+impl HandoffSummary {
+    /// `failed_callback` is the last error of a callback that was given up, if any.
+    pub fn new(h: &HandoffRow, failed_callback: Option<&str>) -> Self {
+        Self {
+            handoff_id: h.handoff_id.clone(),
+            org_id: h.org_id.clone(),
+            session_id: h.session_id.clone(),
+            webhook_id: h.webhook_id.clone(),
+            channel: h.channel.clone(),
+            state: h.state,
+            contact_match: h.contact_match,
+            contact_id: h.contact_id.clone(),
+            dynamics365_chat_id: h.dynamics365_chat_id.clone(),
+            workstream_id: h.workstream_id.clone(),
+            attempts: h.attempts,
+            next_attempt_at: (!h.state.is_settled()).then(|| rfc3339(h.next_attempt_at)),
+            last_error: h.last_error.clone(),
+            notes: diagnostics::notes(h, failed_callback),
+            created_at: rfc3339(h.created_at),
+            updated_at: rfc3339(h.updated_at),
+            redacted_at: h.redacted_at.map(rfc3339),
+        }
+    }
+}
+
+/// The full handoff record: the summary, its timeline and its callback deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandoffRecord {
+    #[serde(flatten)]
+    pub summary: HandoffSummary,
+    pub events: Vec<EventView>,
+    pub callbacks: Vec<CallbackView>,
+}
+
+/// One timeline event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub at: String,
+    /// An `EventKind` (`received`, `work_item_created`, `retry_scheduled`, …).
+    pub kind: String,
+    /// What the event adds (ids, durations, the error); its keys depend on `kind`.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+/// One callback delivery to the widget backend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackView {
+    pub webhook_id: String,
+    /// `handoff.succeeded` or `handoff.failed`.
+    pub event: String,
+    pub state: CallbackState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+    /// When the next delivery attempt is due; `null` unless `pending`.
+    pub next_attempt_at: Option<String>,
+}
+
+impl HandoffRecord {
+    pub fn new(h: &HandoffRow, events: &[EventRow], callbacks: &[CallbackRow]) -> Self {
+        let failed_callback = callbacks
+            .iter()
+            .rev()
+            .find(|c| c.state == CallbackState::Failed)
+            .and_then(|c| c.last_error.as_deref());
+        Self {
+            summary: HandoffSummary::new(h, failed_callback),
+            events: events
+                .iter()
+                .map(|e| EventView {
+                    at: rfc3339(e.at),
+                    kind: e.kind.clone(),
+                    detail: e.detail.clone(),
+                })
+                .collect(),
+            callbacks: callbacks
+                .iter()
+                .map(|c| CallbackView {
+                    webhook_id: c.webhook_id.clone(),
+                    event: c.event_type.clone(),
+                    state: c.state,
+                    attempts: c.attempts,
+                    last_error: c.last_error.clone(),
+                    delivered_at: c.delivered_at.map(rfc3339),
+                    next_attempt_at: (c.state == CallbackState::Pending)
+                        .then(|| rfc3339(c.next_attempt_at)),
+                })
+                .collect(),
+        }
+    }
 }

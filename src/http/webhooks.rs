@@ -3,17 +3,18 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::extract::{is_json, parse_body, read_body};
-use super::views;
-use crate::domain::{OrgId, QUEUED_PAYLOAD_VERSION};
+use super::extract::{is_json, parse_body, read_body, OrgIdPath};
+use super::views::HandoffSummary;
+use crate::domain::{HandoffState, QUEUED_PAYLOAD_VERSION};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::store::{now_ms, Intake, NewHandoff};
 use crate::webhook::envelope::EnvelopeHead;
 use crate::webhook::signature::SignatureHeaders;
@@ -22,6 +23,33 @@ use crate::webhook::{Envelope, HANDOFF_EVENT};
 /// Largest webhook body, in bytes (README, "The webhook contract").
 pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
 
+/// The answer to a new handoff: committed and queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub handoff_id: String,
+    pub session_id: String,
+    /// Always `queued`.
+    pub state: HandoffState,
+}
+
+/// The answer to an event the bridge does not act on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ignored {
+    /// Always `ignored`.
+    pub status: &'static str,
+    /// The event's name, at most 100 characters of it.
+    pub event: String,
+}
+
+/// The answer to a redelivery or a repeated session: the existing record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Duplicate {
+    #[serde(flatten)]
+    pub handoff: HandoffSummary,
+    /// Always `true`.
+    pub duplicate: bool,
+}
+
 /// Receives a handoff webhook. Answers 202 only after the handoff is committed.
 #[utoipa::path(post, path = "/v1/webhooks/{org_id}", tag = "webhooks",
     params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC),
@@ -29,30 +57,29 @@ pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
         ("webhook-timestamp" = String, Header, description = "Unix seconds (1 to 12 digits, no sign or leading zero); within 5 minutes"),
         ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated; at most 8 entries in 1024 bytes"),
     ),
-    request_body(content = Object, description = "`{event: conversation.handoff_to_human, organization_id, data: {session}}`", content_type = "application/json"),
+    request_body(content = crate::webhook::Envelope, description = "`{event: conversation.handoff_to_human, organization_id, data: {session}}`; other events are acknowledged and dropped", content_type = "application/json"),
     responses(
-        (status = 202, description = "Committed; `{handoff_id, session_id, state: queued}`", body = Object),
-        (status = 200, description = "A redelivery or repeated session: the existing record with `duplicate: true`", body = Object),
+        (status = 202, description = "Committed and queued", body = Accepted),
+        (status = 200, description = "A redelivery or repeated session: the existing record with `duplicate: true`; or an event the bridge does not act on (`status: ignored`)", body = Duplicate),
         (status = 400, description = "`body_unreadable`, `malformed_json` or `invalid_shape`", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "`signature_header_missing`, `signature_header_invalid`, `signature_timestamp_out_of_tolerance` or `signature_mismatch`", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown_org`", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 408, description = "`request_timeout`: the body did not arrive within the body-read timeout; the connection is closed", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`, also from the announced `Content-Length` alone", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: the org id in the URL, or the session's fields", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, description = "`store_refused`: the database refused the values; nothing stored, and a retry will not help", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable`: nothing stored, retry", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn receive(
     State(ctx): State<Arc<AppState>>,
-    Path(org_id): Path<String>,
+    OrgIdPath(org_id): OrgIdPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     if !is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let org_id = OrgId::parse(&org_id).map_err(|_| ApiError::UnknownOrg(org_id.clone()))?;
     // Everything that needs neither the body nor a secret is checked first, so a malformed
     // or stale delivery costs no store query and no body read.
     let now = now_ms();
@@ -78,7 +105,10 @@ pub async fn receive(
         tracing::info!(%event, "ignored an event the bridge does not handle");
         return Ok((
             StatusCode::OK,
-            Json(json!({ "status": "ignored", "event": event })),
+            Json(Ignored {
+                status: "ignored",
+                event,
+            }),
         )
             .into_response());
     }
@@ -107,7 +137,11 @@ pub async fn receive(
             ctx.wake.notify_one();
             Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({ "handoff_id": h.handoff_id, "session_id": h.session_id, "state": "queued" })),
+                Json(Accepted {
+                    handoff_id: h.handoff_id,
+                    session_id: h.session_id,
+                    state: HandoffState::Queued,
+                }),
             )
                 .into_response())
         }
@@ -115,9 +149,11 @@ pub async fn receive(
             tracing::info!(session_id = %h.session_id, handoff_id = %h.handoff_id, "duplicate delivery");
             // The answer goes to the widget backend, the callbacks' receiver: their
             // delivery is not reported back to it here.
-            let mut record = views::handoff_summary(&h, None);
-            record["duplicate"] = json!(true);
-            Ok((StatusCode::OK, Json(record)).into_response())
+            let answer = Duplicate {
+                handoff: HandoffSummary::new(&h, None),
+                duplicate: true,
+            };
+            Ok((StatusCode::OK, Json(answer)).into_response())
         }
     }
 }

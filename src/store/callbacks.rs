@@ -11,7 +11,7 @@ use crate::domain::NewEvent;
 
 /// Where a callback delivery is: `pending` (due at `next_attempt_at`), `delivered`, or
 /// `failed` (given up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackState {
     Pending,

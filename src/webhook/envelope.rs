@@ -39,20 +39,21 @@ pub struct EnvelopeHead {
 }
 
 /// A `conversation.handoff_to_human` envelope, as sent.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Envelope {
     pub event: String,
     pub organization_id: Option<String>,
     pub data: EnvelopeData,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct EnvelopeData {
     pub session: Session,
 }
 
-/// `data.session` as OpenCX sends it. Stored as the handoff's payload (version 1).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `data.session` as OpenCX sends it. Versions before payload version 2 stored it as the
+/// handoff's payload (`webhook::upgrade` rewrites those).
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub id: Option<String>,
     pub channel: Option<ChannelRef>,
@@ -71,14 +72,14 @@ pub struct Session {
     pub created_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ChannelRef {
     #[serde(rename = "type")]
     pub kind: Option<String>,
 }
 
 /// The visitor. Absent or null for an anonymous visitor; `verified` defaults to false.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct SessionContact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -105,7 +106,7 @@ fn history_or_null<'de, D: serde::Deserializer<'de>>(
     Ok(messages.into_iter().flatten().flatten().collect())
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct HandoffInfo {
     pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +115,7 @@ pub struct HandoffInfo {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct HistoryMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,

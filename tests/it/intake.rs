@@ -284,6 +284,56 @@ async fn org_input_is_validated_with_pointers() {
 }
 
 #[tokio::test]
+async fn an_id_in_the_url_that_breaks_its_rule_is_named_on_every_route() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    let long_session = "s".repeat(101);
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/v1/orgs/bad%20id".to_owned(),
+            "/org_id",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/orgs/bad%20id/connection".to_owned(),
+            "/org_id",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/orgs/acme/sessions/{long_session}"),
+            "/session_id",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/orgs/acme/sessions/tab%09in/retry".to_owned(),
+            "/session_id",
+        ),
+    ];
+    for (method, path, pointer) in cases {
+        let (status, problem) = t.admin(method.clone(), &path, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{method} {path}");
+        assert_eq!(problem["code"], "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("(in the URL)"),
+            "{problem}"
+        );
+    }
+    // The webhook route follows the same rule; a valid id that names nothing is a 404.
+    let (status, problem) = t
+        .send("bad%20id", &secret, "msg_1", &envelope("acme", json!({})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["pointer"], "/org_id");
+    let (status, _) = t.admin(reqwest::Method::GET, "/v1/orgs/nobody", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn list_filters_by_state_and_validates_its_query() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;

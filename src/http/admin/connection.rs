@@ -2,55 +2,107 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::existing_org;
 use crate::connection::orgs::{ConnectionStatus, SaveOutcome};
 use crate::connection::{self, Check, ConnectionInput};
+use crate::diagnostics::CardStatus;
 use crate::error::ApiError;
-use crate::http::extract::ApiJson;
-use crate::http::AppState;
+use crate::http::extract::{ApiJson, OrgIdPath};
+use crate::http::openapi::{PathProblems, ORG_ID_DOC};
+use crate::http::state::AppState;
 use crate::store::{now_ms, rfc3339};
 
+/// The verdict of a test, or of a test-and-save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// `test`: every check passed.
+    Passed,
+    /// `test-and-save`: every check passed and the connection is saved.
+    Active,
+    /// A check failed; nothing saved.
+    Failed,
+}
+
+/// The checks of a test or a test-and-save, in the order they ran (input, token,
+/// dataverse, workstream); a check after a failure is `skip`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckList {
+    pub status: Verdict,
+    pub checks: Vec<Check>,
+}
+
+/// The checks of the saved connection run again, and the card's new state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rechecked {
+    pub status: ConnectionStatus,
+    pub last_checked_at: String,
+    pub checks: Vec<Check>,
+}
+
+/// The saved connection, never its client secret; only `status` without one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    pub status: CardStatus,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub saved: Option<SavedConnection>,
+}
+
+/// What was saved (the OpenCX field name `default_queue_id` holds the workstream id).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SavedConnection {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub environment_url: String,
+    pub default_queue_id: String,
+    pub create_contact_if_missing: bool,
+    /// Always `true`: the secret is stored sealed and never returned.
+    pub client_secret_set: bool,
+    pub last_checked_at: String,
+    pub checks: Vec<Check>,
+}
+
 /// `POST /v1/orgs/{org_id}/connection/test`: runs the checks, saves nothing.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/test", tag = "connection", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
-    request_body = crate::connection::ConnectionInput,
-    responses((status = 200, description = "`{status: passed|failed, checks: [{name, status, code, message, hint, detail, duration_ms}]}`; nothing saved", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/test", tag = "connection", params(("org_id" = String, Path, description = ORG_ID_DOC)),
+    request_body = ConnectionInput,
+    responses((status = 200, description = "`passed` or `failed`, with every check; nothing saved", body = CheckList), PathProblems),
     security(("admin_token" = [])))]
 pub async fn test_connection(
     State(ctx): State<Arc<AppState>>,
-    Path(raw): Path<String>,
+    OrgIdPath(id): OrgIdPath,
     ApiJson(input): ApiJson<ConnectionInput>,
-) -> Result<Response, ApiError> {
-    existing_org(&ctx, &raw).await?;
+) -> Result<Json<CheckList>, ApiError> {
+    existing_org(&ctx, &id).await?;
     let (checks, _) = connection::run_checks(&ctx.dataverse, &input, ctx.allow_insecure).await;
     let status = if connection::all_passed(&checks) {
-        "passed"
+        Verdict::Passed
     } else {
-        "failed"
+        Verdict::Failed
     };
-    Ok(Json(json!({ "status": status, "checks": checks })).into_response())
+    Ok(Json(CheckList { status, checks }))
 }
 
 /// `PUT /v1/orgs/{org_id}/connection`: runs the checks and saves only if all pass (200);
 /// otherwise 422 and the previous connection stays as it was.
-#[utoipa::path(put, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
-    request_body = crate::connection::ConnectionInput,
+#[utoipa::path(put, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = ORG_ID_DOC)),
+    request_body = ConnectionInput,
     responses(
-        (status = 200, description = "Every check passed; saved as `active`", body = Object),
-        (status = 422, description = "A check failed; `{status: failed, checks}`, the previous connection stays", body = Object),
-        (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Every check passed; saved as `active`", body = CheckList),
+        (status = 422, description = "A check failed (`status: failed`, with the checks; the previous connection stays), or `validation_failed` for an org id that breaks its rule", body = CheckList),
+        (status = 404, description = "`unknown_org`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ), security(("admin_token" = [])))]
 pub async fn save_connection(
     State(ctx): State<Arc<AppState>>,
-    Path(raw): Path<String>,
+    OrgIdPath(id): OrgIdPath,
     ApiJson(input): ApiJson<ConnectionInput>,
-) -> Result<Response, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+) -> Result<(StatusCode, Json<CheckList>), ApiError> {
+    let org = existing_org(&ctx, &id).await?;
     match ctx
         .org_rules()
         .save_connection(&org, &input, now_ms())
@@ -59,30 +111,30 @@ pub async fn save_connection(
         SaveOutcome::Saved(checks) => {
             // Handoffs waiting for a connection can go now.
             ctx.wake.notify_one();
-            Ok(
-                Json(json!({ "status": ConnectionStatus::Active, "checks": checks }))
-                    .into_response(),
-            )
+            let status = Verdict::Active;
+            Ok((StatusCode::OK, Json(CheckList { status, checks })))
         }
-        SaveOutcome::Refused(checks) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "status": "failed", "checks": checks })),
-        )
-            .into_response()),
+        SaveOutcome::Refused(checks) => {
+            let status = Verdict::Failed;
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(CheckList { status, checks }),
+            ))
+        }
     }
 }
 
 /// `POST /v1/orgs/{org_id}/connection/check`: runs the checks again on the saved connection
 /// (e.g. after its client secret expired) and records the verdict: `active` when every
 /// check passes, `failing` otherwise. 404 `not_connected` without a connection.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/check", tag = "connection", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
-    responses((status = 200, description = "The checks of the saved connection; the card becomes `active` or `failing`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/connection/check", tag = "connection", params(("org_id" = String, Path, description = ORG_ID_DOC)),
+    responses((status = 200, description = "The checks of the saved connection; the card becomes `active` or `failing`", body = Rechecked), PathProblems),
     security(("admin_token" = [])))]
 pub async fn check_connection(
     State(ctx): State<Arc<AppState>>,
-    Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+    OrgIdPath(id): OrgIdPath,
+) -> Result<Json<Rechecked>, ApiError> {
+    let org = existing_org(&ctx, &id).await?;
     let conn = ctx
         .store
         .connection(&org.org_id)
@@ -90,47 +142,53 @@ pub async fn check_connection(
         .ok_or_else(|| ApiError::NotConnected(org.org_id.clone()))?;
     let now = now_ms();
     let (status, checks) = ctx.org_rules().check_again(&conn, now).await?;
-    Ok(Json(
-        json!({ "status": status, "last_checked_at": rfc3339(now), "checks": checks }),
-    ))
+    Ok(Json(Rechecked {
+        status,
+        last_checked_at: rfc3339(now),
+        checks,
+    }))
 }
 
 /// `GET /v1/orgs/{org_id}/connection`: status and settings, never the secret.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
-    responses((status = 200, description = "The connection, never its client secret", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = ORG_ID_DOC)),
+    responses((status = 200, description = "The connection, never its client secret; `{status: not_connected}` without one", body = ConnectionView), PathProblems),
     security(("admin_token" = [])))]
 pub async fn get_connection(
     State(ctx): State<Arc<AppState>>,
-    Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+    OrgIdPath(id): OrgIdPath,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let org = existing_org(&ctx, &id).await?;
     let Some(conn) = ctx.store.connection(&org.org_id).await? else {
-        return Ok(Json(json!({ "status": "not_connected" })));
+        return Ok(Json(ConnectionView {
+            status: CardStatus::NotConnected,
+            saved: None,
+        }));
     };
-    let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
-    Ok(Json(json!({
-        "status": ConnectionStatus::stored(&conn.status),
-        "tenant_id": conn.tenant_id,
-        "client_id": conn.client_id,
-        "environment_url": conn.environment_url,
-        "default_queue_id": conn.workstream_id,
-        "create_contact_if_missing": conn.create_contact_if_missing,
-        "client_secret_set": true,
-        "last_checked_at": rfc3339(conn.last_checked_at),
-        "checks": checks,
-    })))
+    Ok(Json(ConnectionView {
+        status: ConnectionStatus::stored(&conn.status).into(),
+        saved: Some(SavedConnection {
+            checks: serde_json::from_str(&conn.checks).unwrap_or_default(),
+            tenant_id: conn.tenant_id,
+            client_id: conn.client_id,
+            environment_url: conn.environment_url,
+            default_queue_id: conn.workstream_id,
+            create_contact_if_missing: conn.create_contact_if_missing,
+            client_secret_set: true,
+            last_checked_at: rfc3339(conn.last_checked_at),
+        }),
+    }))
 }
 
 /// `DELETE /v1/orgs/{org_id}/connection`: forgets the credentials; 204, or 404 when there
 /// was no connection. Records already in Dynamics stay.
-#[utoipa::path(delete, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
-    responses((status = 204, description = "Forgotten"), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/connection", tag = "connection", params(("org_id" = String, Path, description = ORG_ID_DOC)),
+    responses((status = 204, description = "Forgotten"), PathProblems),
     security(("admin_token" = [])))]
 pub async fn delete_connection(
     State(ctx): State<Arc<AppState>>,
-    Path(raw): Path<String>,
+    OrgIdPath(id): OrgIdPath,
 ) -> Result<StatusCode, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+    let org = existing_org(&ctx, &id).await?;
     if ctx.store.delete_connection(&org.org_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

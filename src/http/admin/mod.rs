@@ -10,4 +10,4 @@ pub use connection::*;
 pub use orgs::*;
 pub use sessions::*;
 
-use super::lookup::{existing_handoff, existing_org, list_options, org_id, ListQuery, StatusQuery};
+use super::lookup::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};

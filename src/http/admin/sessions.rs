@@ -2,31 +2,52 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};
+use crate::diagnostics::StatusReport;
 use crate::error::ApiError;
-use crate::http::views;
-use crate::http::AppState;
+use crate::http::extract::{OrgIdPath, SessionPath};
+use crate::http::openapi::{PathProblems, ORG_ID_DOC, SESSION_ID_DOC};
+use crate::http::state::AppState;
+use crate::http::views::{HandoffRecord, HandoffSummary};
 use crate::store::now_ms;
 
+/// Recent handoffs of an org, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<HandoffSummary>,
+}
+
+/// What a replay put back in the queues.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Requeued {
+    /// The handoff replayed (`POST …/sessions/{session_id}/retry` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    pub requeued_handoffs: u64,
+    pub requeued_callbacks: u64,
+}
+
 /// `GET /v1/orgs/{org_id}/sessions/{session_id}`: the handoff record with its timeline.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions/{session_id}", tag = "handoffs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = crate::http::openapi::SESSION_ID_DOC)),
-    responses((status = 200, description = "The handoff record with `events` and `callbacks`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions/{session_id}", tag = "handoffs", params(("org_id" = String, Path, description = ORG_ID_DOC), ("session_id" = String, Path, description = SESSION_ID_DOC)),
+    responses((status = 200, description = "The handoff record with `events` and `callbacks`", body = HandoffRecord), PathProblems),
     security(("admin_token" = [])))]
 pub async fn get_session(
     State(ctx): State<Arc<AppState>>,
-    Path((raw, session_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+    SessionPath(org_id, session_id): SessionPath,
+) -> Result<Json<HandoffRecord>, ApiError> {
+    let org = existing_org(&ctx, &org_id).await?;
     let handoff = existing_handoff(&ctx, &org, &session_id).await?;
     let events = ctx.store.events(&handoff.handoff_id).await?;
     let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
-    Ok(Json(views::handoff_record(&handoff, &events, &callbacks)))
+    Ok(Json(HandoffRecord::new(&handoff, &events, &callbacks)))
 }
 
 /// `GET /v1/status?org=&state=&session=&limit=`: per org, the connection card, counts over
@@ -38,12 +59,13 @@ pub async fn get_session(
         ("session" = Option<String>, Query, description = "Session ids containing this text"),
         ("limit" = Option<u32>, Query, description = "Recent handoffs per org, 1–500 (default 20)"),
     ),
-    responses((status = 200, description = "`{generated_at, orgs: [{org_id, name, connection, counts_24h, queue, recent}]}`", body = Object)),
+    responses((status = 200, description = "Per org: the connection card, counts over 24 h, the queue, recent handoffs", body = StatusReport),
+        (status = 422, description = "`validation_failed`: `state` or `limit`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn status(
     State(ctx): State<Arc<AppState>>,
     Query(query): Query<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusReport>, ApiError> {
     let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
     let filter = crate::diagnostics::Filter {
         org: query.org.filter(|o| !o.is_empty()),
@@ -57,44 +79,45 @@ pub async fn status(
 /// `GET /v1/orgs/{org_id}/sessions?state=…&limit=…`: recent handoffs, newest first
 /// (`limit` 1–500, default 50).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions", tag = "handoffs",
-    params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC),
+    params(("org_id" = String, Path, description = ORG_ID_DOC),
         ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
         ("limit" = Option<u32>, Query, description = "1–500 (default 50)"),
     ),
-    responses((status = 200, description = "`{sessions: [...]}`, newest first", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Newest first", body = SessionList), PathProblems),
     security(("admin_token" = [])))]
 pub async fn list_sessions(
     State(ctx): State<Arc<AppState>>,
-    Path(raw): Path<String>,
+    OrgIdPath(org_id): OrgIdPath,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+) -> Result<Json<SessionList>, ApiError> {
+    let org = existing_org(&ctx, &org_id).await?;
     let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 50)?;
     let rows = ctx
         .store
         .recent_handoffs(&org.org_id, state, None, limit)
         .await?;
-    Ok(Json(json!({ "sessions": rows
-            .iter()
-            .map(|r| views::handoff_summary(&r.handoff, r.failed_callback.as_deref()))
-            .collect::<Vec<_>>() })))
+    let sessions = rows
+        .iter()
+        .map(|r| HandoffSummary::new(&r.handoff, r.failed_callback.as_deref()))
+        .collect();
+    Ok(Json(SessionList { sessions }))
 }
 
 /// `POST /v1/orgs/{org_id}/sessions/{session_id}/retry`: re-queues a `failed` handoff, and
 /// the session's failed callbacks (202). The same deterministic keys are used, so a replay
 /// cannot create a second live work item or a second logical callback. 409 when nothing
 /// failed.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = crate::http::openapi::SESSION_ID_DOC)),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(("org_id" = String, Path, description = ORG_ID_DOC), ("session_id" = String, Path, description = SESSION_ID_DOC)),
     responses(
-        (status = 202, description = "Re-queued; `{requeued_handoffs, requeued_callbacks}`", body = Object),
+        (status = 202, description = "Re-queued", body = Requeued),
         (status = 409, description = "`nothing_to_retry`, or `session_redacted` (the retention period removed the session)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        PathProblems,
     ), security(("admin_token" = [])))]
 pub async fn retry_session(
     State(ctx): State<Arc<AppState>>,
-    Path((raw, session_id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+    SessionPath(org_id, session_id): SessionPath,
+) -> Result<(StatusCode, Json<Requeued>), ApiError> {
+    let org = existing_org(&ctx, &org_id).await?;
     let handoff = existing_handoff(&ctx, &org, &session_id).await?;
     let replayed = ctx
         .store
@@ -102,43 +125,46 @@ pub async fn retry_session(
         .await?;
     if replayed.handoffs + replayed.callbacks == 0 && handoff.redacted_at.is_some() {
         return Err(ApiError::SessionRedacted {
-            session: session_id,
+            session: session_id.to_string(),
         });
     }
     if replayed.handoffs + replayed.callbacks == 0 {
         return Err(ApiError::NothingToRetry {
-            session: session_id,
+            session: session_id.to_string(),
             state: handoff.state.as_str(),
         });
     }
     ctx.wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "handoff_id": handoff.handoff_id,
-            "session_id": handoff.session_id,
-            "requeued_handoffs": replayed.handoffs,
-            "requeued_callbacks": replayed.callbacks,
-        })),
-    )
-        .into_response())
+        Json(Requeued {
+            handoff_id: Some(handoff.handoff_id),
+            session_id: Some(handoff.session_id),
+            requeued_handoffs: replayed.handoffs,
+            requeued_callbacks: replayed.callbacks,
+        }),
+    ))
 }
 
 /// `POST /v1/orgs/{org_id}/handoffs/retry-failed`: re-queues every failed handoff and
 /// callback of the org (e.g. after fixing its credentials). 202 with the counts.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/handoffs/retry-failed", tag = "handoffs", params(("org_id" = String, Path, description = crate::http::openapi::ORG_ID_DOC)),
-    responses((status = 202, description = "`{requeued_handoffs, requeued_callbacks}`", body = Object), (status = 404, description = "`unknown_org`, `unknown_session` or `not_connected`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/handoffs/retry-failed", tag = "handoffs", params(("org_id" = String, Path, description = ORG_ID_DOC)),
+    responses((status = 202, description = "What was re-queued", body = Requeued), PathProblems),
     security(("admin_token" = [])))]
 pub async fn retry_failed(
     State(ctx): State<Arc<AppState>>,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
-    let org = existing_org(&ctx, &raw).await?;
+    OrgIdPath(org_id): OrgIdPath,
+) -> Result<(StatusCode, Json<Requeued>), ApiError> {
+    let org = existing_org(&ctx, &org_id).await?;
     let replayed = ctx.store.replay_failed(&org.org_id, None, now_ms()).await?;
     ctx.wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "requeued_handoffs": replayed.handoffs, "requeued_callbacks": replayed.callbacks })),
-    )
-        .into_response())
+        Json(Requeued {
+            handoff_id: None,
+            session_id: None,
+            requeued_handoffs: replayed.handoffs,
+            requeued_callbacks: replayed.callbacks,
+        }),
+    ))
 }
