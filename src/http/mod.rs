@@ -118,9 +118,16 @@ async fn require_admin(State(ctx): State<Arc<AppState>>, req: Request, next: Nex
 }
 
 /// One span and one log line per request: `request_id`, method, route path, status,
-/// `duration_ms`. Query strings and headers are not logged.
+/// `duration_ms`. Query strings and headers are not logged. The request id is the caller's
+/// `x-request-id` when it is 1–64 characters of `A-Z a-z 0-9 - _ .` (so a proxy's id
+/// follows the request through), else a new UUID; the answer carries it back.
 async fn log_request(req: Request, next: Next) -> Response {
-    let request_id = Uuid::new_v4();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| is_request_id(id))
+        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", %request_id, %method, %path);
@@ -129,8 +136,16 @@ async fn log_request(req: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let duration_ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| tracing::info!(status, duration_ms, "request finished"));
-    if let Ok(value) = request_id.to_string().parse() {
+    if let Ok(value) = request_id.parse() {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// Whether an incoming `x-request-id` may be logged and echoed as it is.
+fn is_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }

@@ -398,3 +398,25 @@ async fn an_unavailable_store_answers_503_and_asks_for_a_retry() {
         "5xx bodies say nothing internal: {problem}"
     );
 }
+
+#[tokio::test]
+async fn a_request_id_is_kept_when_given_and_made_when_not() {
+    let t = TestApp::start().await;
+    let get = |id: Option<&str>| {
+        let mut request = t.http.get(format!("{}/healthz", t.url));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+    let kept = get(Some("lb-7f3a.9_x")).await.unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "lb-7f3a.9_x");
+    for refused in [Some("has space"), Some(&"x".repeat(65)[..]), None] {
+        let answer = get(refused).await.unwrap();
+        let id = answer.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{refused:?} → {id}");
+    }
+}
