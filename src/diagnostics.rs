@@ -7,10 +7,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::catalog::{self, Diagnosis, Failure};
+use crate::clock::rfc3339;
 use crate::connection::orgs::ConnectionStatus;
 use crate::connection::{Check, CheckStatus};
 use crate::domain::{ContactMatch, HandoffState};
-use crate::store::{now_ms, rfc3339, HandoffRow, OrgRow, Store, StoreError};
+use crate::store::{HandoffRow, OrgRow, Store, StoreError};
 
 /// Filters of the recent-handoffs list.
 #[derive(Debug, Clone, Default)]
@@ -314,9 +315,8 @@ async fn org_status(
     })
 }
 
-/// The status of every org (or of `filter.org`).
-pub async fn status(store: &Store, filter: &Filter) -> Result<StatusReport, StoreError> {
-    let now = now_ms();
+/// The status of every org (or of `filter.org`) at `now` (Unix ms).
+pub async fn status(store: &Store, filter: &Filter, now: i64) -> Result<StatusReport, StoreError> {
     let mut orgs = Vec::new();
     for org in store.orgs().await? {
         if filter.org.as_deref().is_some_and(|o| o != org.org_id) {

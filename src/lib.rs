@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod demo;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use clock::Clock;
 pub use config::{Config, Settings};
 use connection::crypto::Keyring;
 use connection::vault::Vault;
@@ -55,8 +57,14 @@ pub struct App {
 }
 
 impl App {
-    /// Connects the store (running migrations) and builds the service.
+    /// Connects the store (running migrations) and builds the service on the system clock.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(Clock::system())).await
+    }
+
+    /// [`App::build`] on `clock` (tests share one clock between replicas and the sandbox,
+    /// and move it forward instead of sleeping).
+    pub async fn build_with_clock(config: Config, clock: Arc<Clock>) -> Result<Self, StartupError> {
         let store = Store::connect(&config.database_url).await?;
         webhook::upgrade::upgrade_stored_sessions(&store).await?;
         let metrics = Arc::new(Metrics::new());
@@ -65,6 +73,7 @@ impl App {
             &config.entra_authority,
             config.settings.dataverse_concurrency,
             metrics.clone(),
+            clock.clone(),
         );
         let vault = Vault::new(Keyring::new(
             config.encryption_key,
@@ -83,6 +92,7 @@ impl App {
                 },
             ),
             metrics: metrics.clone(),
+            clock: clock.clone(),
             settings: settings.worker(),
             wake: wake.clone(),
         });
@@ -94,6 +104,7 @@ impl App {
             allow_insecure: settings.allow_insecure_dynamics,
             limits: settings.limits,
             admin_token: config.admin_token,
+            clock,
             wake,
         });
         Ok(Self {
@@ -101,6 +112,11 @@ impl App {
             worker,
             settings,
         })
+    }
+
+    /// The service's clock; tests move it forward instead of sleeping.
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.worker.clock
     }
 
     /// The worker's parts (its store, vault and job context); tests reach the store here.

@@ -229,7 +229,7 @@ async fn deliver(
     loop {
         let url = format!("{}/v1/webhooks/soak", bridges[attempt % bridges.len()]);
         attempt += 1;
-        let ts = handoff_bridge::store::now_ms() / 1000;
+        let ts = handoff_bridge::clock::now_ms() / 1000;
         let sent = http
             .post(&url)
             .header("content-type", "application/json")

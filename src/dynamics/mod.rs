@@ -12,6 +12,7 @@ pub mod token;
 
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 
 pub use choices::StreamSource;
@@ -32,16 +33,18 @@ pub struct Dataverse {
 }
 
 impl Dataverse {
-    /// `authority` is the Entra ID authority; `max_concurrent` the requests per environment.
+    /// `authority` is the Entra ID authority; `max_concurrent` the requests per environment;
+    /// pauses after a 429 and token lifetimes are measured by `clock`.
     pub fn new(
         http: reqwest::Client,
         authority: &str,
         max_concurrent: usize,
         metrics: Arc<Metrics>,
+        clock: Arc<Clock>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            tokens: TokenProvider::new(http.clone(), authority, metrics.clone()),
-            gates: Gates::new(max_concurrent),
+            tokens: TokenProvider::new(http.clone(), authority, metrics.clone(), clock.clone()),
+            gates: Gates::new(max_concurrent, clock),
             http,
             metrics,
         })

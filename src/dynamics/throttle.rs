@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::clock::Clock;
+
 /// Default concurrent Dataverse requests per environment and process.
 pub const DEFAULT_MAX_CONCURRENT: usize = 8;
 
@@ -32,13 +34,16 @@ struct Gate {
 pub struct Gates {
     max_concurrent: usize,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
+    /// Pauses end by this clock.
+    clock: Arc<Clock>,
 }
 
 impl Gates {
-    pub fn new(max_concurrent: usize) -> Self {
+    pub fn new(max_concurrent: usize, clock: Arc<Clock>) -> Self {
         Self {
             max_concurrent: max_concurrent.max(1),
             gates: Mutex::new(HashMap::new()),
+            clock,
         }
     }
 
@@ -55,13 +60,13 @@ impl Gates {
             .clone()
     }
 
-    fn remaining_pause(gate: &Gate) -> Option<Duration> {
+    fn remaining_pause(&self, gate: &Gate) -> Option<Duration> {
         let until = (*gate
             .paused_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner))?;
         until
-            .checked_duration_since(Instant::now())
+            .checked_duration_since(self.clock.instant())
             .filter(|d| !d.is_zero())
     }
 
@@ -69,7 +74,7 @@ impl Gates {
     /// environment is paused. Hold the permit until the answer has been read.
     pub async fn enter(&self, environment: &str) -> Result<OwnedSemaphorePermit, Paused> {
         let gate = self.gate(environment);
-        if let Some(left) = Self::remaining_pause(&gate) {
+        if let Some(left) = self.remaining_pause(&gate) {
             return Err(Paused(left));
         }
         let permit = gate
@@ -79,7 +84,7 @@ impl Gates {
             .await
             .expect("the semaphore is never closed");
         // A 429 may have arrived while this request waited for its permit.
-        match Self::remaining_pause(&gate) {
+        match self.remaining_pause(&gate) {
             Some(left) => Err(Paused(left)),
             None => Ok(permit),
         }
@@ -89,7 +94,7 @@ impl Gates {
     /// [`MAX_RETRY_AFTER`](crate::outbound::MAX_RETRY_AFTER); a longer pause already in force is kept.
     pub fn pause(&self, environment: &str, wait: Duration) {
         let new_until = crate::outbound::deadline_after(
-            Instant::now(),
+            self.clock.instant(),
             wait.min(crate::outbound::MAX_RETRY_AFTER),
         );
         let gate = self.gate(environment);
@@ -109,7 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pause_refuses_entry_until_it_ends() {
-        let gates = Gates::new(2);
+        let gates = Gates::new(2, Arc::default());
         assert!(gates.enter("https://a").await.is_ok());
         gates.pause("https://a", Duration::from_secs(30));
         let refused = gates.enter("https://a").await.unwrap_err();
@@ -127,7 +132,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_huge_pause_is_clamped_and_leaves_the_gate_usable() {
-        let gates = Gates::new(2);
+        let gates = Gates::new(2, Arc::default());
         gates.pause("https://a", Duration::MAX);
         let left = gates.enter("https://a").await.unwrap_err().0;
         assert!(left <= crate::outbound::MAX_RETRY_AFTER, "{left:?}");
@@ -138,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn permits_bound_concurrency() {
-        let gates = Gates::new(2);
+        let gates = Gates::new(2, Arc::default());
         let _a = gates.enter("https://a").await.unwrap();
         let _b = gates.enter("https://a").await.unwrap();
         let third = tokio::time::timeout(Duration::from_millis(50), gates.enter("https://a")).await;

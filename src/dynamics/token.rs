@@ -17,6 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::clock::Clock;
+
 use crate::domain::EnvironmentUrl;
 use crate::metrics::Metrics;
 
@@ -114,15 +116,23 @@ pub struct TokenProvider {
     authority: String,
     metrics: Arc<Metrics>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Token lifetimes and throttling pauses are measured by this clock.
+    clock: Arc<Clock>,
 }
 
 impl TokenProvider {
     /// `authority` is e.g. `https://login.microsoftonline.com` (no trailing slash needed).
     /// `http` must not follow redirects (a redirect would resend the secret elsewhere).
-    pub fn new(http: reqwest::Client, authority: &str, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        authority: &str,
+        metrics: Arc<Metrics>,
+        clock: Arc<Clock>,
+    ) -> Self {
         Self {
             http,
             metrics,
+            clock,
             authority: authority.trim_end_matches('/').to_owned(),
             slots: Mutex::new(HashMap::new()),
         }
@@ -146,7 +156,7 @@ impl TokenProvider {
         let slot = self.slot(creds);
         let mut cached = slot.token.lock().await;
         if let Some(token) = cached.as_ref() {
-            if Instant::now() + REFRESH_MARGIN < token.expires_at {
+            if self.clock.instant() + REFRESH_MARGIN < token.expires_at {
                 return Ok(token.secret.clone());
             }
         }
@@ -154,7 +164,9 @@ impl TokenProvider {
             .throttled_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(left) = throttled_until.and_then(|u| u.checked_duration_since(Instant::now())) {
+        if let Some(left) =
+            throttled_until.and_then(|u| u.checked_duration_since(self.clock.instant()))
+        {
             return Err(TokenError::Throttled {
                 retry_after: Some(left),
             });
@@ -164,7 +176,7 @@ impl TokenProvider {
                 let wait = retry_after
                     .unwrap_or(DEFAULT_TOKEN_PAUSE)
                     .min(crate::outbound::MAX_RETRY_AFTER);
-                let until = crate::outbound::deadline_after(Instant::now(), wait);
+                let until = crate::outbound::deadline_after(self.clock.instant(), wait);
                 *slot
                     .throttled_until
                     .lock()
@@ -251,7 +263,7 @@ impl TokenProvider {
             }
         };
 
-        let started = Instant::now();
+        let started = self.clock.instant();
         let result = client
             .exchange_client_credentials()
             .add_scope(Scope::new(format!("{}/.default", creds.environment_url)))
@@ -325,7 +337,12 @@ mod tests {
     #[test]
     fn the_cache_keeps_at_most_its_bound_of_idle_credentials() {
         let http = reqwest::Client::new();
-        let provider = TokenProvider::new(http, "https://login.example", Arc::default());
+        let provider = TokenProvider::new(
+            http,
+            "https://login.example",
+            Arc::default(),
+            Arc::default(),
+        );
         let creds = |i: usize| Credentials {
             tenant_id: "t".into(),
             client_id: "c".into(),

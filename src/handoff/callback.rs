@@ -14,11 +14,12 @@ use super::address::{self, AddressPolicy, NonPublicAddress};
 use super::work_item::KEY_NAMESPACE;
 use super::worker::Worker;
 use crate::catalog::{self, Diagnosis};
+use crate::clock::rfc3339;
 use crate::domain::ContactMatch;
 use crate::domain::{EventKind, WorkstreamId};
 use crate::domain::{NewCallback, NewEvent};
 use crate::dynamics::RetryClass;
-use crate::store::{now_ms, rfc3339, CallbackRow, CallbackState, HandoffRow, Lease, OrgRow};
+use crate::store::{CallbackRow, CallbackState, HandoffRow, Lease, OrgRow};
 use crate::webhook::send::signed_post;
 
 /// The deterministic `webhook-id` of an event about a session.
@@ -98,7 +99,7 @@ pub async fn deliver(
             ))
         });
     let duration_ms = started.elapsed().as_millis() as u64;
-    let now = now_ms();
+    let now = worker.clock.now_ms();
     let attempts = u32::try_from(callback.attempts).unwrap_or(u32::MAX);
     let (state, next, error, kind) = match result {
         Ok(status) => {

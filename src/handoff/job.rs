@@ -8,6 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::retry::RetryPolicy;
+use crate::clock::Clock;
 use crate::connection::vault::Vault;
 use crate::dynamics::{
     ContactCreate, CreateOutcome, Credentials, Dataverse, DataverseClient, DataverseError,
@@ -68,21 +69,6 @@ impl Connect for Arc<Dataverse> {
     }
 }
 
-/// The time, in Unix milliseconds.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        crate::store::now_ms()
-    }
-}
-
 /// What one attempt talks to.
 pub struct JobContext<'a, C> {
     pub store: &'a Store,
@@ -91,5 +77,5 @@ pub struct JobContext<'a, C> {
     pub retry: RetryPolicy,
     /// Development mode: loopback `http://` environments are admitted.
     pub allow_insecure: bool,
-    pub clock: &'a dyn Clock,
+    pub clock: &'a Clock,
 }

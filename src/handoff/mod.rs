@@ -18,6 +18,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::catalog::{self, Diagnosis};
+use crate::clock::Clock;
 use crate::domain::{ContactMatch, EventKind};
 use crate::domain::{Ended, NewCallback, NewEvent, Outcome};
 use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
@@ -25,7 +26,7 @@ use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
 use crate::store::{Claim, OrgRow};
-use job::{Clock, Connect, HandoffDataverse, JobContext};
+use job::{Connect, HandoffDataverse, JobContext};
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.
 struct Progress<'a> {
@@ -34,11 +35,11 @@ struct Progress<'a> {
     contact_id: Option<Uuid>,
     /// When the attempt started.
     started: Instant,
-    clock: &'a dyn Clock,
+    clock: &'a Clock,
 }
 
 impl<'a> Progress<'a> {
-    fn new(clock: &'a dyn Clock) -> Self {
+    fn new(clock: &'a Clock) -> Self {
         Self {
             events: Vec::new(),
             contact_match: None,

@@ -8,8 +8,9 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::job::{Clock, Connect, HandoffDataverse, JobContext};
+use super::job::{Connect, HandoffDataverse, JobContext};
 use super::retry::RetryPolicy;
+use crate::clock::Clock;
 use crate::connection::crypto::{EncryptionKey, Keyring};
 use crate::connection::vault::{SealTarget, Vault};
 use crate::domain::{ContactMatch, EventKind, HandoffState, QUEUED_PAYLOAD_VERSION};
@@ -23,13 +24,8 @@ use crate::webhook::WebhookSecret;
 /// The fixed "now" of every test, in Unix ms.
 const NOW: i64 = 1_800_000_000_000;
 
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now_ms(&self) -> i64 {
-        NOW
-    }
-}
+/// The fixed clock of every test.
+static FIXED: std::sync::LazyLock<Clock> = std::sync::LazyLock::new(|| Clock::fixed(NOW));
 
 type Answer<T> = fn() -> Result<T, DataverseError>;
 
@@ -199,7 +195,7 @@ fn job<'a>(setup: &'a Setup, connect: &'a FakeConnect<'a>) -> JobContext<'a, Fak
             ..RetryPolicy::default()
         },
         allow_insecure: false,
-        clock: &FixedClock,
+        clock: &FIXED,
     }
 }
 
@@ -259,7 +255,7 @@ async fn a_linked_contact_and_a_new_work_item_succeed_with_a_callback() {
     );
     let callback = outcome.callback.expect("the org has a callback URL");
     assert_eq!(callback.event_type, "handoff.succeeded");
-    assert!(callback.payload.contains(&crate::store::rfc3339(NOW)));
+    assert!(callback.payload.contains(&crate::clock::rfc3339(NOW)));
     assert_eq!(dataverse.calls(), ["contacts", "create_work_item"]);
 }
 

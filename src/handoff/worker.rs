@@ -17,13 +17,14 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::job::{JobContext, SystemClock};
+use super::job::JobContext;
 use super::retry::RetryPolicy;
+use crate::clock::Clock;
 use crate::connection::vault::Vault;
 use crate::domain::Ended;
 use crate::dynamics::Dataverse;
 use crate::metrics::Metrics;
-use crate::store::{now_ms, CallbackRow, Claim, Lease, Store, StoreError};
+use crate::store::{CallbackRow, Claim, Lease, Store, StoreError};
 
 /// What the worker runs with, and nothing more. `App::build` makes one and shares it (as
 /// `Arc<Worker>`) between the worker loop, its jobs and the HTTP state, which only wakes it.
@@ -37,6 +38,8 @@ pub struct Worker {
     /// address policy applied when it connects (`handoff::address`).
     pub callbacks: reqwest::Client,
     pub metrics: Arc<Metrics>,
+    /// The service's clock: claims, outcomes and retries are timed by it.
+    pub clock: Arc<Clock>,
     pub settings: WorkerSettings,
     /// Wakes the worker loop when work arrives (the webhook route and the retry routes
     /// notify it).
@@ -71,7 +74,7 @@ impl Worker {
             dataverse: &self.dataverse,
             retry: self.settings.retry,
             allow_insecure: self.settings.allow_insecure,
-            clock: &SystemClock,
+            clock: &self.clock,
         }
     }
 }
@@ -122,7 +125,7 @@ pub async fn enforce_retention(worker: &Worker, now: i64) -> Result<u64, StoreEr
 
 /// Claims the next due job of an org not in `busy_orgs`: a handoff first, else a callback.
 async fn claim_next(worker: &Worker, busy_orgs: &[String]) -> Result<Option<Job>, StoreError> {
-    let now = now_ms();
+    let now = worker.clock.now_ms();
     let lease_ms = i64::try_from(worker.settings.lease.as_millis()).unwrap_or(i64::MAX);
     if let Some(claim) = worker.store.claim_handoff(now, lease_ms, busy_orgs).await? {
         return Ok(Some(Job::Handoff(claim)));
@@ -156,7 +159,7 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
                 };
                 let duration_ms = started.elapsed().as_millis() as u64;
                 let code = outcome.ended.error().map(|d| d.code.as_str());
-                match worker.store.finish_handoff(&claim, &outcome, now_ms()).await {
+                match worker.store.finish_handoff(&claim, &outcome, worker.clock.now_ms()).await {
                     Ok(true) => {
                         let state = outcome.ended.state();
                         let metric_outcome = match outcome.ended {
@@ -288,7 +291,7 @@ impl Running {
         }
         self.set.abort_all();
         while self.join_one().await.is_some() {}
-        let now = now_ms();
+        let now = worker.clock.now_ms();
         for lease in self.leases.into_values() {
             match worker.store.release(&lease, now).await {
                 Ok(_) => {
@@ -332,7 +335,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     loop {
         if tokio::time::Instant::now() >= retention_due {
             retention_due += RETENTION_EVERY;
-            if let Err(e) = enforce_retention(&worker, now_ms()).await {
+            if let Err(e) = enforce_retention(&worker, worker.clock.now_ms()).await {
                 tracing::warn!(error = %e, "could not redact expired sessions; trying again later");
             }
         }
@@ -340,7 +343,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             Ok((_, None)) => None,
             Ok((_, Some(busy))) => Some(match worker.store.next_due_at(&busy).await {
                 Ok(Some(due)) => Duration::from_millis(
-                    (due - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
+                    (due - worker.clock.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
                 ),
                 _ => IDLE_POLL,
             }),

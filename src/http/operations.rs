@@ -26,7 +26,7 @@ pub async fn healthz() -> &'static str {
 /// `GET /metrics`: Prometheus metrics as OpenMetrics text (see [`crate::metrics`]); admin
 /// token required, as for the admin API.
 pub async fn metrics(State(ctx): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let now = crate::store::now_ms();
+    let now = ctx.clock.now_ms();
     let queues: Vec<QueueGauge> = ctx
         .store
         .queue_depths()

@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use super::server::HttpLimits;
+use crate::clock::Clock;
 use crate::connection::orgs::OrgRules;
 use crate::connection::vault::Vault;
 use crate::dynamics::Dataverse;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// The bearer token of `/v1/*` and the password of `/status`.
     pub admin_token: SecretString,
+    /// The service's clock (intake and admin timestamps).
+    pub clock: Arc<Clock>,
     /// Wakes the worker when work arrives.
     pub wake: Arc<Notify>,
 }

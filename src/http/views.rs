@@ -6,9 +6,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::catalog::Diagnosis;
+use crate::clock::rfc3339;
 use crate::diagnostics;
 use crate::domain::{ContactMatch, HandoffState};
-use crate::store::{rfc3339, CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
+use crate::store::{CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
 
 /// An org, never its webhook secret (except `webhook_secret` on the answer that created it).
 #[derive(Debug, Serialize, ToSchema)]

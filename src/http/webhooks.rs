@@ -15,7 +15,7 @@ use super::views::HandoffSummary;
 use crate::domain::{HandoffState, QUEUED_PAYLOAD_VERSION};
 use crate::error::ApiError;
 use crate::http::state::AppState;
-use crate::store::{now_ms, Intake, NewHandoff};
+use crate::store::{Intake, NewHandoff};
 use crate::webhook::envelope::EnvelopeHead;
 use crate::webhook::signature::SignatureHeaders;
 use crate::webhook::{Envelope, HANDOFF_EVENT};
@@ -82,7 +82,7 @@ pub async fn receive(
     }
     // Everything that needs neither the body nor a secret is checked first, so a malformed
     // or stale delivery costs no store query and no body read.
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signature = SignatureHeaders {
         id: header("webhook-id"),

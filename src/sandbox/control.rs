@@ -152,7 +152,7 @@ pub(crate) fn take_fault(state: &Shared, kind: &str) -> Option<FaultAction> {
 pub(crate) fn over_limit(state: &Shared) -> Option<Handled> {
     let mut s = state.lock().expect("poisoned");
     let limits = s.limits?;
-    let now = tokio::time::Instant::now();
+    let now = s.clock.instant();
     let window = Duration::from_secs(limits.window_secs);
     while s
         .window

@@ -86,7 +86,7 @@ fn dispatch(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let client_id = match token.and_then(|t| s.tokens.get(t)) {
-        Some(t) if t.expires_at > tokio::time::Instant::now() => t.client_id.clone(),
+        Some(t) if t.expires_at > s.clock.instant() => t.client_id.clone(),
         _ => {
             let mut response = StatusCode::UNAUTHORIZED.into_response();
             response.headers_mut().insert(
@@ -376,7 +376,7 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
     row.insert("statuscode".into(), json!(1));
     row.insert(
         "createdon".into(),
-        json!(crate::store::rfc3339(crate::store::now_ms())),
+        json!(crate::clock::rfc3339(crate::clock::now_ms())),
     );
     for (nav, _, target) in &binds {
         let column = nav.split("_msdyn_ocliveworkitem").next().unwrap_or(nav);

@@ -16,7 +16,7 @@ use super::{respond, DropSwitch, Handled, IssuedToken, RequestMeta, Shared};
 pub(super) fn error_body(status: StatusCode, error: &str, code: u32, text: &str) -> Handled {
     let trace_id = Uuid::new_v4();
     let correlation_id = Uuid::new_v4();
-    let timestamp = crate::store::rfc3339(crate::store::now_ms());
+    let timestamp = crate::clock::rfc3339(crate::clock::now_ms());
     let description = if code == 0 {
         text.to_owned()
     } else {
@@ -132,12 +132,13 @@ fn issue(state: &Shared, tenant: &str, body: &[u8], basic: Option<String>) -> Ha
     }
     let lifetime = s.seed.token_lifetime_secs;
     let token = format!("sbx.{}", Uuid::new_v4().simple());
+    let now = s.clock.instant();
     s.tokens.insert(
         token.clone(),
         IssuedToken {
             client_id: app.client_id.clone(),
             expires_at: crate::outbound::deadline_after(
-                tokio::time::Instant::now(),
+                now,
                 std::time::Duration::from_secs(lifetime),
             ),
         },

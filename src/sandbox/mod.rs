@@ -64,6 +64,9 @@ struct SandboxState {
     /// Service protection limits in force, and the request times in the current window.
     limits: Option<ServiceProtection>,
     window: std::collections::VecDeque<tokio::time::Instant>,
+    /// The sandbox's time (token expiry, the limits' window): the system's, or the one a
+    /// test shares with the bridge so both move forward together.
+    clock: Arc<crate::clock::Clock>,
 }
 
 type Shared = Arc<Mutex<SandboxState>>;
@@ -103,10 +106,17 @@ impl Sandbox {
             peak_in_flight: 0,
             limits,
             window: std::collections::VecDeque::new(),
+            clock: Arc::default(),
         }));
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, router(state.clone()), stop.clone()));
         Ok(Self { state, addr, stop })
+    }
+
+    /// Runs the sandbox on `clock` (tests give it the bridge's, then move both forward with
+    /// `Clock::advance` instead of sleeping).
+    pub fn set_clock(&self, clock: Arc<crate::clock::Clock>) {
+        self.state.lock().expect("poisoned").clock = clock;
     }
 
     /// `http://127.0.0.1:PORT`: both the Entra authority and the environment URL.

@@ -17,7 +17,7 @@ pub mod retention;
 pub mod sealed;
 pub mod upgrade;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -152,24 +152,6 @@ impl Store {
     }
 }
 
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-/// Unix milliseconds as RFC 3339 UTC with millisecond precision, e.g. `2026-11-20T10:01:02.123Z`.
-pub fn rfc3339(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.format(&format).unwrap_or_default()
-}
-
 fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
@@ -183,12 +165,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_has_milliseconds_and_zulu() {
-        assert_eq!(
-            super::rfc3339(1_763_632_862_123),
-            "2025-11-20T10:01:02.123Z"
-        );
-    }
-}
+mod tests {}

@@ -13,7 +13,7 @@ pub fn signed_post(
     webhook_id: &str,
     body: Vec<u8>,
 ) -> reqwest::RequestBuilder {
-    let timestamp = crate::store::now_ms() / 1000;
+    let timestamp = crate::clock::now_ms() / 1000;
     let signature = secret.sign(webhook_id, timestamp, &body);
     http.post(url)
         .header("content-type", "application/json")

@@ -362,7 +362,7 @@ async fn success_is_called_back_signed_with_a_deterministic_webhook_id() {
             signature: Some(&signature),
         },
         body.as_bytes(),
-        handoff_bridge::store::now_ms() / 1000,
+        handoff_bridge::clock::now_ms() / 1000,
     );
     assert!(
         verified.is_ok(),
@@ -445,7 +445,7 @@ async fn a_session_stored_by_an_older_version_is_upgraded_at_start_and_handed_of
                 payload_version: 1,
                 payload: session.to_string(),
             },
-            handoff_bridge::store::now_ms(),
+            handoff_bridge::clock::now_ms(),
         )
         .await
         .unwrap();

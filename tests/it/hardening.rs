@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use handoff_bridge::clock::now_ms;
 use handoff_bridge::connection::crypto::EncryptionKey;
 use handoff_bridge::http::server::HttpLimits;
 use handoff_bridge::sandbox::{Fault, FaultAction, Seed};
-use handoff_bridge::store::now_ms;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

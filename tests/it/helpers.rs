@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use handoff_bridge::clock::Clock;
 use handoff_bridge::connection::crypto::EncryptionKey;
 use handoff_bridge::handoff::retry::RetryPolicy;
 use handoff_bridge::http::server::HttpLimits;
@@ -177,7 +178,11 @@ impl TestApp {
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let encryption_key = EncryptionKey::generate_base64();
         let config = test_config(&sandbox, &db, &admin_token, &encryption_key, &options);
-        let app = App::build(config).await.unwrap();
+        // One clock for the bridge, its replicas and the sandbox: tests move it forward
+        // (`TestApp::advance`) instead of sleeping.
+        let clock = Arc::new(Clock::system());
+        sandbox.set_clock(clock.clone());
+        let app = App::build_with_clock(config, clock).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = app.router();
@@ -203,16 +208,29 @@ impl TestApp {
         }
     }
 
+    /// The clock the bridge, its replicas and the sandbox share.
+    pub fn clock(&self) -> Arc<Clock> {
+        self.app.clock().clone()
+    }
+
+    /// Lets `by` pass for the bridge and the sandbox, without sleeping.
+    pub fn advance(&self, by: Duration) {
+        self.app.clock().advance(by);
+    }
+
     /// Another bridge process on the same store (same key and token), not serving HTTP:
     /// a second replica's worker.
     pub async fn replica(&self) -> App {
-        App::build(test_config(
-            &self.sandbox,
-            &self.db,
-            &self.admin_token,
-            &self.encryption_key,
-            &self.options,
-        ))
+        App::build_with_clock(
+            test_config(
+                &self.sandbox,
+                &self.db,
+                &self.admin_token,
+                &self.encryption_key,
+                &self.options,
+            ),
+            self.clock(),
+        )
         .await
         .unwrap()
     }
@@ -228,7 +246,7 @@ impl TestApp {
             &self.options,
         );
         config.settings.allow_insecure_dynamics = false;
-        App::build(config).await.unwrap()
+        App::build_with_clock(config, self.clock()).await.unwrap()
     }
 
     /// The `HANDOFF_ENCRYPTION_KEY` the store's secrets were saved with (base64).
@@ -249,19 +267,22 @@ impl TestApp {
             .iter()
             .map(|k| EncryptionKey::from_base64(k).unwrap())
             .collect();
-        App::build(config).await.unwrap()
+        App::build_with_clock(config, self.clock()).await.unwrap()
     }
 
     /// A replica started with another `HANDOFF_ENCRYPTION_KEY` than the one the store's
     /// secrets were saved with.
     pub async fn replica_with_other_key(&self) -> App {
-        App::build(test_config(
-            &self.sandbox,
-            &self.db,
-            &self.admin_token,
-            &EncryptionKey::generate_base64(),
-            &self.options,
-        ))
+        App::build_with_clock(
+            test_config(
+                &self.sandbox,
+                &self.db,
+                &self.admin_token,
+                &EncryptionKey::generate_base64(),
+                &self.options,
+            ),
+            self.clock(),
+        )
         .await
         .unwrap()
     }
@@ -338,7 +359,7 @@ impl TestApp {
         body: &Value,
     ) -> (StatusCode, Value) {
         let bytes = serde_json::to_vec(body).unwrap();
-        let timestamp = handoff_bridge::store::now_ms() / 1000;
+        let timestamp = handoff_bridge::clock::now_ms() / 1000;
         self.post_webhook(
             org,
             &bytes,

@@ -38,7 +38,7 @@ async fn assert_refused(
 async fn every_refusal_has_its_status_and_code_and_stores_nothing() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
-    let now = handoff_bridge::store::now_ms() / 1000;
+    let now = handoff_bridge::clock::now_ms() / 1000;
     let good = serde_json::to_vec(&envelope("acme", json!({ "id": "refused" }))).unwrap();
 
     let forged = handoff_bridge::webhook::WebhookSecret::generate();
@@ -377,7 +377,7 @@ async fn an_unavailable_store_answers_503_and_asks_for_a_retry() {
     let secret = t.connected_org("acme").await;
     t.app.worker().store.close().await;
     let body = serde_json::to_vec(&envelope("acme", json!({ "id": "store-down" }))).unwrap();
-    let now = handoff_bridge::store::now_ms() / 1000;
+    let now = handoff_bridge::clock::now_ms() / 1000;
     let response = t
         .http
         .post(format!("{}/v1/webhooks/acme", t.url))

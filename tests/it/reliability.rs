@@ -159,7 +159,7 @@ async fn retry_after_is_honored_and_pauses_the_whole_connection() {
         "nothing is due before Retry-After"
     );
 
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    t.advance(Duration::from_millis(1050));
     t.drain().await;
     for id in ["throttled", "during-pause"] {
         assert_eq!(t.record("acme", id).await["state"], "succeeded");
@@ -226,7 +226,7 @@ async fn entra_throttling_pauses_token_requests_for_the_connection() {
         assert_eq!(record["state"], "queued");
         assert_eq!(record["last_error"]["code"], "entra_throttled");
     }
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    t.advance(Duration::from_millis(1050));
     t.drain().await;
     for i in 0..3 {
         assert_eq!(
@@ -252,7 +252,8 @@ async fn stop_mid_attempt(t: &TestApp, session: &str) -> Duration {
             tokio::time::Instant::now() < deadline,
             "the worker never took the handoff"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Another task's progress, not time, is awaited here.
+        tokio::task::yield_now().await;
     }
     let started = std::time::Instant::now();
     shutdown.cancel();
@@ -313,8 +314,8 @@ async fn shutdown_lets_a_handoff_finish_within_the_grace_period() {
     assert!(events(&record, "released").is_empty());
 }
 
-/// Drains until every listed session has settled, sleeping until the soonest retry when
-/// nothing is due; bounded.
+/// Drains until every listed session has settled, moving the clock to the soonest retry
+/// when nothing is due (no sleeping); bounded.
 async fn settle_all(t: &TestApp, sessions: &[String]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -335,7 +336,7 @@ async fn settle_all(t: &TestApp, sessions: &[String]) {
             tokio::time::Instant::now() < deadline,
             "{open} handoffs never settled"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        t.advance(Duration::from_millis(100));
     }
 }
 
@@ -355,7 +356,7 @@ async fn the_request_limit_of_service_protection_is_waited_out() {
             json!({ "id": s, "contact": { "email": "ada@example.com", "verified": true } });
         t.send("acme", &secret, s, &envelope("acme", session)).await;
     }
-    let started = std::time::Instant::now();
+    let started = t.clock().now_ms();
     settle_all(&t, &sessions).await;
     for s in &sessions {
         assert_eq!(t.record("acme", s).await["state"], "succeeded");
@@ -368,8 +369,8 @@ async fn the_request_limit_of_service_protection_is_waited_out() {
         .count();
     assert!(refused > 0, "the limit was hit");
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "8 requests at 3 per second need more than a second"
+        t.clock().now_ms() - started >= 1000,
+        "8 requests at 3 per second need more than a second (of the shared clock)"
     );
     assert_eq!(t.sandbox.work_items().len(), 4);
 }

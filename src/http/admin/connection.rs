@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::existing_org;
+use crate::clock::rfc3339;
 use crate::connection::orgs::{ConnectionStatus, SaveOutcome};
 use crate::connection::{self, Check, ConnectionInput};
 use crate::diagnostics::CardStatus;
@@ -16,7 +17,6 @@ use crate::error::ApiError;
 use crate::http::extract::{ApiJson, OrgIdPath};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC};
 use crate::http::state::AppState;
-use crate::store::{now_ms, rfc3339};
 
 /// The verdict of a test, or of a test-and-save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -105,7 +105,7 @@ pub async fn save_connection(
     let org = existing_org(&ctx, &id).await?;
     match ctx
         .org_rules()
-        .save_connection(&org, &input, now_ms())
+        .save_connection(&org, &input, ctx.clock.now_ms())
         .await?
     {
         SaveOutcome::Saved(checks) => {
@@ -140,7 +140,7 @@ pub async fn check_connection(
         .connection(&org.org_id)
         .await?
         .ok_or_else(|| ApiError::NotConnected(org.org_id.clone()))?;
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let (status, checks) = ctx.org_rules().check_again(&conn, now).await?;
     Ok(Json(Rechecked {
         status,

@@ -9,13 +9,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::existing_org;
+use crate::clock::rfc3339;
 use crate::connection::orgs::{OrgError, OrgInput};
 use crate::error::ApiError;
 use crate::http::extract::{ApiJson, OrgIdPath};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC};
 use crate::http::state::AppState;
 use crate::http::views::OrgView;
-use crate::store::{now_ms, rfc3339};
 
 /// The answer to a rotation: the new secret, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,7 +48,7 @@ pub async fn put_org(
 ) -> Result<(StatusCode, Json<OrgView>), ApiError> {
     let saved = ctx
         .org_rules()
-        .save_org(&id, &input, now_ms())
+        .save_org(&id, &input, ctx.clock.now_ms())
         .await
         .map_err(|e| match e {
             OrgError::Invalid(errors) => ApiError::Validation(errors),
@@ -87,7 +87,7 @@ pub async fn rotate_secret(
     let org = existing_org(&ctx, &id).await?;
     let (secret, until) = ctx
         .org_rules()
-        .rotate_webhook_secret(&org, now_ms())
+        .rotate_webhook_secret(&org, ctx.clock.now_ms())
         .await?;
     Ok(Json(RotatedSecret {
         webhook_secret: secret.expose().to_owned(),
@@ -108,7 +108,7 @@ pub async fn revoke_previous_secret(
     let org = existing_org(&ctx, &id).await?;
     let revoked = ctx
         .store
-        .revoke_previous_webhook_secret(&org.org_id, now_ms())
+        .revoke_previous_webhook_secret(&org.org_id, ctx.clock.now_ms())
         .await?;
     Ok(Json(Revoked { revoked }))
 }

@@ -15,7 +15,6 @@ use crate::http::extract::{OrgIdPath, SessionPath};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC, SESSION_ID_DOC};
 use crate::http::state::AppState;
 use crate::http::views::{HandoffRecord, HandoffSummary};
-use crate::store::now_ms;
 
 /// Recent handoffs of an org, newest first.
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,7 +72,9 @@ pub async fn status(
         session: query.session,
         limit,
     };
-    Ok(Json(crate::diagnostics::status(&ctx.store, &filter).await?))
+    Ok(Json(
+        crate::diagnostics::status(&ctx.store, &filter, ctx.clock.now_ms()).await?,
+    ))
 }
 
 /// `GET /v1/orgs/{org_id}/sessions?state=…&limit=…`: recent handoffs, newest first
@@ -121,7 +122,7 @@ pub async fn retry_session(
     let handoff = existing_handoff(&ctx, &org, &session_id).await?;
     let replayed = ctx
         .store
-        .replay_failed(&org.org_id, Some(&handoff.handoff_id), now_ms())
+        .replay_failed(&org.org_id, Some(&handoff.handoff_id), ctx.clock.now_ms())
         .await?;
     if replayed.handoffs + replayed.callbacks == 0 && handoff.redacted_at.is_some() {
         return Err(ApiError::SessionRedacted {
@@ -156,7 +157,10 @@ pub async fn retry_failed(
     OrgIdPath(org_id): OrgIdPath,
 ) -> Result<(StatusCode, Json<Requeued>), ApiError> {
     let org = existing_org(&ctx, &org_id).await?;
-    let replayed = ctx.store.replay_failed(&org.org_id, None, now_ms()).await?;
+    let replayed = ctx
+        .store
+        .replay_failed(&org.org_id, None, ctx.clock.now_ms())
+        .await?;
     ctx.wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,
