@@ -6,10 +6,10 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::catalog::{self, Diagnosis, Failure};
 use crate::clock::rfc3339;
 use crate::connection::orgs::ConnectionStatus;
 use crate::connection::{Check, CheckStatus};
+use crate::domain::catalog::{self, Diagnosis, Failure};
 use crate::domain::{ContactMatch, HandoffState};
 use crate::store::{HandoffRow, OrgRow, Store, StoreError};
 

@@ -5,7 +5,6 @@
 //! callback`. [`App::build`] makes the service from a [`Config`]; [`App::serve`] runs it on
 //! a listener it is given, so tests bind port 0 and run everything in-process.
 
-pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,7 +13,6 @@ pub mod demo;
 pub mod diagnostics;
 pub mod domain;
 pub mod dynamics;
-pub mod error;
 pub mod handoff;
 pub mod http;
 pub mod metrics;
@@ -85,9 +83,9 @@ impl App {
             store: store.clone(),
             vault: vault.clone(),
             dataverse: dataverse.clone(),
-            callbacks: handoff::address::callback_client(
+            callbacks: webhook::address::callback_client(
                 config.request_timeout,
-                handoff::address::AddressPolicy {
+                webhook::address::AddressPolicy {
                     allow_loopback: settings.allow_insecure_dynamics,
                 },
             ),

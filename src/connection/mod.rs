@@ -16,7 +16,7 @@ use std::time::Instant;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, Diagnosis, Failure};
+use crate::domain::catalog::{self, Diagnosis, Failure};
 use crate::domain::{parse_guid, EnvironmentUrl, WorkstreamId};
 use crate::dynamics::choices::WORK_DISTRIBUTION_PICK;
 use crate::dynamics::{Credentials, Dataverse, StreamSource, Workstream};

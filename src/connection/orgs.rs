@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::vault::{SealTarget, Vault};
 use super::{check_valid, failed_input, run_checks, Check, ConnectionInput, ValidConnection};
-use crate::catalog::{self, Diagnosis};
+use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::{EnvironmentUrl, OrgId, WorkstreamId};
 use crate::dynamics::{Credentials, Dataverse};
-use crate::handoff::address::{AddressPolicy, CallbackUrl};
 use crate::store::{ConnectionRow, OrgRow, Store, StoreError};
+use crate::webhook::address::{AddressPolicy, CallbackUrl};
 use crate::webhook::{FieldError, WebhookSecret};
 
 /// How long a rotated-out webhook secret is still accepted: 24 hours (README, "Setting up an org").

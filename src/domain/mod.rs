@@ -3,6 +3,7 @@
 //! Each type is built by a fallible constructor ("parse, don't validate"); the error is a
 //! plain sentence that names the rule, ready to be shown next to the offending field.
 
+pub mod catalog;
 pub mod handoff;
 pub mod outcome;
 

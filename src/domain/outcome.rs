@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::handoff::{ContactMatch, EventKind, HandoffState};
-use crate::catalog::Diagnosis;
+use crate::domain::catalog::Diagnosis;
 
 /// An event to append to a handoff's timeline; `at` in Unix ms.
 #[derive(Debug, Clone)]

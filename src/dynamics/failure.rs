@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::client::NOT_FOUND;
 use super::{DataverseError, TokenError};
-use crate::catalog::{self, Diagnosis, Failure};
+use crate::domain::catalog::{self, Diagnosis, Failure};
 
 /// Whether a failed request is worth trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,16 +10,16 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::address::{self, AddressPolicy, NonPublicAddress};
 use super::work_item::KEY_NAMESPACE;
 use super::worker::Worker;
-use crate::catalog::{self, Diagnosis};
 use crate::clock::rfc3339;
+use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::ContactMatch;
 use crate::domain::{EventKind, WorkstreamId};
 use crate::domain::{NewCallback, NewEvent};
 use crate::dynamics::RetryClass;
 use crate::store::{CallbackRow, CallbackState, HandoffRow, Lease, OrgRow};
+use crate::webhook::address::{self, AddressPolicy, NonPublicAddress};
 use crate::webhook::send::signed_post;
 
 /// The deterministic `webhook-id` of an event about a session.

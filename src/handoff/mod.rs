@@ -5,7 +5,6 @@
 //! writes in one transaction with the attempt's events and the callback (outbox). This
 //! module knows nothing about HTTP routes.
 
-pub mod address;
 pub mod callback;
 pub mod job;
 pub mod retry;
@@ -17,8 +16,8 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::catalog::{self, Diagnosis};
 use crate::clock::Clock;
+use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind};
 use crate::domain::{Ended, NewCallback, NewEvent, Outcome};
 use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 
 use crate::domain::{OrgId, SessionId};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::webhook::envelope::{parse_json, FieldError};
 

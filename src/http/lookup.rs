@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::domain::{HandoffState, OrgId, SessionId};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::store::{HandoffRow, OrgRow};
 use crate::webhook::FieldError;

@@ -1,6 +1,7 @@
 //! HTTP routes only: parse, call the domain, map to responses.
 
 pub mod admin;
+pub mod error;
 pub mod extract;
 mod lookup;
 pub mod openapi;
@@ -24,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 pub use state::AppState;
 
 /// The route table, in three parts that get different middleware: the admin routes (behind

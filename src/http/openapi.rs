@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema};
 
-pub use crate::error::Problem;
+pub use crate::http::error::Problem;
 
 /// The description of `{org_id}` in every path.
 pub const ORG_ID_DOC: &str = "The OpenCX organization id: 1–64 of `A-Z a-z 0-9 _ -`.";

@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use utoipa::openapi::OpenApi;
 
 use super::state::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics::QueueGauge;
 
 /// `GET /healthz`: 200 while the process is up.

@@ -15,7 +15,7 @@ use super::extract::SessionPath;
 use super::lookup::{existing_handoff, existing_org, list_options, StatusQuery};
 use super::views::HandoffRecord;
 use crate::diagnostics::{Explanation, StatusReport};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {

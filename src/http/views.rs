@@ -5,9 +5,9 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::catalog::Diagnosis;
 use crate::clock::rfc3339;
 use crate::diagnostics;
+use crate::domain::catalog::Diagnosis;
 use crate::domain::{ContactMatch, HandoffState};
 use crate::store::{CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
 

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::extract::{is_json, parse_body, read_body, OrgIdPath};
 use super::views::HandoffSummary;
 use crate::domain::{HandoffState, QUEUED_PAYLOAD_VERSION};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::store::{Intake, NewHandoff};
 use crate::webhook::envelope::EnvelopeHead;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::events::insert_event;
 use super::queue::{Lease, Queue};
 use super::{col, Store, StoreError};
-use crate::catalog::Diagnosis;
+use crate::domain::catalog::Diagnosis;
 use crate::domain::{ContactMatch, EventKind, HandoffState};
 use crate::domain::{Ended, Outcome};
 

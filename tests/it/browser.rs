@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
-use handoff_bridge::catalog;
+use handoff_bridge::domain::catalog;
 use serde_json::{json, Value};
 
 use crate::helpers::TestApp;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use handoff_bridge::catalog::{self, CATALOG};
+use handoff_bridge::domain::catalog::{self, CATALOG};
 use handoff_bridge::sandbox::{Fault, FaultAction};
 use handoff_bridge::webhook::signature::WebhookSecret;
 use reqwest::{Method, StatusCode};

@@ -5,6 +5,7 @@ mod helpers;
 #[path = "../common/postgres.rs"]
 mod postgres;
 
+mod architecture;
 mod browser;
 mod catalog;
 mod cli;

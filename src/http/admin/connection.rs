@@ -13,7 +13,7 @@ use crate::clock::rfc3339;
 use crate::connection::orgs::{ConnectionStatus, SaveOutcome};
 use crate::connection::{self, Check, ConnectionInput};
 use crate::diagnostics::CardStatus;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, OrgIdPath};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC};
 use crate::http::state::AppState;

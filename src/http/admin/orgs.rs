@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::existing_org;
 use crate::clock::rfc3339;
 use crate::connection::orgs::{OrgError, OrgInput};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, OrgIdPath};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC};
 use crate::http::state::AppState;

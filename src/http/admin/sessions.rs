@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};
 use crate::diagnostics::StatusReport;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::{OrgIdPath, SessionPath};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC, SESSION_ID_DOC};
 use crate::http::state::AppState;
