@@ -115,16 +115,11 @@ async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i
     let key = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
     let vault = Vault::new(Keyring::new(key, Vec::new()));
     store
-        .create_org(&OrgRow {
-            org_id: "acme".into(),
-            name: "Acme".into(),
-            callback_url: Some("https://hooks.example.com/handoffs".into()),
-            webhook_secret_enc: vault.seal_webhook_secret("acme", &WebhookSecret::generate()),
-            previous_webhook_secret_enc: None,
-            previous_secret_expires_at: None,
-            created_at: 0,
-            updated_at: 0,
-        })
+        .create_org(&OrgRow::for_tests(
+            "acme",
+            vault.seal_webhook_secret("acme", &WebhookSecret::generate()),
+            Some("https://hooks.example.com/handoffs"),
+        ))
         .await
         .unwrap();
     if connected {

@@ -20,7 +20,8 @@ pub struct HandoffRow {
     pub webhook_id: String,
     pub channel: String,
     pub payload_version: i64,
-    /// `data.session` as received (JSON), in the shape of `payload_version`.
+    /// The queued request (JSON) in the shape of `payload_version`: version 2 is the
+    /// bridge's `QueuedHandoff`.
     pub payload: String,
     pub state: HandoffState,
     pub contact_match: Option<ContactMatch>,

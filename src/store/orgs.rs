@@ -20,6 +20,27 @@ pub struct OrgRow {
     pub updated_at: i64,
 }
 
+#[cfg(test)]
+impl OrgRow {
+    /// A new org for unit tests: no rotation in progress, created at 0.
+    pub(crate) fn for_tests(
+        org_id: &str,
+        webhook_secret_enc: String,
+        callback_url: Option<&str>,
+    ) -> Self {
+        Self {
+            org_id: org_id.into(),
+            name: org_id.into(),
+            callback_url: callback_url.map(str::to_owned),
+            webhook_secret_enc,
+            previous_webhook_secret_enc: None,
+            previous_secret_expires_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+}
+
 const ORG_COLUMNS: &str =
     "org_id, name, callback_url, webhook_secret_enc, previous_webhook_secret_enc, \
      previous_secret_expires_at, created_at, updated_at";

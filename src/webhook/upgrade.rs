@@ -101,16 +101,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .create_org(&OrgRow {
-                org_id: "acme".into(),
-                name: "Acme".into(),
-                callback_url: None,
-                webhook_secret_enc: "sealed".into(),
-                previous_webhook_secret_enc: None,
-                previous_secret_expires_at: None,
-                created_at: 0,
-                updated_at: 0,
-            })
+            .create_org(&OrgRow::for_tests("acme", "sealed".into(), None))
             .await
             .unwrap();
         for (session_id, session) in rows {
