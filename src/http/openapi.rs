@@ -74,7 +74,7 @@ impl Modify for Security {
 }
 
 /// The document's frame (info, security schemes, tags); the paths come from the route table
-/// (`super::api_document`).
+/// (`http::api_document`).
 #[derive(OpenApi)]
 #[openapi(
     info(

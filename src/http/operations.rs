@@ -63,7 +63,7 @@ pub async fn readyz(State(ctx): State<Arc<AppState>>) -> Result<&'static str, Ap
 }
 
 /// `GET /openapi.json`: this API as OpenAPI 3.1. The document is the route table's
-/// (`super::router` attaches it).
+/// (the router in `http/mod.rs` attaches it).
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0)", content_type = "application/json")))]
 pub async fn openapi_json(Extension(document): Extension<Arc<OpenApi>>) -> Json<OpenApi> {

@@ -5,7 +5,7 @@
 //! hyper enforces the head timeout (`header_read_timeout`, which hyper also runs while a
 //! kept-alive connection waits for its next request, so it is the idle timeout too) and the
 //! buffer size (`max_buf_size`); the body-read deadline is in
-//! [`read_body`](super::extract::read_body), where the body is read. Production deployments
+//! `read_body` (`http/extract.rs`), where the body is read. Production deployments
 //! still belong behind a reverse proxy with per-client limits: these bounds keep one process
 //! alive, they do not rate-limit a client.
 

@@ -153,3 +153,79 @@ fn the_review_rules_hold() {
         }
     }
 }
+
+#[test]
+fn http_has_no_import_loop() {
+    // The submodules of `http/`, by file or folder name.
+    let http = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let submodules: BTreeSet<String> = std::fs::read_dir(&http)
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.trim_end_matches(".rs").to_owned()
+        })
+        .filter(|name| name != "mod")
+        .collect();
+    assert!(submodules.len() >= 10, "{submodules:?}");
+    let files = sources().remove("http").unwrap();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (file, text) in &files {
+        // http/admin/orgs.rs → admin; http/webhooks.rs → webhooks; http/mod.rs → mod.
+        let from = file
+            .trim_start_matches("http/")
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_owned();
+        let direct_child = file.matches('/').count() == 1;
+        let prefixes: &[&str] = if direct_child && from != "mod" {
+            &["crate::http::", "super::"]
+        } else {
+            &["crate::http::"]
+        };
+        for prefix in prefixes {
+            for (at, _) in text.match_indices(prefix) {
+                let name: String = text[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '{')
+                    .collect();
+                if from == "mod" || name == from {
+                    continue;
+                }
+                // Only modules are reached through `http`: an item of `http/mod.rs` (the
+                // router, the middleware, a re-export) would be a loop back to the parent.
+                assert!(
+                    submodules.contains(&name),
+                    "{file} refers to `{prefix}{name}`, which is not a submodule of http/"
+                );
+                edges.entry(from.clone()).or_default().insert(name);
+            }
+        }
+    }
+    // No cycle among the submodules (depth-first search).
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(node) {
+            return;
+        }
+        assert!(
+            !path.iter().any(|p| p == node),
+            "import loop in http/: {path:?} → {node}"
+        );
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            visit(next, edges, path, done);
+        }
+        path.pop();
+        done.insert(node.to_owned());
+    }
+    let mut done = BTreeSet::new();
+    for node in edges.keys() {
+        visit(node, &edges, &mut Vec::new(), &mut done);
+    }
+}

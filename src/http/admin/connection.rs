@@ -8,13 +8,13 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::existing_org;
 use crate::clock::rfc3339;
 use crate::connection::orgs::{ConnectionStatus, SaveOutcome};
 use crate::connection::{self, Check, ConnectionInput};
 use crate::diagnostics::CardStatus;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, OrgIdPath};
+use crate::http::lookup::existing_org;
 use crate::http::openapi::{PathProblems, ORG_ID_DOC};
 use crate::http::state::AppState;
 

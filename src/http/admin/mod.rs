@@ -9,5 +9,3 @@ mod sessions;
 pub use connection::*;
 pub use orgs::*;
 pub use sessions::*;
-
-use super::lookup::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};

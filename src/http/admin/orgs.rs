@@ -8,11 +8,11 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::existing_org;
 use crate::clock::rfc3339;
 use crate::connection::orgs::{OrgError, OrgInput};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, OrgIdPath};
+use crate::http::lookup::existing_org;
 use crate::http::openapi::{PathProblems, ORG_ID_DOC};
 use crate::http::state::AppState;
 use crate::http::views::OrgView;

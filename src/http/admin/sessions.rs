@@ -8,10 +8,10 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};
 use crate::diagnostics::StatusReport;
 use crate::http::error::ApiError;
 use crate::http::extract::{OrgIdPath, SessionPath};
+use crate::http::lookup::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC, SESSION_ID_DOC};
 use crate::http::state::AppState;
 use crate::http::views::{HandoffRecord, HandoffSummary};
