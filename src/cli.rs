@@ -100,7 +100,7 @@ pub struct ServeArgs {
     pub admin_token: Option<String>,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Entra ID authority for tokens (sovereign clouds: https://login.microsoftonline.us, …).
+    /// Entra ID authority for tokens (sovereign clouds: `https://login.microsoftonline.us`, …).
     #[arg(
         long,
         env = "HANDOFF_ENTRA_AUTHORITY",

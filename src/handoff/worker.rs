@@ -328,7 +328,7 @@ pub async fn run_due(worker: &Arc<Worker>) -> Result<usize, StoreError> {
 
 /// The worker loop: keeps up to `concurrency` jobs running, sleeping when nothing is due
 /// until woken (a new handoff), the next due time, or `IDLE_POLL`. When `shutdown` is
-/// cancelled it claims nothing more and stops as described in [`Running::stop`].
+/// cancelled it claims nothing more and stops as described in `Running::stop`.
 pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     let mut running = Running::default();
     let mut retention_due = tokio::time::Instant::now();

@@ -2,7 +2,7 @@
 //!
 //! Version 1 rows hold the OpenCX session as it was received. `App::build` runs
 //! [`upgrade_stored_sessions`] before the worker starts: each such session is validated as
-//! at intake and rewritten as the bridge's own [`QueuedHandoff`] (version 2), so the worker
+//! at intake and rewritten as the bridge's own [`QueuedHandoff`](crate::domain::QueuedHandoff) (version 2), so the worker
 //! reads only its own type and never the OpenCX envelope. A session that no longer passes
 //! validation is left as it is and logged; its attempt fails as `payload_unreadable`.
 
