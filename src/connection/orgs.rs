@@ -212,10 +212,16 @@ impl OrgRules<'_> {
                 updated_at: now,
             })
             .await?;
+        // Handoffs parked without a connection, or backing off after a failure the new
+        // settings may have fixed, are due now (the caller wakes the worker).
+        self.store
+            .wake_queued(&org.org_id, None, "the connection was saved", now)
+            .await?;
         Ok(SaveOutcome::Saved(checks))
     }
 
-    /// Runs the checks again on a saved connection and records the verdict on it.
+    /// Runs the checks again on a saved connection and records the verdict on it; when they
+    /// pass, the org's queued handoffs are due now (the caller wakes the worker).
     pub async fn check_again(
         &self,
         conn: &ConnectionRow,
@@ -242,6 +248,11 @@ impl OrgRules<'_> {
                 now,
             )
             .await?;
+        if status == ConnectionStatus::Active {
+            self.store
+                .wake_queued(&conn.org_id, None, "the connection passed its checks", now)
+                .await?;
+        }
         Ok((status, checks))
     }
 }

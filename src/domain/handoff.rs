@@ -103,6 +103,12 @@ pub enum EventKind {
     AttemptFailed,
     AttemptPanicked,
     RetryScheduled,
+    /// The attempt sent nothing and waits (`{code, until, parked}`): a paused environment,
+    /// or no connection yet (parked until one is saved). Not counted as an attempt.
+    Waiting,
+    /// Made due now: the org's connection was saved or checked again, or an admin asked
+    /// (`{reason}`).
+    Woken,
     Succeeded,
     Failed,
     Skipped,
@@ -128,6 +134,8 @@ impl EventKind {
             Self::AttemptFailed => "attempt_failed",
             Self::AttemptPanicked => "attempt_panicked",
             Self::RetryScheduled => "retry_scheduled",
+            Self::Waiting => "waiting",
+            Self::Woken => "woken",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Skipped => "skipped",

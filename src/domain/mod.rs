@@ -11,7 +11,7 @@ pub use handoff::{
     ContactMatch, Customer, EventKind, HandoffRequest, HandoffState, QueuedHandoff,
     QUEUED_PAYLOAD_VERSION,
 };
-pub use outcome::{Ended, NewCallback, NewEvent, Outcome};
+pub use outcome::{Ended, NewCallback, NewEvent, Outcome, PARKED};
 
 use std::fmt;
 

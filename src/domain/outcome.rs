@@ -40,9 +40,18 @@ pub enum Ended {
         next_attempt_at: i64,
         error: Diagnosis,
     },
+    /// Nothing was sent: the attempt met a wait (an environment paused after a 429, the
+    /// org not connected yet). Back to `queued` until `until` (Unix ms; [`PARKED`] to wait
+    /// for a connection to be saved), and the claim is not counted as an attempt, so the
+    /// backoff does not grow.
+    Waiting { until: i64, reason: Diagnosis },
     /// A permanent failure, or transient ones past the retry window.
     Failed(Diagnosis),
 }
+
+/// `next_attempt_at` of a handoff parked until its org's connection is saved (saving it
+/// makes the org's queued handoffs due at once): no claim ever finds it due before then.
+pub const PARKED: i64 = i64::MAX;
 
 impl Ended {
     /// The handoff's state after this ending.
@@ -50,7 +59,7 @@ impl Ended {
         match self {
             Self::Succeeded { .. } => HandoffState::Succeeded,
             Self::Skipped(_) => HandoffState::Skipped,
-            Self::RetryScheduled { .. } => HandoffState::Queued,
+            Self::RetryScheduled { .. } | Self::Waiting { .. } => HandoffState::Queued,
             Self::Failed(_) => HandoffState::Failed,
         }
     }
@@ -59,7 +68,10 @@ impl Ended {
     pub fn error(&self) -> Option<&Diagnosis> {
         match self {
             Self::Succeeded { .. } => None,
-            Self::Skipped(d) | Self::Failed(d) | Self::RetryScheduled { error: d, .. } => Some(d),
+            Self::Skipped(d)
+            | Self::Failed(d)
+            | Self::RetryScheduled { error: d, .. }
+            | Self::Waiting { reason: d, .. } => Some(d),
         }
     }
 }

@@ -23,6 +23,10 @@ pub enum RetryClass {
     Transient { retry_after: Option<Duration> },
     /// A refusal that will not change by itself (wrong secret, missing privilege…).
     Permanent,
+    /// Nothing was sent: the environment or the connection's token requests are paused
+    /// after a 429 for this long. A wait, not a failed request, so it does not count as
+    /// an attempt.
+    NotSent { wait: Duration },
 }
 
 /// A failure explained: what to tell the admin, and whether to retry.
@@ -36,6 +40,13 @@ fn transient(entry: Failure, detail: Option<String>, retry_after: Option<Duratio
     Explained {
         diagnosis: entry.diagnose(detail),
         class: RetryClass::Transient { retry_after },
+    }
+}
+
+fn not_sent(entry: Failure, detail: String, wait: Duration) -> Explained {
+    Explained {
+        diagnosis: entry.diagnose(detail),
+        class: RetryClass::NotSent { wait },
     }
 }
 
@@ -78,6 +89,14 @@ impl TokenError {
                 retry_after.map(|d| format!("Retry-After: {} s", d.as_secs())),
                 *retry_after,
             ),
+            TokenError::Paused { wait } => not_sent(
+                catalog::ENTRA_THROTTLED,
+                format!(
+                    "not sent: token requests for this connection are paused for {} ms more after a 429",
+                    wait.as_millis()
+                ),
+                *wait,
+            ),
             TokenError::Unavailable(detail) => {
                 transient(catalog::ENTRA_UNAVAILABLE, Some(detail.clone()), None)
             }
@@ -92,13 +111,13 @@ impl DataverseError {
     pub fn explain(&self) -> Explained {
         match self {
             DataverseError::Token(t) => t.explain(),
-            DataverseError::Paused(p) => transient(
+            DataverseError::Paused(p) => not_sent(
                 catalog::DATAVERSE_THROTTLED,
-                Some(format!(
+                format!(
                     "not sent: the environment is paused for {} ms more after a 429",
                     p.0.as_millis()
-                )),
-                Some(p.0),
+                ),
+                p.0,
             ),
             DataverseError::Transport { detail, .. } => {
                 transient(catalog::DATAVERSE_UNAVAILABLE, Some(detail.clone()), None)

@@ -77,6 +77,9 @@ pub enum TokenError {
     /// HTTP 429 from the token endpoint.
     #[error("Entra ID throttled the token request (HTTP 429)")]
     Throttled { retry_after: Option<Duration> },
+    /// Not sent: an Entra 429 paused token requests for these credentials for `wait` more.
+    #[error("token requests are paused for {} ms more after an Entra ID 429", .wait.as_millis())]
+    Paused { wait: Duration },
     /// Connection failure, timeout, a 5xx, or an answer that is not an OAuth response.
     #[error("the Entra ID token endpoint is unavailable: {0}")]
     Unavailable(String),
@@ -151,7 +154,7 @@ impl TokenProvider {
     /// A valid token for `creds`: the cached one while it has more than the refresh margin
     /// left, otherwise a new one. Concurrent callers for the same credentials share one
     /// request. After an Entra 429, token requests for these credentials pause for its
-    /// `Retry-After` (60 s when absent) and calls fail at once with `Throttled`.
+    /// `Retry-After` (60 s when absent) and calls fail at once with `Paused`.
     pub async fn token(&self, creds: &Credentials) -> Result<SecretString, TokenError> {
         let slot = self.slot(creds);
         let mut cached = slot.token.lock().await;
@@ -167,9 +170,7 @@ impl TokenProvider {
         if let Some(left) =
             throttled_until.and_then(|u| u.checked_duration_since(self.clock.instant()))
         {
-            return Err(TokenError::Throttled {
-                retry_after: Some(left),
-            });
+            return Err(TokenError::Paused { wait: left });
         }
         let fresh = match self.fetch(creds).await {
             Err(TokenError::Throttled { retry_after }) => {

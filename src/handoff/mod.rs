@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind};
-use crate::domain::{Ended, NewCallback, NewEvent, Outcome};
+use crate::domain::{Ended, NewCallback, NewEvent, Outcome, PARKED};
 use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
@@ -115,16 +115,8 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
 
     let conn = match ctx.store.connection(&handoff.org_id).await {
         Ok(Some(conn)) => conn,
-        Ok(None) => {
-            return retry_later(
-                ctx,
-                claim,
-                Some(&org),
-                progress,
-                catalog::NOT_CONNECTED.diagnose(None),
-                None,
-            )
-        }
+        // Parked, not retried: saving the connection makes it due at once.
+        Ok(None) => return wait(progress, catalog::NOT_CONNECTED.diagnose(None), PARKED),
         Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
     };
     let (creds, workstream) =
@@ -274,8 +266,27 @@ fn dataverse_failed<C>(
         RetryClass::Transient { retry_after } => {
             retry_later(ctx, claim, Some(org), progress, diag, retry_after)
         }
+        RetryClass::NotSent { wait: pause } => {
+            let until = ctx.clock.now_ms().saturating_add(pause.as_millis() as i64);
+            wait(progress, diag, until)
+        }
         RetryClass::Permanent => fail(claim, Some(org), progress, diag),
     }
+}
+
+/// Back to `queued` until `until` (Unix ms, or [`PARKED`]) without counting the attempt:
+/// nothing was sent, so nothing failed.
+fn wait(mut progress: Progress<'_>, reason: Diagnosis, until: i64) -> Outcome {
+    let parked = until == PARKED;
+    progress.event(
+        EventKind::Waiting,
+        json!({
+            "code": reason.code,
+            "until": if parked { None } else { Some(crate::clock::rfc3339(until)) },
+            "parked": parked,
+        }),
+    );
+    progress.end(Ended::Waiting { until, reason }, None)
 }
 
 /// The outcome of an attempt that panicked (a bug, or an upstream value nothing guarded

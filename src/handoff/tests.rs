@@ -211,6 +211,10 @@ fn next_attempt_at(outcome: &Outcome) -> Option<i64> {
     match outcome.ended {
         Ended::RetryScheduled {
             next_attempt_at, ..
+        }
+        | Ended::Waiting {
+            until: next_attempt_at,
+            ..
         } => Some(next_attempt_at),
         _ => None,
     }
@@ -335,12 +339,51 @@ async fn a_channel_that_is_not_a_chat_is_skipped_without_a_request() {
 }
 
 #[tokio::test]
-async fn an_org_without_a_connection_waits() {
+async fn an_org_without_a_connection_is_parked_and_the_attempt_not_counted() {
     let setup = setup(json!({}), false, NOW).await;
-    let outcome = run(&setup, &FakeDataverse::default()).await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
     assert_eq!(outcome.ended.state(), HandoffState::Queued);
+    assert!(matches!(outcome.ended, Ended::Waiting { .. }));
     assert_eq!(code(&outcome), "not_connected");
-    assert_eq!(next_attempt_at(&outcome), Some(NOW));
+    assert_eq!(next_attempt_at(&outcome), Some(crate::domain::PARKED));
+    assert!(dataverse.calls().is_empty());
+
+    // The store takes the claim's count back and no claim finds it due.
+    assert!(setup
+        .store
+        .finish_handoff(&setup.claim, &outcome, NOW)
+        .await
+        .unwrap());
+    let stored = setup.store.handoff("acme", "s-1").await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 0);
+    assert!(setup
+        .store
+        .claim_handoff(i64::MAX - 1, 60_000, &[])
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_request_the_paused_environment_did_not_send_is_a_wait() {
+    let setup = setup(json!({}), true, NOW).await;
+    let paused = FakeDataverse {
+        create_work_item: || {
+            Err(DataverseError::Paused(crate::dynamics::Paused(
+                Duration::from_millis(700),
+            )))
+        },
+        ..Default::default()
+    };
+    let outcome = run(&setup, &paused).await;
+    assert!(
+        matches!(outcome.ended, Ended::Waiting { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(code(&outcome), "dataverse_throttled");
+    assert_eq!(next_attempt_at(&outcome), Some(NOW + 700));
+    assert_eq!(kinds(&outcome).last(), Some(&EventKind::Waiting));
 }
 
 #[tokio::test]

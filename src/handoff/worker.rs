@@ -164,6 +164,7 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
                         let state = outcome.ended.state();
                         let metric_outcome = match outcome.ended {
                             Ended::RetryScheduled { .. } => "retry_scheduled",
+                            Ended::Waiting { .. } => "waiting",
                             _ => state.as_str(),
                         };
                         worker.metrics.attempt_finished(

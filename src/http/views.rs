@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::clock::rfc3339;
 use crate::diagnostics;
 use crate::domain::catalog::Diagnosis;
-use crate::domain::{ContactMatch, HandoffState};
+use crate::domain::{ContactMatch, HandoffState, PARKED};
 use crate::store::{CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
 
 /// An org, never its webhook secret (except `webhook_secret` on the answer that created it).
@@ -58,7 +58,8 @@ pub struct HandoffSummary {
     pub dynamics365_chat_id: Option<String>,
     pub workstream_id: Option<String>,
     pub attempts: i64,
-    /// When the next attempt is due; `null` once settled.
+    /// When the next attempt is due; `null` once settled, and while parked until the org's
+    /// connection is saved.
     pub next_attempt_at: Option<String>,
     pub last_error: Option<Diagnosis>,
     /// Catalog entries beside the state: a contact left unlinked, a callback given up.
@@ -84,7 +85,9 @@ impl HandoffSummary {
             dynamics365_chat_id: h.dynamics365_chat_id.clone(),
             workstream_id: h.workstream_id.clone(),
             attempts: h.attempts,
-            next_attempt_at: (!h.state.is_settled()).then(|| rfc3339(h.next_attempt_at)),
+            // Parked handoffs wait for a connection, not for a time.
+            next_attempt_at: (!h.state.is_settled() && h.next_attempt_at != PARKED)
+                .then(|| rfc3339(h.next_attempt_at)),
             last_error: h.last_error.clone(),
             notes: diagnostics::notes(h, failed_callback),
             created_at: rfc3339(h.created_at),

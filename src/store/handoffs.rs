@@ -232,6 +232,8 @@ impl Store {
         outcome: &Outcome,
         now: i64,
     ) -> Result<bool, StoreError> {
+        // A wait was not an attempt: the claim's count is taken back.
+        let uncount = i64::from(matches!(outcome.ended, Ended::Waiting { .. }));
         let (chat_id, workstream_id, next_attempt_at) = match &outcome.ended {
             Ended::Succeeded {
                 dynamics365_chat_id,
@@ -244,6 +246,7 @@ impl Store {
             Ended::RetryScheduled {
                 next_attempt_at, ..
             } => (None, None, Some(*next_attempt_at)),
+            Ended::Waiting { until, .. } => (None, None, Some(*until)),
             Ended::Skipped(_) | Ended::Failed(_) => (None, None, None),
         };
         let mut tx = self.pool().begin().await?;
@@ -251,7 +254,7 @@ impl Store {
             "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
              dynamics365_chat_id = COALESCE($4, dynamics365_chat_id), workstream_id = COALESCE($5, workstream_id), \
              next_attempt_at = COALESCE($6, next_attempt_at), last_error = $7, \
-             lease_id = NULL, lease_until = NULL, updated_at = $8 \
+             lease_id = NULL, lease_until = NULL, updated_at = $8, attempts = attempts - $11 \
              WHERE handoff_id = $9 AND lease_id = $10",
         )
         .bind(outcome.ended.state().as_str())
@@ -264,6 +267,7 @@ impl Store {
         .bind(now)
         .bind(&claim.handoff.handoff_id)
         .bind(&claim.lease.id)
+        .bind(uncount)
         .execute(&mut *tx)
         .await?
         .rows_affected();

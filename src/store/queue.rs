@@ -73,11 +73,12 @@ impl Queue {
         }
     }
 
-    /// What giving a row back sets besides clearing the lease (`$1` now).
+    /// What giving a row back sets besides clearing the lease (`$1` now): due at once, and
+    /// the claim's attempt taken back (a shutdown is not a failed attempt).
     fn on_release(self) -> &'static str {
         match self {
-            Self::Handoffs => "state = 'queued', next_attempt_at = $1",
-            Self::Callbacks => "next_attempt_at = $1",
+            Self::Handoffs => "state = 'queued', next_attempt_at = $1, attempts = attempts - 1",
+            Self::Callbacks => "next_attempt_at = $1, attempts = attempts - 1",
         }
     }
 }

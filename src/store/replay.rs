@@ -61,4 +61,41 @@ impl Store {
             callbacks,
         })
     }
+
+    /// Makes queued handoffs due at `now`: those of one handoff (`handoff_id`) or of the
+    /// whole org, when they wait for a later time (a backoff, or parked without a
+    /// connection). Each gets a `woken` event saying `reason`. Returns how many.
+    pub async fn wake_queued(
+        &self,
+        org_id: &str,
+        handoff_id: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let scope = "state = 'queued' AND next_attempt_at > $1 AND org_id = $2 \
+                     AND ($3 = '' OR handoff_id = $3)";
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO handoff_events (handoff_id, at, kind, detail) \
+             SELECT handoff_id, $1, $4, $5 FROM handoffs WHERE {scope}"
+        ))
+        .bind(now)
+        .bind(org_id)
+        .bind(handoff_id.unwrap_or(""))
+        .bind(EventKind::Woken.as_str())
+        .bind(serde_json::json!({ "reason": reason }).to_string())
+        .execute(&mut *tx)
+        .await?;
+        let woken = sqlx::query(&format!(
+            "UPDATE handoffs SET next_attempt_at = $1, updated_at = $1 WHERE {scope}"
+        ))
+        .bind(now)
+        .bind(org_id)
+        .bind(handoff_id.unwrap_or(""))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(woken)
+    }
 }

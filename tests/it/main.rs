@@ -21,3 +21,4 @@ mod reliability;
 mod replay;
 mod secrets;
 mod status;
+mod time_to_human;

@@ -144,10 +144,16 @@ async fn retry_after_is_honored_and_pauses_the_whole_connection() {
     let b = t.record("acme", "during-pause").await;
     assert_eq!(b["state"], "queued", "{b}");
     assert_eq!(b["last_error"]["code"], "dataverse_throttled");
-    let paused_for = events(&b, "retry_scheduled")[0]["detail"]["delay_ms"]
-        .as_u64()
-        .unwrap();
-    assert!(paused_for > 0 && paused_for <= 1000, "{paused_for}");
+    // Nothing was sent for it: a wait until the pause ends, not a failed attempt.
+    let waiting = events(&b, "waiting");
+    assert_eq!(waiting.len(), 1, "{b}");
+    assert_eq!(waiting[0]["detail"]["parked"], false);
+    assert!(events(&b, "retry_scheduled").is_empty());
+    assert_eq!(
+        b["attempts"], 0,
+        "the paused gate did not raise the attempt count"
+    );
+    assert!(b["next_attempt_at"].is_string());
     assert_eq!(
         t.requests_of("create_work_item").len(),
         1,

@@ -142,6 +142,8 @@ pub async fn check_connection(
         .ok_or_else(|| ApiError::NotConnected(org.org_id.clone()))?;
     let now = ctx.clock.now_ms();
     let (status, checks) = ctx.org_rules().check_again(&conn, now).await?;
+    // Passing checks made the org's waiting handoffs due.
+    ctx.wake.notify_one();
     Ok(Json(Rechecked {
         status,
         last_checked_at: rfc3339(now),

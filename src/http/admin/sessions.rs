@@ -9,12 +9,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::diagnostics::StatusReport;
+use crate::domain::HandoffState;
 use crate::http::error::ApiError;
 use crate::http::extract::{OrgIdPath, SessionPath};
 use crate::http::lookup::{existing_handoff, existing_org, list_options, ListQuery, StatusQuery};
 use crate::http::openapi::{PathProblems, ORG_ID_DOC, SESSION_ID_DOC};
 use crate::http::state::AppState;
 use crate::http::views::{HandoffRecord, HandoffSummary};
+use crate::store::{HandoffRow, Replayed};
 
 /// Recent handoffs of an org, newest first.
 #[derive(Debug, Serialize, ToSchema)]
@@ -105,13 +107,13 @@ pub async fn list_sessions(
 }
 
 /// `POST /v1/orgs/{org_id}/sessions/{session_id}/retry`: re-queues a `failed` handoff, and
-/// the session's failed callbacks (202). The same deterministic keys are used, so a replay
-/// cannot create a second live work item or a second logical callback. 409 when nothing
-/// failed.
+/// the session's failed callbacks (202); a `queued` handoff waiting for a later attempt is
+/// made due now (202). The same deterministic keys are used, so a replay cannot create a
+/// second live work item or a second logical callback. 409 when nothing failed or waits.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(("org_id" = String, Path, description = ORG_ID_DOC), ("session_id" = String, Path, description = SESSION_ID_DOC)),
     responses(
         (status = 202, description = "Re-queued", body = Requeued),
-        (status = 409, description = "`nothing_to_retry`, or `session_redacted` (the retention period removed the session)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`nothing_to_retry` (succeeded, skipped or running now), or `session_redacted` (the retention period removed the session)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         PathProblems,
     ), security(("admin_token" = [])))]
 pub async fn retry_session(
@@ -120,10 +122,25 @@ pub async fn retry_session(
 ) -> Result<(StatusCode, Json<Requeued>), ApiError> {
     let org = existing_org(&ctx, &org_id).await?;
     let handoff = existing_handoff(&ctx, &org, &session_id).await?;
-    let replayed = ctx
+    let now = ctx.clock.now_ms();
+    let mut replayed = ctx
         .store
-        .replay_failed(&org.org_id, Some(&handoff.handoff_id), ctx.clock.now_ms())
+        .replay_failed(&org.org_id, Some(&handoff.handoff_id), now)
         .await?;
+    if handoff.state == HandoffState::Queued {
+        replayed.handoffs += ctx
+            .store
+            .wake_queued(
+                &org.org_id,
+                Some(&handoff.handoff_id),
+                "an admin asked to retry",
+                now,
+            )
+            .await?;
+        // Already due: the worker takes it next; nothing to put back, nothing refused.
+        ctx.wake.notify_one();
+        return Ok(requeued(&handoff, replayed));
+    }
     if replayed.handoffs + replayed.callbacks == 0 && handoff.redacted_at.is_some() {
         return Err(ApiError::SessionRedacted {
             session: session_id.to_string(),
@@ -136,15 +153,19 @@ pub async fn retry_session(
         });
     }
     ctx.wake.notify_one();
-    Ok((
+    Ok(requeued(&handoff, replayed))
+}
+
+fn requeued(handoff: &HandoffRow, replayed: Replayed) -> (StatusCode, Json<Requeued>) {
+    (
         StatusCode::ACCEPTED,
         Json(Requeued {
-            handoff_id: Some(handoff.handoff_id),
-            session_id: Some(handoff.session_id),
+            handoff_id: Some(handoff.handoff_id.clone()),
+            session_id: Some(handoff.session_id.clone()),
             requeued_handoffs: replayed.handoffs,
             requeued_callbacks: replayed.callbacks,
         }),
-    ))
+    )
 }
 
 /// `POST /v1/orgs/{org_id}/handoffs/retry-failed`: re-queues every failed handoff and

@@ -1,0 +1,112 @@
+//! A waiting visitor: waits are not attempts, a handoff without a connection is parked
+//! until one is saved, and fixing the setup (or an admin's retry) makes work due at once.
+
+use handoff_bridge::sandbox::{Fault, FaultAction};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{envelope, TestApp};
+
+fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
+    record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn handoffs_without_a_connection_are_parked_until_one_is_saved() {
+    let t = TestApp::start().await;
+    let secret = t.create_org("acme", None).await;
+    let sessions = ["early-1", "early-2", "early-3"];
+    for s in sessions {
+        let (status, body) = t
+            .send("acme", &secret, s, &envelope("acme", json!({ "id": s })))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    assert_eq!(t.app.run_due().await.unwrap(), 3);
+    for s in sessions {
+        let record = t.record("acme", s).await;
+        assert_eq!(record["state"], "queued", "{record}");
+        assert_eq!(record["last_error"]["code"], "not_connected");
+        assert_eq!(record["attempts"], 0, "waiting is not an attempt");
+        assert!(record["next_attempt_at"].is_null(), "parked: {record}");
+        assert_eq!(events(&record, "waiting")[0]["detail"]["parked"], true);
+    }
+    // Parked handoffs are not claimed again, however much time passes.
+    t.advance(std::time::Duration::from_secs(3600));
+    assert_eq!(t.app.run_due().await.unwrap(), 0);
+
+    // Saving the connection makes them due at once.
+    let (status, body) = t
+        .admin(
+            Method::PUT,
+            "/v1/orgs/acme/connection",
+            Some(t.connection_input(json!({}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for s in sessions {
+        let record = t.record("acme", s).await;
+        assert_eq!(events(&record, "woken").len(), 1, "{record}");
+        assert_eq!(
+            events(&record, "woken")[0]["detail"]["reason"],
+            "the connection was saved"
+        );
+    }
+    assert_eq!(t.app.run_due().await.unwrap(), 3);
+    for s in sessions {
+        let record = t.record("acme", s).await;
+        assert_eq!(record["state"], "succeeded", "{record}");
+        assert_eq!(record["attempts"], 1);
+    }
+    assert_eq!(t.sandbox.work_items().len(), 3);
+}
+
+#[tokio::test]
+async fn retry_makes_a_waiting_handoff_due_now() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    // A 503 that asks for a minute: the handoff waits that long.
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::status(503, Some(60)),
+        1,
+    ));
+    t.hand_off("acme", &secret, json!({ "id": "backing-off" }))
+        .await;
+    let record = t.record("acme", "backing-off").await;
+    assert_eq!(record["state"], "queued", "{record}");
+    assert_eq!(t.app.run_due().await.unwrap(), 0, "not due for a minute");
+
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/v1/orgs/acme/sessions/backing-off/retry",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["requeued_handoffs"], 1);
+    assert_eq!(t.app.run_due().await.unwrap(), 1);
+    let record = t.record("acme", "backing-off").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(
+        events(&record, "woken")[0]["detail"]["reason"],
+        "an admin asked to retry"
+    );
+
+    // A settled handoff still has nothing to retry.
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/v1/orgs/acme/sessions/backing-off/retry",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "nothing_to_retry");
+}
