@@ -121,10 +121,11 @@ pub struct ServeArgs {
     /// to the queue.
     #[arg(long, env = "HANDOFF_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
-    /// Seconds a claimed job belongs to this process; after a crash another process takes it
-    /// then [default: 4 × request timeout + 30]
-    #[arg(long, env = "HANDOFF_LEASE_SECS", value_parser = clap::value_parser!(u64).range(2..=3600))]
-    pub lease_secs: Option<u64>,
+    /// Seconds a claimed job belongs to this process unless renewed; the worker renews it
+    /// every third of that while the job runs, so after a crash another process takes the
+    /// job within this time
+    #[arg(long, env = "HANDOFF_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
     /// Upper bound of the first retry's delay, in milliseconds (exponential backoff with full
     /// jitter doubles it per attempt).
     #[arg(long, env = "HANDOFF_RETRY_BASE_MS", default_value_t = 1000)]
@@ -238,10 +239,7 @@ pub fn serve_config(
                 cap: Duration::from_secs(args.retry_cap_secs),
                 ..RetryPolicy::default()
             },
-            lease: Duration::from_secs(
-                args.lease_secs
-                    .unwrap_or(args.request_timeout_secs * 4 + 30),
-            ),
+            lease: Duration::from_secs(args.lease_secs),
             concurrency: args.worker_concurrency as usize,
             org_concurrency: args.org_concurrency.map_or_else(
                 || Settings::default_org_concurrency(args.worker_concurrency as usize),

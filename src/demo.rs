@@ -174,7 +174,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
         settings: Settings {
             allow_insecure_dynamics: true,
             retry: RetryPolicy::default(),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
             concurrency: 4,
             org_concurrency: Settings::default_org_concurrency(4),
             dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,

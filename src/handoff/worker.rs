@@ -1,8 +1,10 @@
 //! The worker: claims due handoffs and callbacks with a lease and runs them, a few at a time.
 //!
-//! Claiming is one atomic `UPDATE … RETURNING` that sets a lease; no database lock is held
-//! during the HTTP calls. A worker that dies leaves the lease to expire, and any worker then
-//! takes the job again; the deterministic keys make the second run safe. A worker that is
+//! Claiming is one atomic `UPDATE … RETURNING` that sets a short lease; no database lock is
+//! held during the HTTP calls. While a job runs its lease is renewed every third of its
+//! length (a heartbeat), so a slow job keeps it; a worker that dies stops renewing, and any
+//! worker takes the job again within one lease; the deterministic keys make the second run
+//! safe. A worker that is
 //! asked to stop finishes its jobs within the grace period and gives back the leases of
 //! those it had to abandon, so they run again at once elsewhere.
 
@@ -137,6 +139,36 @@ async fn claim_next(worker: &Worker, busy_orgs: &[String]) -> Result<Option<Job>
         .map(|(cb, lease)| Job::Callback(cb, lease)))
 }
 
+/// Runs `work` while renewing `lease` every third of the lease time (a heartbeat): a live
+/// worker keeps its row however long the work takes, and a dead one loses it within one
+/// lease. `None` when the lease was lost (the row was taken over, e.g. after this process
+/// stalled past its lease): the work is dropped, since its outcome would be fenced off.
+async fn with_heartbeat<T>(
+    worker: &Worker,
+    mut lease: Lease,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let lease_ms = i64::try_from(worker.settings.lease.as_millis()).unwrap_or(i64::MAX);
+    let every = (worker.settings.lease / 3).max(Duration::from_millis(50));
+    let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return Some(out),
+            _ = beats.tick() => {
+                match worker.store.renew(&mut lease, worker.clock.now_ms(), lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(key = %lease.key, "the lease was lost; another worker owns the job now");
+                        return None;
+                    }
+                    Err(e) => tracing::warn!(key = %lease.key, error = %e, "could not renew the lease; trying again at the next beat"),
+                }
+            }
+        }
+    }
+}
+
 async fn run_job(worker: Arc<Worker>, job: Job) {
     match job {
         Job::Handoff(claim) => {
@@ -150,7 +182,12 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
             async {
                 let started = std::time::Instant::now();
                 let job = worker.job();
-                let outcome = match caught(super::attempt(&job, &claim)).await {
+                let attempt = caught(super::attempt(&job, &claim));
+                let Some(attempt) = with_heartbeat(&worker, claim.lease.clone(), attempt).await
+                else {
+                    return;
+                };
+                let outcome = match attempt {
                     Ok(outcome) => outcome,
                     Err(what) => {
                         tracing::error!(panic = %what, "the handoff attempt panicked; it is recorded and retried");
@@ -194,7 +231,8 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
             let span =
                 tracing::info_span!("callback", webhook_id = %cb.webhook_id, org_id = %cb.org_id);
             async {
-                if let Err(e) = super::callback::deliver(&worker, &cb, &lease).await {
+                let delivery = super::callback::deliver(&worker, &cb, &lease);
+                if let Some(Err(e)) = with_heartbeat(&worker, lease.clone(), delivery).await {
                     tracing::error!(error = %e, "could not record the callback outcome");
                 }
             }

@@ -149,7 +149,7 @@ pub struct TestApp {
     pub admin_token: String,
     pub db: TestDb,
     encryption_key: String,
-    options: TestOptions,
+    pub options: TestOptions,
     server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -519,6 +519,8 @@ pub struct TestOptions {
     pub org_concurrency: Option<usize>,
     /// Inbound HTTP limits.
     pub http_limits: HttpLimits,
+    /// How long a claim is held unless renewed [default: the bridge's, 15 s].
+    pub lease: Duration,
 }
 
 impl Default for TestOptions {
@@ -532,6 +534,7 @@ impl Default for TestOptions {
             shutdown_grace: Duration::from_secs(5),
             org_concurrency: None,
             http_limits: HttpLimits::default(),
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -560,7 +563,7 @@ fn test_config(
                 give_up_after: options.retry_window,
                 ..RetryPolicy::default()
             },
-            lease: Duration::from_secs(60),
+            lease: options.lease,
             concurrency: options.worker_concurrency,
             org_concurrency: options
                 .org_concurrency

@@ -110,3 +110,70 @@ async fn retry_makes_a_waiting_handoff_due_now() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "nothing_to_retry");
 }
+
+#[tokio::test]
+async fn a_dead_holders_handoff_is_taken_over_within_the_lease() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.submit("acme", &secret, json!({ "id": "orphan" })).await;
+    // A process claims it and dies (SIGKILL: no release, no heartbeat).
+    let lease = t.options.lease;
+    let claimed_at = t.clock().now_ms();
+    let store = &t.app.worker().store;
+    let claim = store
+        .claim_handoff(claimed_at, lease.as_millis() as i64, &[])
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!(claim.lease.until, claimed_at + lease.as_millis() as i64);
+    let other = t.replica().await;
+    assert_eq!(
+        other.run_due().await.unwrap(),
+        0,
+        "held by the dead process"
+    );
+
+    // Once the lease has run out, the other process finishes it.
+    t.advance(lease);
+    assert_eq!(other.run_due().await.unwrap(), 1);
+    let record = t.record("acme", "orphan").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(t.sandbox.work_items().len(), 1);
+}
+
+#[tokio::test]
+async fn a_live_worker_keeps_a_slow_job_past_its_lease() {
+    let t = TestApp::start_with(crate::helpers::TestOptions {
+        lease: std::time::Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::Delay { ms: 2500 },
+        1,
+    ));
+    t.submit("acme", &secret, json!({ "id": "slow" })).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = t.app.spawn_worker(shutdown.clone());
+    let other = t.replica().await;
+    // For as long as the job runs (2.5 s against a 1 s lease), no other process claims it.
+    let mut looks = 0;
+    while t.record("acme", "slow").await["state"] != "succeeded" {
+        assert_eq!(other.run_due().await.unwrap(), 0, "taken over while alive");
+        looks += 1;
+        tokio::task::yield_now().await;
+    }
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert!(looks > 10, "the other process looked {looks} times");
+    let record = t.record("acme", "slow").await;
+    assert_eq!(record["attempts"], 1, "{record}");
+    assert_eq!(t.sandbox.work_items().len(), 1);
+    assert_eq!(
+        t.requests_of("create_work_item").len(),
+        1,
+        "one create: the job was never run twice"
+    );
+}
