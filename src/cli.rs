@@ -130,9 +130,23 @@ pub struct ServeArgs {
     /// jitter doubles it per attempt).
     #[arg(long, env = "HANDOFF_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
-    /// Largest delay between two attempts, in seconds.
+    /// Largest delay between two attempts once the early window has passed, in seconds.
     #[arg(long, env = "HANDOFF_RETRY_CAP_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub retry_cap_secs: u64,
+    /// Largest delay between two attempts during the early window, in seconds (a visitor
+    /// may still be waiting).
+    #[arg(long, env = "HANDOFF_RETRY_EARLY_CAP_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub retry_early_cap_secs: u64,
+    /// How long after a handoff's first attempt the early cap applies, in seconds.
+    #[arg(long, env = "HANDOFF_RETRY_EARLY_WINDOW_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub retry_early_window_secs: u64,
+    /// How often a transiently failing idempotent request is sent again within one attempt
+    /// (after the quick delay, then 4 × it).
+    #[arg(long, env = "HANDOFF_QUICK_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub quick_retries: u32,
+    /// The delay before the first resend within an attempt, in milliseconds.
+    #[arg(long, env = "HANDOFF_QUICK_RETRY_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=10000))]
+    pub quick_retry_ms: u64,
     /// Timeout of each outbound request (Entra ID, Dataverse, callbacks), in seconds.
     #[arg(long, env = "HANDOFF_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -237,6 +251,10 @@ pub fn serve_config(
             retry: RetryPolicy {
                 base: Duration::from_millis(args.retry_base_ms),
                 cap: Duration::from_secs(args.retry_cap_secs),
+                early_cap: Duration::from_secs(args.retry_early_cap_secs),
+                early_window: Duration::from_secs(args.retry_early_window_secs),
+                quick_retries: args.quick_retries,
+                quick_base: Duration::from_millis(args.quick_retry_ms),
                 ..RetryPolicy::default()
             },
             lease: Duration::from_secs(args.lease_secs),

@@ -101,6 +101,9 @@ pub enum EventKind {
     ContactResolved,
     WorkItemCreated,
     AttemptFailed,
+    /// A request that failed transiently was sent again within the attempt
+    /// (`{step, code, delay_ms}`).
+    RequestRetried,
     AttemptPanicked,
     RetryScheduled,
     /// The attempt sent nothing and waits (`{code, until, parked}`): a paused environment,
@@ -132,6 +135,7 @@ impl EventKind {
             Self::ContactResolved => "contact_resolved",
             Self::WorkItemCreated => "work_item_created",
             Self::AttemptFailed => "attempt_failed",
+            Self::RequestRetried => "request_retried",
             Self::AttemptPanicked => "attempt_panicked",
             Self::RetryScheduled => "retry_scheduled",
             Self::Waiting => "waiting",

@@ -118,7 +118,13 @@ pub async fn deliver(
                 RetryClass::Transient { retry_after }
                     if now - callback.window_started_at < window =>
                 {
-                    let delay = worker.settings.retry.delay(attempts, retry_after);
+                    let since_first = std::time::Duration::from_millis(
+                        u64::try_from(now - callback.window_started_at).unwrap_or(0),
+                    );
+                    let delay = worker
+                        .settings
+                        .retry
+                        .delay(attempts, since_first, retry_after);
                     (
                         CallbackState::Pending,
                         now + delay.as_millis() as i64,

@@ -26,6 +26,7 @@ use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
 use crate::store::{Claim, OrgRow};
 use job::{Connect, HandoffDataverse, JobContext};
+use retry::RetryPolicy;
 
 /// What one attempt has learned so far; carried into whichever outcome ends it.
 struct Progress<'a> {
@@ -130,6 +131,7 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         &client,
         &request,
         conn.create_contact_if_missing,
+        &ctx.retry,
         &mut progress,
     )
     .await
@@ -147,7 +149,10 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         progress.contact_id,
     );
     let started = Instant::now();
-    match client.create_live_work_item(&body).await {
+    let created = quickly(&ctx.retry, "work_item", &mut progress, || {
+        client.create_live_work_item(&body)
+    });
+    match created.await {
         Ok(created) => {
             progress.event(
                 EventKind::WorkItemCreated,
@@ -189,6 +194,7 @@ async fn resolve_contact(
     client: &impl HandoffDataverse,
     request: &HandoffRequest,
     create_if_missing: bool,
+    policy: &RetryPolicy,
     progress: &mut Progress<'_>,
 ) -> Result<(), DataverseError> {
     let customer = &request.customer;
@@ -201,7 +207,10 @@ async fn resolve_contact(
         return Ok(());
     };
     let started = Instant::now();
-    let found = client.find_contacts_by_email(email.as_str()).await?;
+    let found = quickly(policy, "contact", progress, || {
+        client.find_contacts_by_email(email.as_str())
+    })
+    .await?;
     let (matched, id) = match found.as_slice() {
         [one] => (ContactMatch::Linked, Some(*one)),
         [] if create_if_missing => {
@@ -213,7 +222,7 @@ async fn resolve_contact(
                 email.as_str(),
                 customer.phone.as_deref(),
             );
-            client.create_contact(&body).await?;
+            quickly(policy, "contact", progress, || client.create_contact(&body)).await?;
             (ContactMatch::Created, Some(id))
         }
         [] => (ContactMatch::NotFound, None),
@@ -230,6 +239,44 @@ async fn resolve_contact(
     progress.contact_match = Some(matched);
     progress.contact_id = id;
     Ok(())
+}
+
+/// Sends an idempotent request, and sends it again (at most `policy.quick_retries` times,
+/// after `policy.quick_delay`) while it fails transiently without a `Retry-After`: a blip
+/// costs a fraction of a second instead of a backoff step. Each resend is on the timeline.
+async fn quickly<T, F, Fut>(
+    policy: &RetryPolicy,
+    step: &'static str,
+    progress: &mut Progress<'_>,
+    mut request: F,
+) -> Result<T, DataverseError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DataverseError>>,
+{
+    let mut resent = 0;
+    loop {
+        let err = match request().await {
+            Ok(answer) => return Ok(answer),
+            Err(err) => err,
+        };
+        let explained = err.explain();
+        let quick = matches!(explained.class, RetryClass::Transient { retry_after: None });
+        let Some(delay) = policy.quick_delay(resent).filter(|_| quick) else {
+            return Err(err);
+        };
+        progress.event(
+            EventKind::RequestRetried,
+            json!({
+                "step": step,
+                "code": explained.diagnosis.code,
+                "http_status": err.status(),
+                "delay_ms": delay.as_millis() as u64,
+            }),
+        );
+        tokio::time::sleep(delay).await;
+        resent += 1;
+    }
 }
 
 fn store_trouble(err: &crate::store::StoreError) -> Diagnosis {
@@ -325,7 +372,8 @@ fn retry_later<C>(
         return fail(claim, org, progress, exhausted);
     }
     let attempts = u32::try_from(claim.handoff.attempts).unwrap_or(u32::MAX);
-    let delay = policy.delay(attempts, retry_after);
+    let since_first = std::time::Duration::from_millis(u64::try_from(now - first).unwrap_or(0));
+    let delay = policy.delay(attempts, since_first, retry_after);
     let next = now + delay.as_millis() as i64;
     progress.event(EventKind::RetryScheduled,
         json!({ "code": diag.code, "delay_ms": delay.as_millis() as u64, "retry_after_s": retry_after.map(|d| d.as_secs()) }),

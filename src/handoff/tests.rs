@@ -187,6 +187,7 @@ fn job<'a>(setup: &'a Setup, connect: &'a FakeConnect<'a>) -> JobContext<'a, Fak
         dataverse: connect,
         retry: RetryPolicy {
             base: Duration::ZERO,
+            quick_base: Duration::ZERO,
             ..RetryPolicy::default()
         },
         allow_insecure: false,
@@ -399,6 +400,16 @@ async fn transient_failures_are_retried_when_the_service_says() {
     assert_eq!(next_attempt_at(&outcome), Some(NOW), "backoff base is zero");
     assert!(outcome.callback.is_none());
     assert_eq!(kinds(&outcome).last(), Some(&EventKind::RetryScheduled));
+    // The create (idempotent by its key) was sent three times within the attempt.
+    assert_eq!(
+        unavailable.calls(),
+        ["create_work_item", "create_work_item", "create_work_item"]
+    );
+    let resent = kinds(&outcome)
+        .into_iter()
+        .filter(|k| *k == EventKind::RequestRetried)
+        .count();
+    assert_eq!(resent, 2);
 
     let throttled = FakeDataverse {
         create_work_item: || Err(status(429, Some(7))),
@@ -407,6 +418,11 @@ async fn transient_failures_are_retried_when_the_service_says() {
     let outcome = run(&setup, &throttled).await;
     assert_eq!(code(&outcome), "dataverse_throttled");
     assert_eq!(next_attempt_at(&outcome), Some(NOW + 7_000));
+    assert_eq!(
+        throttled.calls().len(),
+        1,
+        "a Retry-After is not resent at once"
+    );
 }
 
 #[tokio::test]

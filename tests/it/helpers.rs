@@ -521,6 +521,9 @@ pub struct TestOptions {
     pub http_limits: HttpLimits,
     /// How long a claim is held unless renewed [default: the bridge's, 15 s].
     pub lease: Duration,
+    /// Resends of a transiently failing request within one attempt [default: 0, so a test's
+    /// fault reaches the between-attempt retry it is about; the bridge's default is 2].
+    pub quick_retries: u32,
 }
 
 impl Default for TestOptions {
@@ -535,6 +538,7 @@ impl Default for TestOptions {
             org_concurrency: None,
             http_limits: HttpLimits::default(),
             lease: Duration::from_secs(15),
+            quick_retries: 0,
         }
     }
 }
@@ -561,6 +565,8 @@ fn test_config(
             retry: RetryPolicy {
                 base: Duration::ZERO,
                 give_up_after: options.retry_window,
+                quick_retries: options.quick_retries,
+                quick_base: Duration::from_millis(10),
                 ..RetryPolicy::default()
             },
             lease: options.lease,

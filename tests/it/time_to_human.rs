@@ -177,3 +177,45 @@ async fn a_live_worker_keeps_a_slow_job_past_its_lease() {
         "one create: the job was never run twice"
     );
 }
+
+#[tokio::test]
+async fn a_blip_is_resent_within_the_attempt_and_costs_no_backoff() {
+    let t = TestApp::start_with(crate::helpers::TestOptions {
+        quick_retries: handoff_bridge::handoff::retry::RetryPolicy::default().quick_retries,
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    // One reset and one 503 on the create: both resent at once within the attempt.
+    t.sandbox
+        .inject(Fault::next("create_work_item", FaultAction::Reset, 1));
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::status(503, None),
+        1,
+    ));
+    t.hand_off("acme", &secret, json!({ "id": "blip" })).await;
+    let record = t.record("acme", "blip").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(record["attempts"], 1, "no second attempt, no backoff");
+    assert_eq!(events(&record, "request_retried").len(), 2, "{record}");
+    assert!(events(&record, "retry_scheduled").is_empty());
+    assert_eq!(t.sandbox.work_items().len(), 1);
+
+    // Three failures in a row exhaust the quick retries: the attempt ends and backs off
+    // (zero in tests), and the next attempt goes through.
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::status(503, None),
+        3,
+    ));
+    t.hand_off("acme", &secret, json!({ "id": "outage" })).await;
+    let record = t.record("acme", "outage").await;
+    assert_eq!(events(&record, "request_retried").len(), 2, "{record}");
+    assert_eq!(events(&record, "retry_scheduled").len(), 1);
+    assert_eq!(
+        record["state"], "succeeded",
+        "the next attempt went through"
+    );
+    assert_eq!(record["attempts"], 2);
+}
