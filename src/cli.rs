@@ -110,8 +110,9 @@ pub struct ServeArgs {
     /// Development only: allow http:// loopback authority, environment and callback URLs.
     #[arg(long, env = "HANDOFF_ALLOW_INSECURE_DYNAMICS")]
     pub allow_insecure_dynamics: bool,
-    /// Handoffs and callbacks processed at once by this process.
-    #[arg(long, env = "HANDOFF_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Handoffs and callbacks processed at once by this process (they wait on the network,
+    /// not the CPU; each environment's gate still bounds its requests).
+    #[arg(long, env = "HANDOFF_WORKER_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_concurrency: u16,
     /// Concurrent Dataverse requests per environment from this process (service protection
     /// allows 52 per user; stay well under).
@@ -153,7 +154,7 @@ pub struct ServeArgs {
     /// Jobs of one org processed at once by this process, so one org whose Dataverse hangs
     /// or who floods the queue cannot take every slot [default: half of
     /// HANDOFF_WORKER_CONCURRENCY, at least 1]
-    #[arg(long, env = "HANDOFF_ORG_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "HANDOFF_ORG_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub org_concurrency: Option<u16>,
     /// Open HTTP connections at most; past it new clients wait in the listen backlog.
     #[arg(long, env = "HANDOFF_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]

@@ -83,8 +83,8 @@ pub(crate) async fn admin_work_items(State(state): State<Shared>) -> Json<Value>
     )
 }
 
-/// `{"requests", "work_items", "distinct_sessions", "peak_concurrency"}`: counts for soak
-/// runs, without transferring every row.
+/// `{"requests", "throttled", "work_items", "distinct_sessions", "peak_concurrency"}`: counts
+/// for soak runs (`throttled`: requests answered 429), without transferring every row.
 pub(crate) async fn admin_stats(State(state): State<Shared>) -> Json<Value> {
     let s = state.lock().expect("poisoned");
     let sessions: std::collections::HashSet<&str> = s
@@ -100,6 +100,7 @@ pub(crate) async fn admin_stats(State(state): State<Shared>) -> Json<Value> {
         .collect();
     Json(json!({
         "requests": s.requests.len(),
+        "throttled": s.requests.iter().filter(|r| r.status == 429).count(),
         "work_items": s.work_items.len(),
         "distinct_sessions": sessions.len(),
         "peak_concurrency": s.peak_in_flight,
