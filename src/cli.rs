@@ -156,6 +156,11 @@ pub struct ServeArgs {
     /// HANDOFF_WORKER_CONCURRENCY, at least 1]
     #[arg(long, env = "HANDOFF_ORG_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub org_concurrency: Option<u16>,
+    /// This process's name among the replicas, carried by its leases, so that a restart of
+    /// the same instance takes back at once the work it held; must be unique among live
+    /// processes [default: `{hostname}:{port}`]
+    #[arg(long, env = "HANDOFF_INSTANCE_ID", value_parser = instance_id)]
+    pub instance_id: Option<String>,
     /// Open HTTP connections at most; past it new clients wait in the listen backlog.
     #[arg(long, env = "HANDOFF_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub http_max_connections: u32,
@@ -272,8 +277,37 @@ pub fn serve_config(
                 body_read_timeout: Duration::from_secs(args.http_body_timeout_secs),
             },
             retention: Duration::from_secs(u64::from(args.retention_days) * 86_400),
+            instance: Some(
+                args.instance_id
+                    .clone()
+                    .unwrap_or_else(|| default_instance_id(args.listen.port())),
+            ),
         },
     })
+}
+
+/// `HANDOFF_INSTANCE_ID`: 1–100 printable ASCII characters without `/` (the lease id's
+/// separator).
+fn instance_id(raw: &str) -> Result<String, String> {
+    let ok = (1..=100).contains(&raw.len())
+        && raw.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'/');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be 1 to 100 printable ASCII characters, without spaces or '/'".to_owned())
+    }
+}
+
+/// `{hostname}:{port}`: stable across a restart of the same process on the same host, and
+/// different for replicas on other hosts or ports.
+fn default_instance_id(port: u16) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{port}")
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

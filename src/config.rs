@@ -51,6 +51,11 @@ pub struct Settings {
     /// How long a settled handoff keeps the visitor's session (summary, contact details,
     /// transcript) before it is redacted; ids, outcome and timeline stay (default 30 days).
     pub retention: Duration,
+    /// This process's name among the replicas (`HANDOFF_INSTANCE_ID`; `serve` defaults it
+    /// to `{hostname}:{port}`): its leases carry it, so the same instance restarted takes
+    /// back the work it held at once. Must be unique among live processes; `None` takes
+    /// nothing back (held work waits for its lease to end).
+    pub instance: Option<String>,
 }
 
 impl Settings {

@@ -181,6 +181,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
             shutdown_grace: Duration::from_secs(5),
             limits: crate::http::server::HttpLimits::default(),
             retention: crate::store::DEFAULT_RETENTION,
+            instance: None,
         },
     }
 }

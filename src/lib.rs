@@ -80,7 +80,10 @@ impl App {
         let wake = Arc::new(Notify::new());
         let settings = config.settings;
         let worker = Arc::new(Worker {
-            store: store.clone(),
+            store: match &settings.instance {
+                Some(instance) => store.owned_by(instance),
+                None => store.clone(),
+            },
             vault: vault.clone(),
             dataverse: dataverse.clone(),
             callbacks: webhook::address::callback_client(

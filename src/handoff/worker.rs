@@ -369,6 +369,17 @@ pub async fn run_due(worker: &Arc<Worker>) -> Result<usize, StoreError> {
 /// until woken (a new handoff), the next due time, or `IDLE_POLL`. When `shutdown` is
 /// cancelled it claims nothing more and stops as described in `Running::stop`.
 pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
+    // Work this instance held before a crash is its own to resume, at once.
+    match worker.store.expire_own_leases(worker.clock.now_ms()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            jobs = n,
+            "resuming the jobs this instance held before it stopped"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not take back this instance's earlier leases; they end on their own")
+        }
+    }
     let mut running = Running::default();
     let mut retention_due = tokio::time::Instant::now();
     loop {

@@ -79,6 +79,10 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Who takes leases through this handle (`HANDOFF_INSTANCE_ID`): a lease id is
+    /// `{owner}/{uuid}`, so the same instance, restarted, can take back its own leases at
+    /// once (`Store::expire_own_leases`). Empty: a bare UUID, nothing to take back.
+    owner: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,7 +133,19 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            owner: std::sync::Arc::from(""),
+        })
+    }
+
+    /// This store, taking leases as `owner` (see the `owner` field).
+    pub fn owned_by(&self, owner: &str) -> Self {
+        Self {
+            owner: std::sync::Arc::from(owner),
+            ..self.clone()
+        }
     }
 
     pub fn backend(&self) -> Backend {

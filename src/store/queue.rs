@@ -104,6 +104,42 @@ pub(super) fn not_in_orgs(first: usize, count: usize) -> String {
 }
 
 impl Store {
+    /// A lease id: `{owner}/{uuid}`, or the bare UUID without an owner.
+    fn new_lease_id(&self) -> String {
+        let id = Uuid::new_v4();
+        if self.owner.is_empty() {
+            id.to_string()
+        } else {
+            format!("{}/{id}", self.owner)
+        }
+    }
+
+    /// Ends, as of `now`, the leases this owner took before (a restart of the same
+    /// instance: they belong to the process that died), so its held handoffs and callbacks
+    /// are claimed again at once instead of after their lease. Returns how many; none
+    /// without an owner. The owner must be unique among live processes.
+    pub async fn expire_own_leases(&self, now: i64) -> Result<u64, StoreError> {
+        if self.owner.is_empty() {
+            return Ok(0);
+        }
+        let prefix = format!("{}/", self.owner);
+        let mut expired = 0;
+        for queue in [Queue::Handoffs, Queue::Callbacks] {
+            expired += sqlx::query(&format!(
+                "UPDATE {table} SET lease_until = $1 \
+                 WHERE lease_id IS NOT NULL AND substr(lease_id, 1, CAST($2 AS INTEGER)) = $3 AND lease_until >= $1",
+                table = queue.table(),
+            ))
+            .bind(now.saturating_sub(1))
+            .bind(prefix.chars().count() as i64)
+            .bind(&prefix)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(expired)
+    }
+
     /// The row-lock clause of a claim's subquery.
     fn skip_locked(&self) -> &'static str {
         match self.backend() {
@@ -126,7 +162,7 @@ impl Store {
         let lease = Lease {
             queue,
             key: String::new(),
-            id: Uuid::new_v4().to_string(),
+            id: self.new_lease_id(),
             until: now.saturating_add(lease_ms),
         };
         let (table, key) = (queue.table(), queue.key());

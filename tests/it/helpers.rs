@@ -524,6 +524,8 @@ pub struct TestOptions {
     /// Resends of a transiently failing request within one attempt [default: 0, so a test's
     /// fault reaches the between-attempt retry it is about; the bridge's default is 2].
     pub quick_retries: u32,
+    /// `HANDOFF_INSTANCE_ID` [default: none].
+    pub instance: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -539,6 +541,7 @@ impl Default for TestOptions {
             http_limits: HttpLimits::default(),
             lease: Duration::from_secs(15),
             quick_retries: 0,
+            instance: None,
         }
     }
 }
@@ -578,6 +581,7 @@ fn test_config(
             shutdown_grace: options.shutdown_grace,
             limits: options.http_limits,
             retention: handoff_bridge::store::DEFAULT_RETENTION,
+            instance: options.instance.clone(),
         },
     }
 }

@@ -219,3 +219,46 @@ async fn a_blip_is_resent_within_the_attempt_and_costs_no_backoff() {
     );
     assert_eq!(record["attempts"], 2);
 }
+
+#[tokio::test]
+async fn a_restarted_instance_takes_back_its_held_work_at_once() {
+    let t = TestApp::start_with(crate::helpers::TestOptions {
+        instance: Some("bridge-1:8080".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    t.submit("acme", &secret, json!({ "id": "held" })).await;
+    // This instance claims the handoff and dies before finishing it.
+    let lease_ms = t.options.lease.as_millis() as i64;
+    let claim = t
+        .app
+        .worker()
+        .store
+        .claim_handoff(t.clock().now_ms(), lease_ms, &[])
+        .await
+        .unwrap()
+        .expect("due");
+    assert!(
+        claim.lease.id.starts_with("bridge-1:8080/"),
+        "{}",
+        claim.lease.id
+    );
+
+    // Restarted under the same instance id, it resumes the handoff without waiting for the
+    // lease (the clock does not move here).
+    let restarted = t.replica().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = restarted.spawn_worker(shutdown.clone());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.record("acme", "held").await["state"] != "succeeded" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restart did not resume the held handoff"
+        );
+        tokio::task::yield_now().await;
+    }
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_eq!(t.sandbox.work_items().len(), 1);
+}
