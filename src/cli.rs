@@ -145,6 +145,14 @@ pub struct ServeArgs {
     /// (after the quick delay, then 4 × it).
     #[arg(long, env = "HANDOFF_QUICK_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub quick_retries: u32,
+    /// Seconds a handoff may wait without a live work item before the widget backend is told
+    /// once (`handoff.delayed`, with the reason and the next attempt's time).
+    #[arg(long, env = "HANDOFF_DELAYED_AFTER_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub delayed_after_secs: u64,
+    /// Seconds a chat handoff may wait without a live work item before it fails with
+    /// `chat_expired` (`handoff.failed`), so the widget can offer another way.
+    #[arg(long, env = "HANDOFF_CHAT_EXPIRY_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86400))]
+    pub chat_expiry_secs: u64,
     /// The delay before the first resend within an attempt, in milliseconds.
     #[arg(long, env = "HANDOFF_QUICK_RETRY_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=10000))]
     pub quick_retry_ms: u64,
@@ -261,6 +269,8 @@ pub fn serve_config(
                 early_window: Duration::from_secs(args.retry_early_window_secs),
                 quick_retries: args.quick_retries,
                 quick_base: Duration::from_millis(args.quick_retry_ms),
+                delayed_after: Duration::from_secs(args.delayed_after_secs),
+                chat_expiry: Duration::from_secs(args.chat_expiry_secs),
                 ..RetryPolicy::default()
             },
             lease: Duration::from_secs(args.lease_secs),

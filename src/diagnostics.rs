@@ -116,6 +116,8 @@ pub struct RecentHandoff {
     pub last_error: Option<Diagnosis>,
     pub notes: Vec<Diagnosis>,
     pub created_at: String,
+    /// When the widget backend was told the handoff is delayed; `null` until then.
+    pub delayed_at: Option<String>,
     pub explanation: Explanation,
 }
 
@@ -178,7 +180,15 @@ pub fn explain(h: &HandoffRow) -> Explanation {
         ),
         HandoffState::Queued | HandoffState::Processing => match error {
             Some(e) => (
-                format!("Waiting to try again (attempt {} so far): {}", h.attempts, e.message),
+                format!(
+                    "Waiting to try again (attempt {} so far): {}{}",
+                    h.attempts,
+                    e.message,
+                    h.delayed_at.map_or(String::new(), |at| format!(
+                        " The widget backend was told at {} that the handoff is delayed.",
+                        rfc3339(at)
+                    ))
+                ),
                 e.hint.clone(),
                 side_of(Some(&e.code)),
             ),
@@ -308,6 +318,7 @@ async fn org_status(
                     last_error: h.last_error.clone(),
                     notes: notes(h, listed.failed_callback.as_deref()),
                     created_at: rfc3339(h.created_at),
+                    delayed_at: h.delayed_at.map(rfc3339),
                     explanation: explain(h),
                 }
             })

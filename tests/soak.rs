@@ -172,7 +172,12 @@ async fn start_sandbox(dir: &Path, http: &reqwest::Client) -> Sandbox {
     Sandbox { url, child }
 }
 
-/// A widget backend that records every callback delivery's `webhook-id` and session.
+/// Callbacks other than `handoff.succeeded` received (`handoff.delayed`).
+static DELAYED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A widget backend that records the `webhook-id` and session of every `handoff.succeeded`
+/// delivery (a `handoff.delayed` may come first for a handoff that waited past the
+/// patience; it is counted apart).
 async fn callback_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let store = seen.clone();
@@ -191,7 +196,11 @@ async fn callback_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                store.lock().unwrap().push((id, session));
+                if event["event"] == "handoff.succeeded" {
+                    store.lock().unwrap().push((id, session));
+                } else {
+                    DELAYED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 axum::http::StatusCode::NO_CONTENT
             }
         }),
@@ -437,8 +446,10 @@ impl Report {
             self.to_work_item.len()
         );
         println!(
-            "sandbox: {} requests, {} answered 429 with Retry-After: 1 (each pauses the environment for a second)",
-            self.requests, self.throttled
+            "sandbox: {} requests, {} answered 429 with Retry-After: 1 (each pauses the environment for a second); {} handoff.delayed callbacks",
+            self.requests,
+            self.throttled,
+            DELAYED.load(std::sync::atomic::Ordering::SeqCst)
         );
         assert_eq!(
             self.work_items as usize, self.handoffs,
@@ -466,6 +477,7 @@ where
     F: FnOnce(Arc<tokio::sync::Mutex<Vec<Bridge>>>, Arc<std::sync::atomic::AtomicBool>) -> Fut,
     Fut: std::future::Future<Output = usize> + Send + 'static,
 {
+    DELAYED.store(0, std::sync::atomic::Ordering::SeqCst);
     let urls: Vec<String> = bridges.lock().await.iter().map(Bridge::url).collect();
     let token = "soak-admin-token-0123456789";
     let (callback_url, callbacks) = callback_receiver().await;

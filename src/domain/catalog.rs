@@ -151,6 +151,9 @@ catalog! {
     INTERNAL_ERROR = ("internal_error", Handoff,
         "The bridge hit an internal error (a bug) during the attempt; the handoff is retried like after a temporary error.",
         "Report it with the handoff id and the bridge's log around that time (it names the error). If it repeats, the handoff ends with retries_exhausted.");
+    CHAT_EXPIRED = ("chat_expired", Handoff,
+        "No live work item could be created while the visitor could still be waiting (HANDOFF_CHAT_EXPIRY_SECS, an hour by default); the handoff was given up so the widget can offer another way.",
+        "The widget backend received handoff.failed and can offer email or a ticket. The record's events say why it waited (no connection, throttling, an outage); fix that, and replay the handoff if the visitor is still there.");
     RETRIES_EXHAUSTED = ("retries_exhausted", Handoff,
         "The handoff kept failing with temporary errors for 24 hours and was given up.",
         "Read the earlier attempts in the record's events; fix the cause, then replay the handoff.");

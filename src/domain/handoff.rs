@@ -112,6 +112,9 @@ pub enum EventKind {
     /// Made due now: the org's connection was saved or checked again, or an admin asked
     /// (`{reason}`).
     Woken,
+    /// The handoff waited past the patience without a work item; the widget backend is told
+    /// (`handoff.delayed`, `{code, next_attempt_at}`).
+    Delayed,
     Succeeded,
     Failed,
     Skipped,
@@ -140,6 +143,7 @@ impl EventKind {
             Self::RetryScheduled => "retry_scheduled",
             Self::Waiting => "waiting",
             Self::Woken => "woken",
+            Self::Delayed => "delayed",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Skipped => "skipped",

@@ -11,7 +11,7 @@ pub use handoff::{
     ContactMatch, Customer, EventKind, HandoffRequest, HandoffState, QueuedHandoff,
     QUEUED_PAYLOAD_VERSION,
 };
-pub use outcome::{Ended, NewCallback, NewEvent, Outcome, PARKED};
+pub use outcome::{Ended, NewCallback, NewEvent, Outcome};
 
 use std::fmt;
 

@@ -41,17 +41,12 @@ pub enum Ended {
         error: Diagnosis,
     },
     /// Nothing was sent: the attempt met a wait (an environment paused after a 429, the
-    /// org not connected yet). Back to `queued` until `until` (Unix ms; [`PARKED`] to wait
-    /// for a connection to be saved), and the claim is not counted as an attempt, so the
-    /// backoff does not grow.
+    /// org not connected yet). Back to `queued` until `until` (Unix ms), and the claim is
+    /// not counted as an attempt, so the backoff does not grow.
     Waiting { until: i64, reason: Diagnosis },
     /// A permanent failure, or transient ones past the retry window.
     Failed(Diagnosis),
 }
-
-/// `next_attempt_at` of a handoff parked until its org's connection is saved (saving it
-/// makes the org's queued handoffs due at once): no claim ever finds it due before then.
-pub const PARKED: i64 = i64::MAX;
 
 impl Ended {
     /// The handoff's state after this ending.
@@ -86,4 +81,6 @@ pub struct Outcome {
     pub contact_id: Option<Uuid>,
     pub events: Vec<NewEvent>,
     pub callback: Option<NewCallback>,
+    /// Set when this attempt told the widget backend the handoff is delayed (Unix ms).
+    pub delayed_at: Option<i64>,
 }

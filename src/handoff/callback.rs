@@ -82,6 +82,24 @@ pub fn failed_event(org: &OrgRow, handoff: &HandoffRow, diag: &Diagnosis) -> Opt
     event(org, handoff, "handoff.failed", data)
 }
 
+/// `handoff.delayed`, when the org has a callback URL: the handoff has waited past the org's
+/// patience without a live work item. `reason` is why it waits; times are RFC 3339.
+pub fn delayed_event(
+    org: &OrgRow,
+    handoff: &HandoffRow,
+    reason: &Diagnosis,
+    next_attempt_at: i64,
+    waiting_since: i64,
+) -> Option<NewCallback> {
+    let data = json!({
+        "session_id": handoff.session_id,
+        "reason": { "code": reason.code, "message": reason.message },
+        "next_attempt_at": rfc3339(next_attempt_at),
+        "waiting_since": rfc3339(waiting_since),
+    });
+    event(org, handoff, "handoff.delayed", data)
+}
+
 /// Delivers one claimed callback and records the result (fenced by its `lease`).
 pub async fn deliver(
     worker: &Worker,

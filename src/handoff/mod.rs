@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind};
-use crate::domain::{Ended, NewCallback, NewEvent, Outcome, PARKED};
+use crate::domain::{Ended, NewCallback, NewEvent, Outcome};
 use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
@@ -28,11 +28,17 @@ use crate::store::{Claim, OrgRow};
 use job::{Connect, HandoffDataverse, JobContext};
 use retry::RetryPolicy;
 
+/// A wait for a connection to be saved: no time of its own (saving the connection makes the
+/// org's queued handoffs due at once); the patience and the chat expiry end it.
+const PARKED: i64 = i64::MAX;
+
 /// What one attempt has learned so far; carried into whichever outcome ends it.
 struct Progress<'a> {
     events: Vec<NewEvent>,
     contact_match: Option<ContactMatch>,
     contact_id: Option<Uuid>,
+    /// Set when this attempt tells the widget backend the handoff is delayed.
+    delayed_at: Option<i64>,
     /// When the attempt started.
     started: Instant,
     clock: &'a Clock,
@@ -44,6 +50,7 @@ impl<'a> Progress<'a> {
             events: Vec::new(),
             contact_match: None,
             contact_id: None,
+            delayed_at: None,
             started: Instant::now(),
             clock,
         }
@@ -57,6 +64,7 @@ impl<'a> Progress<'a> {
             contact_id: self.contact_id,
             events: self.events,
             callback,
+            delayed_at: self.delayed_at,
         }
     }
 
@@ -114,10 +122,28 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         return progress.end(Ended::Skipped(diag), None);
     };
 
+    // Past the chat expiry nobody waits in the chat any more: give up, so the widget can
+    // offer another way.
+    let waited = ctx.clock.now_ms() - window_start(ctx, claim);
+    if waited >= millis(ctx.retry.chat_expiry) {
+        let diag = catalog::CHAT_EXPIRED.diagnose(format!(
+            "no live work item {} minutes after the first attempt; last error: {}",
+            waited / 60_000,
+            handoff
+                .last_error
+                .as_ref()
+                .map_or("none", |e| e.code.as_str())
+        ));
+        return fail(claim, Some(&org), progress, diag);
+    }
+
     let conn = match ctx.store.connection(&handoff.org_id).await {
         Ok(Some(conn)) => conn,
         // Parked, not retried: saving the connection makes it due at once.
-        Ok(None) => return wait(progress, catalog::NOT_CONNECTED.diagnose(None), PARKED),
+        Ok(None) => {
+            let reason = catalog::NOT_CONNECTED.diagnose(None);
+            return wait(ctx, claim, &org, progress, reason, PARKED);
+        }
         Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
     };
     let (creds, workstream) =
@@ -314,26 +340,90 @@ fn dataverse_failed<C>(
             retry_later(ctx, claim, Some(org), progress, diag, retry_after)
         }
         RetryClass::NotSent { wait: pause } => {
-            let until = ctx.clock.now_ms().saturating_add(pause.as_millis() as i64);
-            wait(progress, diag, until)
+            let until = ctx.clock.now_ms().saturating_add(millis(pause));
+            wait(ctx, claim, org, progress, diag, until)
         }
         RetryClass::Permanent => fail(claim, Some(org), progress, diag),
     }
 }
 
-/// Back to `queued` until `until` (Unix ms, or [`PARKED`]) without counting the attempt:
-/// nothing was sent, so nothing failed.
-fn wait(mut progress: Progress<'_>, reason: Diagnosis, until: i64) -> Outcome {
+/// Back to `queued` until `until` (Unix ms, or [`PARKED`] to wait for a connection) without
+/// counting the attempt: nothing was sent, so nothing failed. The wait ends early for the
+/// patience and the chat expiry (see [`waiting_person`]).
+fn wait<C>(
+    ctx: &JobContext<'_, C>,
+    claim: &Claim,
+    org: &OrgRow,
+    mut progress: Progress<'_>,
+    reason: Diagnosis,
+    until: i64,
+) -> Outcome {
     let parked = until == PARKED;
+    let (until, callback) =
+        waiting_person(ctx, claim, Some(org), &mut progress, &reason, until, parked);
     progress.event(
         EventKind::Waiting,
         json!({
             "code": reason.code,
-            "until": if parked { None } else { Some(crate::clock::rfc3339(until)) },
+            "until": crate::clock::rfc3339(until),
             "parked": parked,
         }),
     );
-    progress.end(Ended::Waiting { until, reason }, None)
+    progress.end(Ended::Waiting { until, reason }, callback)
+}
+
+/// Where the current retry window started (Unix ms): the first attempt, or the last replay.
+fn window_start<C>(ctx: &JobContext<'_, C>, claim: &Claim) -> i64 {
+    claim
+        .handoff
+        .first_attempt_at
+        .unwrap_or_else(|| ctx.clock.now_ms())
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// For a handoff that will try again at `next` (Unix ms) because of `reason`: the time to
+/// try again, brought forward to the chat expiry (the next attempt then gives up before
+/// sending anything) and, when `to_patience`, to the end of the patience if the widget has
+/// not been told yet (never past a service's `Retry-After`: only waits that are not one
+/// pass `to_patience`); and the `handoff.delayed` callback once the patience has passed
+/// (once per handoff; the record's `delayed_at` says it was sent).
+fn waiting_person<C>(
+    ctx: &JobContext<'_, C>,
+    claim: &Claim,
+    org: Option<&OrgRow>,
+    progress: &mut Progress<'_>,
+    reason: &Diagnosis,
+    next: i64,
+    to_patience: bool,
+) -> (i64, Option<NewCallback>) {
+    let now = ctx.clock.now_ms();
+    let start = window_start(ctx, claim);
+    let mut next = next.min(start.saturating_add(millis(ctx.retry.chat_expiry)));
+    let (Some(org), None) = (org, claim.handoff.delayed_at) else {
+        return (next, None);
+    };
+    let patience_ends = start.saturating_add(millis(ctx.retry.delayed_after));
+    if now < patience_ends {
+        return (
+            if to_patience {
+                next.min(patience_ends)
+            } else {
+                next
+            },
+            None,
+        );
+    }
+    next = next.max(now);
+    progress.delayed_at = Some(now);
+    progress.event(
+        EventKind::Delayed,
+        json!({ "code": reason.code, "next_attempt_at": crate::clock::rfc3339(next) }),
+    );
+    let callback = callback::delayed_event(org, &claim.handoff, reason, next, start);
+    (next, callback)
 }
 
 /// The outcome of an attempt that panicked (a bug, or an upstream value nothing guarded
@@ -374,7 +464,15 @@ fn retry_later<C>(
     let attempts = u32::try_from(claim.handoff.attempts).unwrap_or(u32::MAX);
     let since_first = std::time::Duration::from_millis(u64::try_from(now - first).unwrap_or(0));
     let delay = policy.delay(attempts, since_first, retry_after);
-    let next = now + delay.as_millis() as i64;
+    let (next, callback) = waiting_person(
+        ctx,
+        claim,
+        org,
+        &mut progress,
+        &diag,
+        now.saturating_add(millis(delay)),
+        retry_after.is_none(),
+    );
     progress.event(EventKind::RetryScheduled,
         json!({ "code": diag.code, "delay_ms": delay.as_millis() as u64, "retry_after_s": retry_after.map(|d| d.as_secs()) }),
     );
@@ -383,7 +481,7 @@ fn retry_later<C>(
             next_attempt_at: next,
             error: diag,
         },
-        None,
+        callback,
     )
 }
 

@@ -14,6 +14,10 @@
 //!   Blog, "Exponential Backoff And Jitter"): uniform in `[0, min(cap, base · 2^(n-1))]`,
 //!   where `cap` is `early_cap` (15 s) during the first `early_window` (5 minutes) after the
 //!   first attempt — while a visitor may still be waiting — and `cap` (10 minutes) after.
+//! - A handoff still without a work item `delayed_after` (a minute) after its first attempt
+//!   tells the widget backend once (`handoff.delayed`), so it can tell the visitor; one still
+//!   without past `chat_expiry` (an hour) fails with `chat_expired`, so the widget can offer
+//!   another way. A wait (no connection, a paused environment) is cut short for both.
 //! - A handoff that keeps failing transiently past `give_up_after` fails with
 //!   `retries_exhausted`.
 
@@ -40,6 +44,13 @@ pub struct RetryPolicy {
     pub quick_base: Duration,
     /// How long after the first attempt transient failures are still retried.
     pub give_up_after: Duration,
+    /// How long a handoff may wait without a live work item before the widget backend is
+    /// told (one `handoff.delayed` callback), counted from the first attempt.
+    pub delayed_after: Duration,
+    /// How long a chat handoff may wait without a live work item before it fails with
+    /// `chat_expired` (a `handoff.failed` callback), counted from the first attempt: past
+    /// it nobody is waiting in the chat any more.
+    pub chat_expiry: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -52,6 +63,8 @@ impl Default for RetryPolicy {
             quick_retries: 2,
             quick_base: Duration::from_millis(250),
             give_up_after: Duration::from_secs(24 * 3600),
+            delayed_after: Duration::from_secs(60),
+            chat_expiry: Duration::from_secs(3600),
         }
     }
 }

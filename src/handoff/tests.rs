@@ -347,10 +347,12 @@ async fn an_org_without_a_connection_is_parked_and_the_attempt_not_counted() {
     assert_eq!(outcome.ended.state(), HandoffState::Queued);
     assert!(matches!(outcome.ended, Ended::Waiting { .. }));
     assert_eq!(code(&outcome), "not_connected");
-    assert_eq!(next_attempt_at(&outcome), Some(crate::domain::PARKED));
+    // Parked until the patience ends (a minute after the first attempt), to tell the widget.
+    assert_eq!(next_attempt_at(&outcome), Some(NOW + 60_000));
+    assert!(outcome.callback.is_none() && outcome.delayed_at.is_none());
     assert!(dataverse.calls().is_empty());
 
-    // The store takes the claim's count back and no claim finds it due.
+    // The store takes the claim's count back and no claim finds it due before then.
     assert!(setup
         .store
         .finish_handoff(&setup.claim, &outcome, NOW)
@@ -358,12 +360,44 @@ async fn an_org_without_a_connection_is_parked_and_the_attempt_not_counted() {
         .unwrap());
     let stored = setup.store.handoff("acme", "s-1").await.unwrap().unwrap();
     assert_eq!(stored.attempts, 0);
-    assert!(setup
-        .store
-        .claim_handoff(i64::MAX - 1, 60_000, &[])
-        .await
-        .unwrap()
-        .is_none());
+    let claim = |at| setup.store.claim_handoff(at, 60_000, &[]);
+    assert!(claim(NOW + 59_999).await.unwrap().is_none());
+    assert!(claim(NOW + 60_000).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn past_the_patience_the_widget_is_told_once_that_the_handoff_is_delayed() {
+    // First attempted 61 s ago, still without a connection.
+    let setup = setup(json!({}), false, NOW - 61_000).await;
+    let outcome = run(&setup, &FakeDataverse::default()).await;
+    assert!(matches!(outcome.ended, Ended::Waiting { .. }));
+    assert_eq!(outcome.delayed_at, Some(NOW));
+    let callback = outcome.callback.as_ref().expect("handoff.delayed");
+    assert_eq!(callback.event_type, "handoff.delayed");
+    let payload: Value = serde_json::from_str(&callback.payload).unwrap();
+    assert_eq!(payload["data"]["reason"]["code"], "not_connected");
+    assert_eq!(payload["data"]["session_id"], "s-1");
+    assert!(kinds(&outcome).contains(&EventKind::Delayed));
+    // Then it waits for a connection until the chat expiry.
+    assert_eq!(next_attempt_at(&outcome), Some(NOW - 61_000 + 3_600_000));
+
+    // Told once: a handoff whose record says so is not told again.
+    let mut told = setup;
+    told.claim.handoff.delayed_at = Some(NOW - 1);
+    let again = run(&told, &FakeDataverse::default()).await;
+    assert!(again.callback.is_none() && again.delayed_at.is_none());
+}
+
+#[tokio::test]
+async fn past_the_chat_expiry_the_handoff_fails_without_a_request() {
+    let setup = setup(json!({}), true, NOW - 3_600_000).await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.ended.state(), HandoffState::Failed);
+    assert_eq!(code(&outcome), "chat_expired");
+    assert!(dataverse.calls().is_empty());
+    let callback = outcome.callback.as_ref().expect("handoff.failed");
+    assert_eq!(callback.event_type, "handoff.failed");
 }
 
 #[tokio::test]
@@ -452,13 +486,16 @@ async fn a_refusal_fails_at_once_with_a_callback() {
 
 #[tokio::test]
 async fn transient_failures_past_the_window_are_given_up() {
-    let day_and_more = 25 * 3600 * 1000;
-    let setup = setup(json!({}), true, NOW - day_and_more).await;
+    // A retry window shorter than the chat expiry: it ends first.
+    let setup = setup(json!({}), true, NOW - 600_000).await;
     let unavailable = FakeDataverse {
         create_work_item: || Err(status(503, None)),
         ..Default::default()
     };
-    let outcome = run(&setup, &unavailable).await;
+    let connect = FakeConnect(&unavailable);
+    let mut ctx = job(&setup, &connect);
+    ctx.retry.give_up_after = Duration::from_secs(300);
+    let outcome = super::attempt(&ctx, &setup.claim).await;
     assert_eq!(outcome.ended.state(), HandoffState::Failed);
     assert_eq!(code(&outcome), "retries_exhausted");
     assert!(outcome

@@ -83,8 +83,8 @@ impl Worker {
 
 /// One unit of work.
 enum Job {
-    Handoff(Claim),
-    Callback(CallbackRow, Lease),
+    Handoff(Box<Claim>),
+    Callback(Box<CallbackRow>, Lease),
 }
 
 impl Job {
@@ -130,13 +130,13 @@ async fn claim_next(worker: &Worker, busy_orgs: &[String]) -> Result<Option<Job>
     let now = worker.clock.now_ms();
     let lease_ms = i64::try_from(worker.settings.lease.as_millis()).unwrap_or(i64::MAX);
     if let Some(claim) = worker.store.claim_handoff(now, lease_ms, busy_orgs).await? {
-        return Ok(Some(Job::Handoff(claim)));
+        return Ok(Some(Job::Handoff(Box::new(claim))));
     }
     Ok(worker
         .store
         .claim_callback(now, lease_ms, busy_orgs)
         .await?
-        .map(|(cb, lease)| Job::Callback(cb, lease)))
+        .map(|(cb, lease)| Job::Callback(Box::new(cb), lease)))
 }
 
 /// Runs `work` while renewing `lease` every third of the lease time (a heartbeat): a live

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::clock::rfc3339;
 use crate::diagnostics;
 use crate::domain::catalog::Diagnosis;
-use crate::domain::{ContactMatch, HandoffState, PARKED};
+use crate::domain::{ContactMatch, HandoffState};
 use crate::store::{CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
 
 /// An org, never its webhook secret (except `webhook_secret` on the answer that created it).
@@ -58,8 +58,8 @@ pub struct HandoffSummary {
     pub dynamics365_chat_id: Option<String>,
     pub workstream_id: Option<String>,
     pub attempts: i64,
-    /// When the next attempt is due; `null` once settled, and while parked until the org's
-    /// connection is saved.
+    /// When the next attempt is due; `null` once settled. A handoff waiting for a
+    /// connection is due at the patience or the chat expiry, or at once when one is saved.
     pub next_attempt_at: Option<String>,
     pub last_error: Option<Diagnosis>,
     /// Catalog entries beside the state: a contact left unlinked, a callback given up.
@@ -68,6 +68,9 @@ pub struct HandoffSummary {
     pub updated_at: String,
     /// When the retention period removed the session; `null` while it is kept.
     pub redacted_at: Option<String>,
+    /// When the widget backend was told the handoff is delayed (`handoff.delayed`); `null`
+    /// until then.
+    pub delayed_at: Option<String>,
 }
 
 impl HandoffSummary {
@@ -85,14 +88,13 @@ impl HandoffSummary {
             dynamics365_chat_id: h.dynamics365_chat_id.clone(),
             workstream_id: h.workstream_id.clone(),
             attempts: h.attempts,
-            // Parked handoffs wait for a connection, not for a time.
-            next_attempt_at: (!h.state.is_settled() && h.next_attempt_at != PARKED)
-                .then(|| rfc3339(h.next_attempt_at)),
+            next_attempt_at: (!h.state.is_settled()).then(|| rfc3339(h.next_attempt_at)),
             last_error: h.last_error.clone(),
             notes: diagnostics::notes(h, failed_callback),
             created_at: rfc3339(h.created_at),
             updated_at: rfc3339(h.updated_at),
             redacted_at: h.redacted_at.map(rfc3339),
+            delayed_at: h.delayed_at.map(rfc3339),
         }
     }
 }

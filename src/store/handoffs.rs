@@ -33,6 +33,8 @@ pub struct HandoffRow {
     pub first_attempt_at: Option<i64>,
     pub last_error: Option<Diagnosis>,
     pub created_at: i64,
+    /// When the widget backend was told the handoff is delayed (`handoff.delayed`).
+    pub delayed_at: Option<i64>,
     pub updated_at: i64,
     /// When the retention period removed the session from `payload` (see
     /// [`Store::redact_settled`]); `None` while it is kept.
@@ -42,7 +44,7 @@ pub struct HandoffRow {
 pub(super) const HANDOFF_COLUMNS: &str =
     "handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
      payload, state, contact_match, contact_id, dynamics365_chat_id, workstream_id, attempts, \
-     next_attempt_at, first_attempt_at, last_error, created_at, updated_at, redacted_at";
+     next_attempt_at, first_attempt_at, last_error, created_at, updated_at, redacted_at, delayed_at";
 
 impl HandoffRow {
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -81,6 +83,7 @@ impl HandoffRow {
                 ),
             },
             created_at: col(row, "created_at")?,
+            delayed_at: col(row, "delayed_at")?,
             updated_at: col(row, "updated_at")?,
             redacted_at: col(row, "redacted_at")?,
         })
@@ -254,7 +257,8 @@ impl Store {
             "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
              dynamics365_chat_id = COALESCE($4, dynamics365_chat_id), workstream_id = COALESCE($5, workstream_id), \
              next_attempt_at = COALESCE($6, next_attempt_at), last_error = $7, \
-             lease_id = NULL, lease_until = NULL, updated_at = $8, attempts = attempts - $11 \
+             lease_id = NULL, lease_until = NULL, updated_at = $8, attempts = attempts - $11, \
+             delayed_at = COALESCE(delayed_at, $12) \
              WHERE handoff_id = $9 AND lease_id = $10",
         )
         .bind(outcome.ended.state().as_str())
@@ -268,6 +272,7 @@ impl Store {
         .bind(&claim.handoff.handoff_id)
         .bind(&claim.lease.id)
         .bind(uncount)
+        .bind(outcome.delayed_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -79,6 +79,7 @@ const EXPECTED: &[(&str, &[Surface])] = &[
     ("not_connected", &[Record, Status]),
     ("connection_secret_unreadable", &[Record, Status]),
     ("retries_exhausted", &[Record, Status]),
+    ("chat_expired", &[Record, Status]),
     ("callback_failed", &[Record, Status]),
 ];
 
@@ -641,6 +642,10 @@ async fn bridge_side_entries_are_reported_on_the_record_and_the_status() {
         status["orgs"][0]["connection"]["hint"],
         catalog::NOT_CONNECTED.hint
     );
+    // chat_expired: nobody connected beta within the chat expiry (an hour by default).
+    t.advance(handoff_bridge::handoff::retry::RetryPolicy::default().chat_expiry);
+    t.app.run_due().await.unwrap();
+    expect_handoff(&t, "beta", "waits", "failed", "chat_expired").await;
 
     // connection_secret_unreadable: a replica started with another encryption key.
     let (status, _) = t

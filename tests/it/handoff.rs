@@ -306,7 +306,7 @@ async fn a_waiting_handoff_is_delivered_once_the_org_connects() {
 }
 
 /// A widget backend that records signed callbacks.
-async fn callback_receiver() -> (
+pub(crate) async fn callback_receiver() -> (
     String,
     std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
 ) {

@@ -359,7 +359,8 @@ impl TestApp {
         body: &Value,
     ) -> (StatusCode, Value) {
         let bytes = serde_json::to_vec(body).unwrap();
-        let timestamp = handoff_bridge::clock::now_ms() / 1000;
+        // Signed at the shared clock's time: the sender lives through the same time as the bridge.
+        let timestamp = self.clock().now_ms() / 1000;
         self.post_webhook(
             org,
             &bytes,

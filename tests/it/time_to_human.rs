@@ -7,6 +7,18 @@ use serde_json::{json, Value};
 
 use crate::helpers::{envelope, TestApp};
 
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+
+/// The callbacks the widget backend received, as JSON.
+fn received(callbacks: &Received) -> Vec<Value> {
+    callbacks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| serde_json::from_str(body).unwrap())
+        .collect()
+}
+
 fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
     record["events"]
         .as_array()
@@ -19,7 +31,8 @@ fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
 #[tokio::test]
 async fn handoffs_without_a_connection_are_parked_until_one_is_saved() {
     let t = TestApp::start().await;
-    let secret = t.create_org("acme", None).await;
+    let (callback_url, callbacks) = crate::handoff::callback_receiver().await;
+    let secret = t.create_org("acme", Some(&callback_url)).await;
     let sessions = ["early-1", "early-2", "early-3"];
     for s in sessions {
         let (status, body) = t
@@ -33,12 +46,39 @@ async fn handoffs_without_a_connection_are_parked_until_one_is_saved() {
         assert_eq!(record["state"], "queued", "{record}");
         assert_eq!(record["last_error"]["code"], "not_connected");
         assert_eq!(record["attempts"], 0, "waiting is not an attempt");
-        assert!(record["next_attempt_at"].is_null(), "parked: {record}");
         assert_eq!(events(&record, "waiting")[0]["detail"]["parked"], true);
     }
-    // Parked handoffs are not claimed again, however much time passes.
-    t.advance(std::time::Duration::from_secs(3600));
+    // Parked: not claimed again before the patience (a minute) ends.
+    t.advance(std::time::Duration::from_secs(59));
     assert_eq!(t.app.run_due().await.unwrap(), 0);
+
+    // At the patience, each is claimed once more, sends nothing to Dynamics, and tells
+    // the widget backend it is delayed (once).
+    t.advance(std::time::Duration::from_secs(1));
+    assert_eq!(
+        t.app.run_due().await.unwrap(),
+        3 + 3,
+        "3 handoffs, 3 callbacks"
+    );
+    for s in sessions {
+        let record = t.record("acme", s).await;
+        assert!(record["delayed_at"].is_string(), "{record}");
+        assert_eq!(events(&record, "delayed").len(), 1);
+        assert_eq!(record["attempts"], 0);
+    }
+    let delayed: Vec<Value> = received(&callbacks)
+        .into_iter()
+        .filter(|c| c["event"] == "handoff.delayed")
+        .collect();
+    assert_eq!(delayed.len(), 3, "{delayed:?}");
+    assert_eq!(delayed[0]["data"]["reason"]["code"], "not_connected");
+    assert!(t.requests_of("create_work_item").is_empty());
+    t.advance(std::time::Duration::from_secs(600));
+    assert_eq!(
+        t.app.run_due().await.unwrap(),
+        0,
+        "parked until the chat expiry"
+    );
 
     // Saving the connection makes them due at once.
     let (status, body) = t
@@ -57,13 +97,45 @@ async fn handoffs_without_a_connection_are_parked_until_one_is_saved() {
             "the connection was saved"
         );
     }
-    assert_eq!(t.app.run_due().await.unwrap(), 3);
+    t.drain().await;
     for s in sessions {
         let record = t.record("acme", s).await;
         assert_eq!(record["state"], "succeeded", "{record}");
         assert_eq!(record["attempts"], 1);
     }
     assert_eq!(t.sandbox.work_items().len(), 3);
+}
+
+#[tokio::test]
+async fn a_handoff_nobody_could_take_fails_at_the_chat_expiry() {
+    let t = TestApp::start().await;
+    let (callback_url, callbacks) = crate::handoff::callback_receiver().await;
+    let secret = t.create_org("acme", Some(&callback_url)).await;
+    t.send(
+        "acme",
+        &secret,
+        "m1",
+        &envelope("acme", json!({ "id": "too-late" })),
+    )
+    .await;
+    t.app.run_due().await.unwrap();
+    t.advance(std::time::Duration::from_secs(60));
+    t.drain().await;
+    t.advance(std::time::Duration::from_secs(3600));
+    t.drain().await;
+    let record = t.record("acme", "too-late").await;
+    assert_eq!(record["state"], "failed", "{record}");
+    assert_eq!(record["last_error"]["code"], "chat_expired");
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    assert_eq!(
+        status["orgs"][0]["recent"][0]["last_error"]["code"],
+        "chat_expired"
+    );
+    let events: Vec<String> = received(&callbacks)
+        .iter()
+        .map(|c| c["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["handoff.delayed", "handoff.failed"]);
 }
 
 #[tokio::test]
