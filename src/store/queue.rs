@@ -40,25 +40,24 @@ impl Queue {
         }
     }
 
-    /// What is due at `$3` (now): waiting and past its time, or claimed with an expired
-    /// lease.
-    fn due(self) -> &'static str {
+    /// What is due at `$3` (now), as alternatives tried in turn, each a condition and the
+    /// order it is picked in, both served by an index so a claim never sorts the backlog:
+    /// handoffs whose lease expired (a worker died; index `handoffs_leases`), then queued ones
+    /// past their time (`handoffs_due`).
+    fn due(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Self::Handoffs => {
-                "((state = 'queued' AND next_attempt_at <= $3) \
-                 OR (state = 'processing' AND lease_until < $3))"
-            }
-            Self::Callbacks => {
+            Self::Handoffs => &[
+                ("state = 'processing' AND lease_until < $3", "lease_until"),
+                (
+                    "state = 'queued' AND next_attempt_at <= $3",
+                    "next_attempt_at",
+                ),
+            ],
+            Self::Callbacks => &[(
                 "state = 'pending' AND next_attempt_at <= $3 \
-                 AND (lease_until IS NULL OR lease_until < $3)"
-            }
-        }
-    }
-
-    fn order(self) -> &'static str {
-        match self {
-            Self::Handoffs => "next_attempt_at, created_at",
-            Self::Callbacks => "next_attempt_at",
+                 AND (lease_until IS NULL OR lease_until < $3)",
+                "next_attempt_at",
+            )],
         }
     }
 
@@ -166,29 +165,29 @@ impl Store {
             until: now.saturating_add(lease_ms),
         };
         let (table, key) = (queue.table(), queue.key());
-        let sql = format!(
-            "UPDATE {table} SET lease_id = $1, lease_until = $2, updated_at = $3, {on_claim} \
-             WHERE {key} = (SELECT {key} FROM {table} WHERE {due} {not_busy} \
-               ORDER BY {order} LIMIT 1 {lock}) \
-             RETURNING {columns}",
-            on_claim = queue.on_claim(),
-            due = queue.due(),
-            not_busy = not_in_orgs(4, busy_orgs.len()),
-            order = queue.order(),
-            lock = self.skip_locked(),
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(&lease.id)
-            .bind(lease.until)
-            .bind(now);
-        for org in busy_orgs {
-            query = query.bind(org);
+        for (due, order) in queue.due() {
+            let sql = format!(
+                "UPDATE {table} SET lease_id = $1, lease_until = $2, updated_at = $3, {on_claim} \
+                 WHERE {key} = (SELECT {key} FROM {table} WHERE {due} {not_busy} \
+                   ORDER BY {order} LIMIT 1 {lock}) \
+                 RETURNING {columns}",
+                on_claim = queue.on_claim(),
+                not_busy = not_in_orgs(4, busy_orgs.len()),
+                lock = self.skip_locked(),
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(&lease.id)
+                .bind(lease.until)
+                .bind(now);
+            for org in busy_orgs {
+                query = query.bind(org);
+            }
+            if let Some(row) = query.fetch_optional(self.pool()).await? {
+                let key: String = col(&row, key)?;
+                return Ok(Some((row, Lease { key, ..lease })));
+            }
         }
-        let Some(row) = query.fetch_optional(self.pool()).await? else {
-            return Ok(None);
-        };
-        let key: String = col(&row, key)?;
-        Ok(Some((row, Lease { key, ..lease })))
+        Ok(None)
     }
 
     /// Extends `lease` to `now + lease_ms` if it is still held (a heartbeat while the work
