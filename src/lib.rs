@@ -96,6 +96,7 @@ impl App {
             clock: clock.clone(),
             settings: settings.worker(),
             wake: wake.clone(),
+            paused_orgs: Default::default(),
         });
         let state = Arc::new(AppState {
             store,

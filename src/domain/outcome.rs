@@ -83,4 +83,7 @@ pub struct Outcome {
     pub callback: Option<NewCallback>,
     /// Set when this attempt told the widget backend the handoff is delayed (Unix ms).
     pub delayed_at: Option<i64>,
+    /// Set when the attempt met its org's environment (or token requests) paused after a
+    /// 429, until then (Unix ms): the worker claims nothing more of that org meanwhile.
+    pub paused_until: Option<i64>,
 }

@@ -39,6 +39,8 @@ struct Progress<'a> {
     contact_id: Option<Uuid>,
     /// Set when this attempt tells the widget backend the handoff is delayed.
     delayed_at: Option<i64>,
+    /// Set when the attempt met a pause after a 429 (until then).
+    paused_until: Option<i64>,
     /// When the attempt started.
     started: Instant,
     clock: &'a Clock,
@@ -51,6 +53,7 @@ impl<'a> Progress<'a> {
             contact_match: None,
             contact_id: None,
             delayed_at: None,
+            paused_until: None,
             started: Instant::now(),
             clock,
         }
@@ -65,6 +68,7 @@ impl<'a> Progress<'a> {
             events: self.events,
             callback,
             delayed_at: self.delayed_at,
+            paused_until: self.paused_until,
         }
     }
 
@@ -341,6 +345,7 @@ fn dataverse_failed<C>(
         }
         RetryClass::NotSent { wait: pause } => {
             let until = ctx.clock.now_ms().saturating_add(millis(pause));
+            progress.paused_until = Some(until);
             wait(ctx, claim, org, progress, diag, until)
         }
         RetryClass::Permanent => fail(claim, Some(org), progress, diag),

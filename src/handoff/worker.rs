@@ -46,6 +46,10 @@ pub struct Worker {
     /// Wakes the worker loop when work arrives (the webhook route and the retry routes
     /// notify it).
     pub wake: Arc<Notify>,
+    /// Orgs whose environment (or token requests) an attempt found paused after a 429, and
+    /// until when (Unix ms): their handoffs are not claimed meanwhile, so a throttled tenant
+    /// costs no claims and no worker slots.
+    pub paused_orgs: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 /// How the worker runs its jobs.
@@ -67,6 +71,30 @@ pub struct WorkerSettings {
 }
 
 impl Worker {
+    /// Remembers that `org`'s requests are paused until `until` (Unix ms).
+    fn pause_org(&self, org: &str, until: i64) {
+        let mut paused = self
+            .paused_orgs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = paused.entry(org.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// `busy` and the orgs paused now; and when the first of those pauses ends.
+    fn orgs_to_skip(&self, mut busy: Vec<String>) -> (Vec<String>, Option<i64>) {
+        let now = self.clock.now_ms();
+        let mut paused = self
+            .paused_orgs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        paused.retain(|_, until| *until > now);
+        busy.extend(paused.keys().cloned());
+        busy.sort();
+        busy.dedup();
+        (busy, paused.values().min().copied())
+    }
+
     /// What a handoff attempt works with: this process's store, vault and Dataverse, its
     /// retry policy, and the system clock.
     pub fn job(&self) -> JobContext<'_, Arc<Dataverse>> {
@@ -198,6 +226,9 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
                 let code = outcome.ended.error().map(|d| d.code.as_str());
                 match worker.store.finish_handoff(&claim, &outcome, worker.clock.now_ms()).await {
                     Ok(true) => {
+                        if let Some(until) = outcome.paused_until {
+                            worker.pause_org(&claim.handoff.org_id, until);
+                        }
                         let state = outcome.ended.state();
                         let metric_outcome = match outcome.ended {
                             Ended::RetryScheduled { .. } => "retry_scheduled",
@@ -286,16 +317,18 @@ impl Running {
 
     /// Claims and starts jobs until `concurrency` run or nothing claimable is due. Returns
     /// how many started, and whether the queue ran dry with the orgs that were passed
-    /// over for being busy (the next due time must leave those out).
+    /// over for being busy or paused (the next due time must leave those out) and when the
+    /// first pause ends.
     async fn fill(
         &mut self,
         worker: &Arc<Worker>,
-    ) -> Result<(usize, Option<Vec<String>>), StoreError> {
+    ) -> Result<(usize, Option<(Vec<String>, Option<i64>)>), StoreError> {
         let mut started = 0;
         while self.set.len() < worker.settings.concurrency {
-            let busy = self.busy_orgs(worker.settings.org_concurrency);
-            let Some(job) = claim_next(worker, &busy).await? else {
-                return Ok((started, Some(busy)));
+            let (skip, pause_ends) =
+                worker.orgs_to_skip(self.busy_orgs(worker.settings.org_concurrency));
+            let Some(job) = claim_next(worker, &skip).await? else {
+                return Ok((started, Some((skip, pause_ends))));
             };
             let lease = job.lease();
             let org = job.org_id().to_owned();
@@ -356,8 +389,12 @@ pub async fn run_due(worker: &Arc<Worker>) -> Result<usize, StoreError> {
         if !queue_empty {
             let (started, dry) = running.fill(worker).await?;
             ran += started;
-            // Passed-over busy orgs may have more due once one of their jobs ends.
-            queue_empty = dry.is_some_and(|busy| busy.is_empty());
+            // Passed-over busy orgs may have more due once one of their jobs ends (paused
+            // ones are the next call's: their pause has not ended).
+            queue_empty = dry.is_some_and(|(skip, _)| {
+                skip.iter()
+                    .all(|org| !running.orgs.values().any(|o| o == org))
+            });
         }
         if running.join_one().await.is_none() {
             return Ok(ran);
@@ -391,12 +428,15 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
         }
         let wait = match running.fill(&worker).await {
             Ok((_, None)) => None,
-            Ok((_, Some(busy))) => Some(match worker.store.next_due_at(&busy).await {
-                Ok(Some(due)) => Duration::from_millis(
-                    (due - worker.clock.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
-                ),
-                _ => IDLE_POLL,
-            }),
+            Ok((_, Some((skip, pause_ends)))) => {
+                let due = worker.store.next_due_at(&skip).await.ok().flatten();
+                let soonest = due.into_iter().chain(pause_ends).min();
+                Some(soonest.map_or(IDLE_POLL, |at| {
+                    Duration::from_millis(
+                        (at - worker.clock.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
+                    )
+                }))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "the worker cannot reach the store; trying again shortly");
                 Some(Duration::from_secs(1))
