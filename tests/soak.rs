@@ -134,15 +134,24 @@ fn throttled_share() -> f64 {
 
 /// The sandbox process, seeded with about 30 % transient faults on every request kind.
 async fn start_sandbox(dir: &Path, http: &reqwest::Client) -> Sandbox {
+    start_sandbox_with(dir, http, true).await
+}
+
+/// The sandbox process, with the fault mix when `faults`, else answering every request.
+async fn start_sandbox_with(dir: &Path, http: &reqwest::Client, faults: bool) -> Sandbox {
     let mut seed: Value =
         serde_json::from_str(include_str!("../fixtures/sandbox/seed.json")).unwrap();
-    seed["faults"] = json!([
-        { "kind": "any", "action": "status", "status": 503, "probability": 0.1, "count": 0 },
-        { "kind": "any", "action": "status", "status": 500, "probability": 0.05, "count": 0 },
-        { "kind": "any", "action": "reset", "probability": 0.05, "count": 0 },
-        { "kind": "any", "action": "status", "status": 429, "retry_after_secs": 1, "probability": throttled_share(), "count": 0 },
-        { "kind": "create_work_item", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
-    ]);
+    if !faults {
+        seed["faults"] = json!([]);
+    } else {
+        seed["faults"] = json!([
+            { "kind": "any", "action": "status", "status": 503, "probability": 0.1, "count": 0 },
+            { "kind": "any", "action": "status", "status": 500, "probability": 0.05, "count": 0 },
+            { "kind": "any", "action": "reset", "probability": 0.05, "count": 0 },
+            { "kind": "any", "action": "status", "status": 429, "retry_after_secs": 1, "probability": throttled_share(), "count": 0 },
+            { "kind": "create_work_item", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
+        ]);
+    }
     let seed_path = dir.join("seed.json");
     std::fs::write(&seed_path, seed.to_string()).unwrap();
     let port = free_port();
@@ -477,6 +486,21 @@ where
     F: FnOnce(Arc<tokio::sync::Mutex<Vec<Bridge>>>, Arc<std::sync::atomic::AtomicBool>) -> Fut,
     Fut: std::future::Future<Output = usize> + Send + 'static,
 {
+    run_spread(http, sandbox, bridges, chaos, Duration::from_secs(10)).await
+}
+
+/// [`run`], with the deliveries spread over `spread` (zero: all at once).
+async fn run_spread<F, Fut>(
+    http: &reqwest::Client,
+    sandbox: &Sandbox,
+    bridges: Arc<tokio::sync::Mutex<Vec<Bridge>>>,
+    chaos: F,
+    spread: Duration,
+) -> Report
+where
+    F: FnOnce(Arc<tokio::sync::Mutex<Vec<Bridge>>>, Arc<std::sync::atomic::AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = usize> + Send + 'static,
+{
     DELAYED.store(0, std::sync::atomic::Ordering::SeqCst);
     let urls: Vec<String> = bridges.lock().await.iter().map(Bridge::url).collect();
     let token = "soak-admin-token-0123456789";
@@ -537,8 +561,8 @@ where
         .unwrap();
         let (http, urls, secret, limit) =
             (http.clone(), urls.clone(), secret.clone(), limit.clone());
-        // Spread over about ten seconds, so crashes also land during intake.
-        let pace = Duration::from_millis((i * 10_000 / n) as u64);
+        // Spread (about ten seconds by default), so crashes also land during intake.
+        let pace = spread.mul_f64(i as f64 / n as f64);
         sends.spawn(async move {
             tokio::time::sleep(pace).await;
             let _permit = limit.acquire_owned().await.unwrap();
@@ -649,4 +673,120 @@ where
         duration,
         to_work_item,
     }
+}
+
+/// 1,000 handoffs (`SOAK_HANDOFFS`) sent at once, no faults, one bridge with the default
+/// settings on SQLite: how fast a burst settles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: a minute or more; run with --ignored"]
+async fn burst_without_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let sandbox = start_sandbox_with(dir.path(), &http, false).await;
+    let db = format!("sqlite://{}", dir.path().join("burst.db").display());
+    let mut bridge = new_bridge(dir.path(), "a", &sandbox, &db);
+    bridge.start(&http).await;
+    let bridges = Arc::new(tokio::sync::Mutex::new(vec![bridge]));
+    let report = run_spread(&http, &sandbox, bridges, |_, _| async { 0 }, Duration::ZERO).await;
+    report.check();
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which ends with ')'): state is field 3; utime, stime
+    // are fields 14 and 15, in clock ticks.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// 100,000 handoffs (`SOAK_PARKED`) waiting over 1,000 orgs that have no connection, on
+/// SQLite: the CPU the idle bridge uses meanwhile (measured over 30 s) and its RSS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: a minute or more; run with --ignored"]
+async fn idle_with_parked_handoffs() {
+    let parked: usize = std::env::var("SOAK_PARKED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let sandbox = start_sandbox_with(dir.path(), &http, false).await;
+    let db = format!("sqlite://{}", dir.path().join("idle.db").display());
+    let mut bridge = new_bridge(dir.path(), "a", &sandbox, &db);
+    bridge.start(&http).await; // runs the migrations
+    bridge.kill();
+
+    // What waiting handoffs look like after their first attempt found no connection and
+    // told the widget: parked until the chat expiry.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let now = handoff_bridge::clock::now_ms();
+    let mut tx = pool.begin().await.unwrap();
+    for o in 0..1000 {
+        sqlx::query("INSERT INTO orgs (org_id, name, webhook_secret_enc, created_at, updated_at) VALUES ($1, $1, 'sealed', $2, $2)")
+            .bind(format!("org-{o}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    for i in 0..parked {
+        sqlx::query(
+            "INSERT INTO handoffs (handoff_id, org_id, session_id, webhook_id, channel, payload_version, payload, \
+             state, attempts, next_attempt_at, first_attempt_at, created_at, updated_at, delayed_at) \
+             VALUES ($1, $2, $3, $3, 'web', 2, $4, 'queued', 0, $5, $6, $6, $6, $6)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(format!("org-{}", i % 1000))
+        .bind(format!("s-{i}"))
+        .bind(r#"{"session_id":"x","channel":"web","customer":{},"summary":"Waiting."}"#)
+        .bind(now + 3_000_000)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+
+    bridge.start(&http).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pid = bridge.child.as_ref().unwrap().id();
+    let before = cpu_time(pid);
+    let window = Duration::from_secs(30);
+    tokio::time::sleep(window).await;
+    let used = cpu_time(pid) - before;
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    println!(
+        "idle with {parked} parked handoffs over 1,000 orgs: {:.2} % of a core over {} s, RSS {} MB",
+        used.as_secs_f64() / window.as_secs_f64() * 100.0,
+        window.as_secs(),
+        rss_kb / 1024
+    );
+    // Nothing was due: none of them was claimed.
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM handoffs WHERE attempts > 0")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let claimed: i64 = sqlx::Row::get(&row, "n");
+    assert_eq!(claimed, 0, "parked handoffs were claimed");
 }
