@@ -609,3 +609,13 @@ pub fn envelope(org: &str, session: Value) -> Value {
     }
     json!({ "event": "conversation.handoff_to_human", "organization_id": org, "data": { "session": s } })
 }
+
+/// The events of `kind` on a handoff record's timeline.
+pub fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
+    record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}

@@ -6,19 +6,10 @@ use std::time::Duration;
 use handoff_bridge::sandbox::{Fault, FaultAction};
 use serde_json::{json, Value};
 
-use crate::helpers::{envelope, TestApp, TestOptions};
+use crate::helpers::{envelope, events, TestApp, TestOptions};
 
 fn fault(kind: &str, action: FaultAction) -> Fault {
     Fault::next(kind, action, 1)
-}
-
-fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
-    record["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .collect()
 }
 
 #[tokio::test]

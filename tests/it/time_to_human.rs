@@ -5,7 +5,7 @@ use handoff_bridge::sandbox::{Fault, FaultAction};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{envelope, TestApp};
+use crate::helpers::{envelope, events, TestApp};
 
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
 
@@ -16,15 +16,6 @@ fn received(callbacks: &Received) -> Vec<Value> {
         .unwrap()
         .iter()
         .map(|(_, body)| serde_json::from_str(body).unwrap())
-        .collect()
-}
-
-fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
-    record["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
         .collect()
 }
 
