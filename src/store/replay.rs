@@ -26,14 +26,11 @@ impl Store {
     ) -> Result<Replayed, StoreError> {
         let mut tx = self.pool().begin().await?;
         let scope = "org_id = $2 AND ($3 = '' OR handoff_id = $3)";
-        let handoffs = sqlx::query(&format!(
+        let handoffs = scoped(&format!(
             "UPDATE handoffs SET state = 'queued', next_attempt_at = $1, first_attempt_at = NULL, \
              lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND redacted_at IS NULL \
              AND {scope} RETURNING handoff_id"
-        ))
-        .bind(now)
-        .bind(org_id)
-        .bind(handoff_id.unwrap_or(""))
+        ), now, org_id, handoff_id)
         .fetch_all(&mut *tx)
         .await?;
         for row in &handoffs {
@@ -45,13 +42,10 @@ impl Store {
             };
             insert_event(&mut *tx, &id, &event).await?;
         }
-        let callbacks = sqlx::query(&format!(
+        let callbacks = scoped(&format!(
             "UPDATE callbacks SET state = 'pending', next_attempt_at = $1, window_started_at = $1, \
              lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND {scope}"
-        ))
-        .bind(now)
-        .bind(org_id)
-        .bind(handoff_id.unwrap_or(""))
+        ), now, org_id, handoff_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -75,27 +69,43 @@ impl Store {
         let scope = "state = 'queued' AND next_attempt_at > $1 AND org_id = $2 \
                      AND ($3 = '' OR handoff_id = $3)";
         let mut tx = self.pool().begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO handoff_events (handoff_id, at, kind, detail) \
+        scoped(
+            &format!(
+                "INSERT INTO handoff_events (handoff_id, at, kind, detail) \
              SELECT handoff_id, $1, $4, $5 FROM handoffs WHERE {scope}"
-        ))
-        .bind(now)
-        .bind(org_id)
-        .bind(handoff_id.unwrap_or(""))
+            ),
+            now,
+            org_id,
+            handoff_id,
+        )
         .bind(EventKind::Woken.as_str())
         .bind(serde_json::json!({ "reason": reason }).to_string())
         .execute(&mut *tx)
         .await?;
-        let woken = sqlx::query(&format!(
-            "UPDATE handoffs SET next_attempt_at = $1, updated_at = $1 WHERE {scope}"
-        ))
-        .bind(now)
-        .bind(org_id)
-        .bind(handoff_id.unwrap_or(""))
+        let woken = scoped(
+            &format!("UPDATE handoffs SET next_attempt_at = $1, updated_at = $1 WHERE {scope}"),
+            now,
+            org_id,
+            handoff_id,
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected();
         tx.commit().await?;
         Ok(woken)
     }
+}
+
+/// A statement over one handoff (`handoff_id`) or every handoff of an org, bound as `$1`
+/// now, `$2` the org and `$3` the handoff (`''` for all of the org's).
+fn scoped<'q>(
+    sql: &'q str,
+    now: i64,
+    org_id: &'q str,
+    handoff_id: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(now)
+        .bind(org_id)
+        .bind(handoff_id.unwrap_or(""))
 }
