@@ -8,7 +8,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `handoff_webhooks_received_total` | counter | `status` (HTTP status the bridge answered) |
-//! | `handoff_attempts_total` | counter | `outcome` (`succeeded`, `failed`, `skipped`, `retry_scheduled`), `code` (catalog code or `none`) |
+//! | `handoff_attempts_total` | counter | `outcome` (`succeeded`, `failed`, `skipped`, `retry_scheduled`, `waiting`), `code` (catalog code or `none`) |
 //! | `handoff_attempt_duration_seconds` | histogram | `outcome` |
 //! | `handoff_dataverse_requests_total` | counter | `kind` (`whoami`, `contacts`, `create_contact`, `workstream`, `queue`, `create_work_item`, `get_work_item`), `status` (HTTP status, or `transport_error`) |
 //! | `handoff_dataverse_request_duration_seconds` | histogram | `kind` |
