@@ -49,7 +49,7 @@ impl Clock {
 
     /// Moves this clock forward by `by` (tests: time passes without sleeping).
     pub fn advance(&self, by: Duration) {
-        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let ms = millis(by);
         self.ahead_ms
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
                 Some(a.saturating_add(ms))
@@ -60,6 +60,11 @@ impl Clock {
     fn ahead(&self) -> i64 {
         self.ahead_ms.load(Ordering::SeqCst).max(0)
     }
+}
+
+/// `d` in milliseconds, saturating at `i64::MAX` (for arithmetic on Unix-ms times).
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The system's time now, in Unix milliseconds.

@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::clock::Clock;
+use crate::clock::{millis, Clock};
 use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind};
 use crate::domain::{Ended, NewCallback, NewEvent, Outcome};
@@ -385,10 +385,6 @@ fn window_start<C>(ctx: &JobContext<'_, C>, claim: &Claim) -> i64 {
         .unwrap_or_else(|| ctx.clock.now_ms())
 }
 
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// For a handoff that will try again at `next` (Unix ms) because of `reason`: the time to
 /// try again, brought forward to the chat expiry (the next attempt then gives up before
 /// sending anything) and, when `to_patience`, to the end of the patience if the widget has
@@ -457,8 +453,8 @@ fn retry_later<C>(
 ) -> Outcome {
     let now = ctx.clock.now_ms();
     let policy = ctx.retry;
-    let first = claim.handoff.first_attempt_at.unwrap_or(now);
-    if now - first >= policy.give_up_after.as_millis() as i64 {
+    let first = window_start(ctx, claim);
+    if now - first >= millis(policy.give_up_after) {
         let exhausted = catalog::RETRIES_EXHAUSTED.diagnose(format!(
             "last error: {} ({})",
             diag.code,

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::job::JobContext;
 use super::retry::RetryPolicy;
-use crate::clock::Clock;
+use crate::clock::{millis, Clock};
 use crate::connection::vault::Vault;
 use crate::domain::Ended;
 use crate::dynamics::Dataverse;
@@ -142,7 +142,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// (`Settings::retention`) before `now` (Unix ms). Returns how many were redacted. The worker
 /// runs this at start and hourly; several replicas running it at once is harmless.
 pub async fn enforce_retention(worker: &Worker, now: i64) -> Result<u64, StoreError> {
-    let retention_ms = i64::try_from(worker.settings.retention.as_millis()).unwrap_or(i64::MAX);
+    let retention_ms = millis(worker.settings.retention);
     let redacted = worker
         .store
         .redact_settled(now.saturating_sub(retention_ms), now)
@@ -156,7 +156,7 @@ pub async fn enforce_retention(worker: &Worker, now: i64) -> Result<u64, StoreEr
 /// Claims the next due job of an org not in `busy_orgs`: a handoff first, else a callback.
 async fn claim_next(worker: &Worker, busy_orgs: &[String]) -> Result<Option<Job>, StoreError> {
     let now = worker.clock.now_ms();
-    let lease_ms = i64::try_from(worker.settings.lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = millis(worker.settings.lease);
     if let Some(claim) = worker.store.claim_handoff(now, lease_ms, busy_orgs).await? {
         return Ok(Some(Job::Handoff(Box::new(claim))));
     }
@@ -176,7 +176,7 @@ async fn with_heartbeat<T>(
     mut lease: Lease,
     work: impl std::future::Future<Output = T>,
 ) -> Option<T> {
-    let lease_ms = i64::try_from(worker.settings.lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = millis(worker.settings.lease);
     let every = (worker.settings.lease / 3).max(Duration::from_millis(50));
     let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tokio::pin!(work);

@@ -675,14 +675,7 @@ async fn given_up_handoffs_and_callbacks_are_reported() {
         format!("http://{}/hook", listener.local_addr().unwrap())
     };
     let secret = t.create_org("acme", Some(&closed)).await;
-    let (status, body) = t
-        .admin(
-            Method::PUT,
-            "/v1/orgs/acme/connection",
-            Some(t.connection_input(json!({}))),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    t.connect("acme").await;
     t.refuse_next_create(503, None);
     send_and_attempt(&t, &secret, json!({ "id": "gave_up" })).await;
     t.drain().await;

@@ -339,6 +339,12 @@ impl TestApp {
     /// Creates `org` connected to the sandbox; returns its webhook secret.
     pub async fn connected_org(&self, org: &str) -> WebhookSecret {
         let secret = self.create_org(org, None).await;
+        self.connect(org).await;
+        secret
+    }
+
+    /// Saves the sandbox's demo connection for the existing `org` (test-and-save passes).
+    pub async fn connect(&self, org: &str) {
         let (status, body) = self
             .admin(
                 reqwest::Method::PUT,
@@ -347,7 +353,6 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        secret
     }
 
     /// Posts a signed webhook with `webhook_id`; returns status and JSON body.

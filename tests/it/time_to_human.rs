@@ -72,14 +72,7 @@ async fn handoffs_without_a_connection_are_parked_until_one_is_saved() {
     );
 
     // Saving the connection makes them due at once.
-    let (status, body) = t
-        .admin(
-            Method::PUT,
-            "/v1/orgs/acme/connection",
-            Some(t.connection_input(json!({}))),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    t.connect("acme").await;
     for s in sessions {
         let record = t.record("acme", s).await;
         assert_eq!(events(&record, "woken").len(), 1, "{record}");
@@ -144,14 +137,15 @@ async fn retry_makes_a_waiting_handoff_due_now() {
     let record = t.record("acme", "backing-off").await;
     assert_eq!(record["state"], "queued", "{record}");
     assert_eq!(t.app.run_due().await.unwrap(), 0, "not due for a minute");
-
-    let (status, body) = t
-        .admin(
+    let retry = || {
+        t.admin(
             Method::POST,
             "/v1/orgs/acme/sessions/backing-off/retry",
             None,
         )
-        .await;
+    };
+
+    let (status, body) = retry().await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["requeued_handoffs"], 1);
     assert_eq!(t.app.run_due().await.unwrap(), 1);
@@ -163,13 +157,7 @@ async fn retry_makes_a_waiting_handoff_due_now() {
     );
 
     // A settled handoff still has nothing to retry.
-    let (status, body) = t
-        .admin(
-            Method::POST,
-            "/v1/orgs/acme/sessions/backing-off/retry",
-            None,
-        )
-        .await;
+    let (status, body) = retry().await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "nothing_to_retry");
 }
