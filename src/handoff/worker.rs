@@ -26,7 +26,7 @@ use crate::connection::vault::Vault;
 use crate::domain::Ended;
 use crate::dynamics::Dataverse;
 use crate::metrics::Metrics;
-use crate::store::{CallbackRow, Claim, Lease, Store, StoreError};
+use crate::store::{CallbackRow, Claim, Claims, Lease, Store, StoreError};
 
 /// What the worker runs with, and nothing more. `App::build` makes one and shares it (as
 /// `Arc<Worker>`) between the worker loop, its jobs and the HTTP state, which only wakes it.
@@ -153,16 +153,17 @@ pub async fn enforce_retention(worker: &Worker, now: i64) -> Result<u64, StoreEr
     Ok(redacted)
 }
 
-/// Claims the next due job of an org not in `busy_orgs`: a handoff first, else a callback.
-async fn claim_next(worker: &Worker, busy_orgs: &[String]) -> Result<Option<Job>, StoreError> {
-    let now = worker.clock.now_ms();
-    let lease_ms = millis(worker.settings.lease);
-    if let Some(claim) = worker.store.claim_handoff(now, lease_ms, busy_orgs).await? {
+/// Claims, within `claims`, the next due job of an org not in `busy_orgs`: a handoff
+/// first, else a callback.
+async fn claim_next(
+    claims: &mut Claims<'_>,
+    busy_orgs: &[String],
+) -> Result<Option<Job>, StoreError> {
+    if let Some(claim) = claims.handoff(busy_orgs).await? {
         return Ok(Some(Job::Handoff(Box::new(claim))));
     }
-    Ok(worker
-        .store
-        .claim_callback(now, lease_ms, busy_orgs)
+    Ok(claims
+        .callback(busy_orgs)
         .await?
         .map(|(cb, lease)| Job::Callback(Box::new(cb), lease)))
 }
@@ -290,6 +291,18 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// The orgs in `per_org` (jobs running per org) that run `cap` jobs or more: they may claim
+/// nothing more until one ends (tenant fairness: one org cannot take every slot).
+fn busy_orgs(per_org: &HashMap<String, usize>, cap: usize) -> Vec<String> {
+    let mut busy: Vec<String> = per_org
+        .iter()
+        .filter(|(_, n)| **n >= cap.max(1))
+        .map(|(org, _)| org.clone())
+        .collect();
+    busy.sort();
+    busy
+}
+
 /// The jobs this worker is running, with their leases and orgs.
 #[derive(Default)]
 struct Running {
@@ -299,45 +312,54 @@ struct Running {
 }
 
 impl Running {
-    /// The orgs that run `per_org` jobs or more here: they may claim nothing more until one
-    /// ends (tenant fairness: one org cannot take every slot).
-    fn busy_orgs(&self, per_org: usize) -> Vec<String> {
-        let mut counts: HashMap<&str, usize> = HashMap::new();
+    /// How many jobs each org runs here.
+    fn per_org(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
         for org in self.orgs.values() {
-            *counts.entry(org).or_default() += 1;
+            *counts.entry(org.clone()).or_default() += 1;
         }
-        let mut busy: Vec<String> = counts
-            .into_iter()
-            .filter(|(_, n)| *n >= per_org.max(1))
-            .map(|(org, _)| org.to_owned())
-            .collect();
-        busy.sort();
-        busy
+        counts
     }
 
-    /// Claims and starts jobs until `concurrency` run or nothing claimable is due. Returns
-    /// how many started, and whether the queue ran dry with the orgs that were passed
-    /// over for being busy or paused (the next due time must leave those out) and when the
-    /// first pause ends.
+    /// Claims jobs for every free slot in one transaction (one commit however many), then
+    /// starts them. Returns how many started, and whether the queue ran dry with the orgs
+    /// that were passed over for being busy or paused (the next due time must leave those
+    /// out) and when the first pause ends.
     async fn fill(
         &mut self,
         worker: &Arc<Worker>,
     ) -> Result<(usize, Option<(Vec<String>, Option<i64>)>), StoreError> {
-        let mut started = 0;
-        while self.set.len() < worker.settings.concurrency {
+        let free = worker.settings.concurrency.saturating_sub(self.set.len());
+        if free == 0 {
+            return Ok((0, None));
+        }
+        let mut per_org = self.per_org();
+        let mut claims = worker
+            .store
+            .begin_claims(worker.clock.now_ms(), millis(worker.settings.lease))
+            .await?;
+        let mut jobs = Vec::new();
+        let mut dry = None;
+        while jobs.len() < free {
             let (skip, pause_ends) =
-                worker.orgs_to_skip(self.busy_orgs(worker.settings.org_concurrency));
-            let Some(job) = claim_next(worker, &skip).await? else {
-                return Ok((started, Some((skip, pause_ends))));
+                worker.orgs_to_skip(busy_orgs(&per_org, worker.settings.org_concurrency));
+            let Some(job) = claim_next(&mut claims, &skip).await? else {
+                dry = Some((skip, pause_ends));
+                break;
             };
+            *per_org.entry(job.org_id().to_owned()).or_default() += 1;
+            jobs.push(job);
+        }
+        claims.commit().await?;
+        let started = jobs.len();
+        for job in jobs {
             let lease = job.lease();
             let org = job.org_id().to_owned();
             let handle = self.set.spawn(run_job(worker.clone(), job));
             self.leases.insert(handle.id(), lease);
             self.orgs.insert(handle.id(), org);
-            started += 1;
         }
-        Ok((started, None))
+        Ok((started, dry))
     }
 
     /// Waits for one job to end; `None` when none runs. A job that ended (or panicked: its

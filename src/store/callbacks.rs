@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 
 use super::events::insert_event;
-use super::queue::{Lease, Queue};
+use super::queue::{Claims, Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::domain::NewEvent;
 
@@ -83,22 +83,35 @@ impl CallbackRow {
     }
 }
 
-impl Store {
+impl Claims<'_> {
     /// Claims a due callback delivery (pending and past `next_attempt_at`, or with an
     /// expired lease) of an org not in `busy_orgs`.
+    pub async fn callback(
+        &mut self,
+        busy_orgs: &[String],
+    ) -> Result<Option<(CallbackRow, Lease)>, StoreError> {
+        let Some((row, lease)) = self
+            .claim(Queue::Callbacks, CALLBACK_COLUMNS, busy_orgs)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((CallbackRow::from_row(&row)?, lease)))
+    }
+}
+
+impl Store {
+    /// Claims one callback delivery on its own (see [`Claims::callback`]) and commits.
     pub async fn claim_callback(
         &self,
         now: i64,
         lease_ms: i64,
         busy_orgs: &[String],
     ) -> Result<Option<(CallbackRow, Lease)>, StoreError> {
-        let Some((row, lease)) = self
-            .claim(Queue::Callbacks, CALLBACK_COLUMNS, now, lease_ms, busy_orgs)
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some((CallbackRow::from_row(&row)?, lease)))
+        let mut claims = self.begin_claims(now, lease_ms).await?;
+        let claim = claims.callback(busy_orgs).await?;
+        claims.commit().await?;
+        Ok(claim)
     }
 
     /// Records a callback attempt: `delivered`, `failed` for good, or `pending` again at
@@ -112,7 +125,7 @@ impl Store {
         last_error: Option<&str>,
         event: &NewEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let updated = sqlx::query(
             "UPDATE callbacks SET state = $1, next_attempt_at = $2, last_error = $3, \
              delivered_at = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_at END, \

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::events::insert_event;
-use super::queue::{Lease, Queue};
+use super::queue::{Claims, Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::domain::catalog::Diagnosis;
 use crate::domain::{ContactMatch, EventKind, HandoffState};
@@ -127,11 +127,30 @@ fn diagnosis_json(d: Option<&Diagnosis>) -> Option<String> {
     d.map(|d| serde_json::to_string(d).expect("a diagnosis serializes"))
 }
 
+impl Claims<'_> {
+    /// Claims the handoff that has waited longest among those due (queued and past
+    /// `next_attempt_at`, or processing with an expired lease) of an org not in
+    /// `busy_orgs`, in one atomic statement: no lock is held afterwards, only the lease.
+    /// The worker passes the orgs that already use their share of its slots.
+    pub async fn handoff(&mut self, busy_orgs: &[String]) -> Result<Option<Claim>, StoreError> {
+        let Some((row, lease)) = self
+            .claim(Queue::Handoffs, HANDOFF_COLUMNS, busy_orgs)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Claim {
+            handoff: HandoffRow::from_row(&row)?,
+            lease,
+        }))
+    }
+}
+
 impl Store {
     /// Stores a webhook delivery: a new handoff, or, when the session already has one, a
     /// `duplicate_delivery` event on it. Returns only after the transaction committed.
     pub async fn intake(&self, new: NewHandoff<'_>, now: i64) -> Result<Intake, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         // The write comes first so SQLite takes its write lock at once (no read→write upgrade).
         let inserted = sqlx::query(
             "INSERT INTO handoffs (handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
@@ -205,26 +224,17 @@ impl Store {
         row.as_ref().map(HandoffRow::from_row).transpose()
     }
 
-    /// Claims the handoff that has waited longest among those due (queued and past
-    /// `next_attempt_at`, or processing with an expired lease) of an org not in
-    /// `busy_orgs`, in one atomic statement: no lock is held afterwards, only the lease.
-    /// The worker passes the orgs that already use their share of its slots.
+    /// Claims one handoff on its own (see [`Claims::handoff`]) and commits.
     pub async fn claim_handoff(
         &self,
         now: i64,
         lease_ms: i64,
         busy_orgs: &[String],
     ) -> Result<Option<Claim>, StoreError> {
-        let Some((row, lease)) = self
-            .claim(Queue::Handoffs, HANDOFF_COLUMNS, now, lease_ms, busy_orgs)
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Claim {
-            handoff: HandoffRow::from_row(&row)?,
-            lease,
-        }))
+        let mut claims = self.begin_claims(now, lease_ms).await?;
+        let claim = claims.handoff(busy_orgs).await?;
+        claims.commit().await?;
+        Ok(claim)
     }
 
     /// Writes the outcome of a claimed attempt, its events and its callback in one
@@ -252,7 +262,7 @@ impl Store {
             Ended::Waiting { until, .. } => (None, None, Some(*until)),
             Ended::Skipped(_) | Ended::Failed(_) => (None, None, None),
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let updated = sqlx::query(
             "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
              dynamics365_chat_id = COALESCE($4, dynamics365_chat_id), workstream_id = COALESCE($5, workstream_id), \

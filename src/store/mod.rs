@@ -2,7 +2,10 @@
 //!
 //! One schema, two backends through `sqlx::Any`: an embedded SQLite file (default; WAL
 //! journal, `synchronous=FULL`, so a commit is on disk before the webhook is answered) and
-//! PostgreSQL. Queries use `$n` placeholders and SQL both accept; the one difference
+//! PostgreSQL. On SQLite every write goes through one connection (writers queue for it in
+//! the pool, in order, instead of sleeping in SQLite's busy handler, which retries a locked
+//! database after growing sleeps of up to 100 ms) and reads through a pool of read-only
+//! connections, which WAL lets run beside the writer. Queries use `$n` placeholders and SQL both accept; the one difference
 //! (row claiming, which takes `FOR UPDATE SKIP LOCKED` on Postgres) is chosen by
 //! [`Backend`]. Times are Unix milliseconds.
 
@@ -26,7 +29,7 @@ pub use callbacks::{CallbackRow, CallbackState};
 pub use events::EventRow;
 pub use handoffs::{Claim, HandoffRow, Intake, NewHandoff};
 pub use orgs::{ConnectionRow, OrgRow};
-pub use queue::{Lease, Queue};
+pub use queue::{Claims, Lease, Queue};
 pub use replay::Replayed;
 pub use reports::{ListedHandoff, QueueDepth};
 pub use retention::{DEFAULT_RETENTION, REDACTED_PAYLOAD};
@@ -77,7 +80,10 @@ impl StoreError {
 /// The database handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads. On SQLite, read-only connections (`PRAGMA query_only`).
     pool: AnyPool,
+    /// Writes. On SQLite, the one connection that writes; on PostgreSQL, `pool` itself.
+    writer: AnyPool,
     backend: Backend,
     /// Who takes leases through this handle (`HANDOFF_INSTANCE_ID`): a lease id is
     /// `{owner}/{uuid}`, so the same instance, restarted, can take back its own leases at
@@ -111,30 +117,43 @@ impl Store {
             let shown = url.split('@').next_back().unwrap_or(url);
             return Err(StoreError::UnsupportedUrl(shown.to_owned()));
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA secure_delete = ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
+        let options = |connections: u32, read_only: bool| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA secure_delete = ON;",
+                            )
+                            .await?;
+                            if read_only {
+                                conn.execute("PRAGMA query_only = ON;").await?;
+                            }
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&url)
-            .await?;
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
-        }
+        };
+        let (writer, pool) = match backend {
+            Backend::Sqlite => {
+                let writer = options(1, false).connect(&url).await?;
+                sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+                let readers = options(8, true).connect(&url).await?;
+                (writer, readers)
+            }
+            Backend::Postgres => {
+                let pool = options(16, false).connect(&url).await?;
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                (pool.clone(), pool)
+            }
+        };
         Ok(Self {
             pool,
+            writer,
             backend,
             owner: std::sync::Arc::from(""),
         })
@@ -158,12 +177,19 @@ impl Store {
         Ok(())
     }
 
+    /// Where reads go.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
+    /// Where writes go (statements that change rows and every transaction).
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// Closes every connection (on shutdown).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

@@ -132,7 +132,7 @@ impl Store {
         .bind(org.callback_url.as_deref())
         .bind(&org.webhook_secret_enc)
         .bind(org.created_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(inserted == 1)
@@ -153,7 +153,7 @@ impl Store {
         .bind(callback_url)
         .bind(now)
         .bind(org_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -175,7 +175,7 @@ impl Store {
         .bind(new_secret_enc)
         .bind(now)
         .bind(org_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -193,7 +193,7 @@ impl Store {
         )
         .bind(now)
         .bind(org_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(revoked == 1)
@@ -233,7 +233,7 @@ impl Store {
         .bind(&c.checks)
         .bind(c.last_checked_at)
         .bind(c.updated_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Store {
         .bind(checks)
         .bind(now)
         .bind(org_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -263,7 +263,7 @@ impl Store {
     pub async fn delete_connection(&self, org_id: &str) -> Result<bool, StoreError> {
         let deleted = sqlx::query("DELETE FROM connections WHERE org_id = $1")
             .bind(org_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(deleted == 1)

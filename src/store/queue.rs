@@ -93,6 +93,65 @@ pub struct Lease {
     pub until: i64,
 }
 
+/// Claims in progress: one transaction, committed by [`Claims::commit`] (dropped: none of
+/// them happened). The work a claim hands out must not start before the commit: until then
+/// its lease exists only inside this transaction.
+pub struct Claims<'s> {
+    store: &'s Store,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    now: i64,
+    lease_ms: i64,
+}
+
+impl Claims<'_> {
+    /// Claims the row of `queue` that has waited longest among those due whose org is not
+    /// in `busy_orgs`. Returns the row (its `columns`, which must include the queue's key)
+    /// and the lease.
+    pub(super) async fn claim(
+        &mut self,
+        queue: Queue,
+        columns: &str,
+        busy_orgs: &[String],
+    ) -> Result<Option<(AnyRow, Lease)>, StoreError> {
+        let lease = Lease {
+            queue,
+            key: String::new(),
+            id: self.store.new_lease_id(),
+            until: self.now.saturating_add(self.lease_ms),
+        };
+        let (table, key) = (queue.table(), queue.key());
+        for (due, order) in queue.due() {
+            let sql = format!(
+                "UPDATE {table} SET lease_id = $1, lease_until = $2, updated_at = $3, {on_claim} \
+                 WHERE {key} = (SELECT {key} FROM {table} WHERE {due} {not_busy} \
+                   ORDER BY {order} LIMIT 1 {lock}) \
+                 RETURNING {columns}",
+                on_claim = queue.on_claim(),
+                not_busy = not_in_orgs(4, busy_orgs.len()),
+                lock = self.store.skip_locked(),
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(&lease.id)
+                .bind(lease.until)
+                .bind(self.now);
+            for org in busy_orgs {
+                query = query.bind(org);
+            }
+            if let Some(row) = query.fetch_optional(&mut *self.tx).await? {
+                let key: String = col(&row, key)?;
+                return Ok(Some((row, Lease { key, ..lease })));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Makes every claim of this batch take effect.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// `AND org_id NOT IN ($first, …)` for `count` bound org ids (empty for none).
 pub(super) fn not_in_orgs(first: usize, count: usize) -> String {
     if count == 0 {
@@ -132,7 +191,7 @@ impl Store {
             .bind(now.saturating_sub(1))
             .bind(prefix.chars().count() as i64)
             .bind(&prefix)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         }
@@ -147,47 +206,16 @@ impl Store {
         }
     }
 
-    /// Claims the row of `queue` that has waited longest among those due at `now` whose org
-    /// is not in `busy_orgs`, for `lease_ms`. Returns the row (its `columns`, which must
-    /// include the queue's key) and the lease.
-    pub(super) async fn claim(
-        &self,
-        queue: Queue,
-        columns: &str,
-        now: i64,
-        lease_ms: i64,
-        busy_orgs: &[String],
-    ) -> Result<Option<(AnyRow, Lease)>, StoreError> {
-        let lease = Lease {
-            queue,
-            key: String::new(),
-            id: self.new_lease_id(),
-            until: now.saturating_add(lease_ms),
-        };
-        let (table, key) = (queue.table(), queue.key());
-        for (due, order) in queue.due() {
-            let sql = format!(
-                "UPDATE {table} SET lease_id = $1, lease_until = $2, updated_at = $3, {on_claim} \
-                 WHERE {key} = (SELECT {key} FROM {table} WHERE {due} {not_busy} \
-                   ORDER BY {order} LIMIT 1 {lock}) \
-                 RETURNING {columns}",
-                on_claim = queue.on_claim(),
-                not_busy = not_in_orgs(4, busy_orgs.len()),
-                lock = self.skip_locked(),
-            );
-            let mut query = sqlx::query(&sql)
-                .bind(&lease.id)
-                .bind(lease.until)
-                .bind(now);
-            for org in busy_orgs {
-                query = query.bind(org);
-            }
-            if let Some(row) = query.fetch_optional(self.pool()).await? {
-                let key: String = col(&row, key)?;
-                return Ok(Some((row, Lease { key, ..lease })));
-            }
-        }
-        Ok(None)
+    /// Starts claiming at `now` with leases of `lease_ms`: every claim made through the
+    /// returned [`Claims`] is taken in one transaction, so filling all of a worker's free
+    /// slots costs one commit. Nothing is claimed until [`Claims::commit`].
+    pub async fn begin_claims(&self, now: i64, lease_ms: i64) -> Result<Claims<'_>, StoreError> {
+        Ok(Claims {
+            store: self,
+            tx: self.writer().begin().await?,
+            now,
+            lease_ms,
+        })
     }
 
     /// Extends `lease` to `now + lease_ms` if it is still held (a heartbeat while the work
@@ -206,7 +234,7 @@ impl Store {
         .bind(until)
         .bind(&lease.key)
         .bind(&lease.id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected()
             == 1;
@@ -221,7 +249,7 @@ impl Store {
     /// timeline. Returns whether it was given back.
     pub async fn release(&self, lease: &Lease, now: i64) -> Result<bool, StoreError> {
         let (table, key) = (lease.queue.table(), lease.queue.key());
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let released = sqlx::query(&format!(
             "UPDATE {table} SET {on_release}, lease_id = NULL, lease_until = NULL, updated_at = $1 \
              WHERE {key} = $2 AND lease_id = $3",
@@ -283,7 +311,7 @@ mod tests {
                  VALUES ($1, $1, 'x', 0, 0) ON CONFLICT DO NOTHING",
             )
             .bind(*org)
-            .execute(store.pool())
+            .execute(store.writer())
             .await
             .unwrap();
             let new = NewHandoff {
@@ -299,30 +327,75 @@ mod tests {
         (store, dir)
     }
 
+    /// Claims one handoff in a batch of its own.
+    async fn claim(
+        store: &Store,
+        columns: &str,
+        now: i64,
+        lease_ms: i64,
+        busy: &[String],
+    ) -> Result<Option<(AnyRow, Lease)>, StoreError> {
+        let mut claims = store.begin_claims(now, lease_ms).await?;
+        let claimed = claims.claim(Queue::Handoffs, columns, busy).await?;
+        claims.commit().await?;
+        Ok(claimed)
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_effect_at_its_commit_and_not_at_all_when_dropped() {
+        let (store, _dir) = store_with(&[("acme", "s1"), ("acme", "s2"), ("beta", "s3")]).await;
+        let mut claims = store.begin_claims(10, 1_000).await.unwrap();
+        let mut sessions = Vec::new();
+        while let Some((row, _)) = claims
+            .claim(Queue::Handoffs, "handoff_id, session_id", &[])
+            .await
+            .unwrap()
+        {
+            sessions.push(col::<String>(&row, "session_id").unwrap());
+        }
+        assert_eq!(sessions, ["s1", "s2", "s3"], "oldest first, each once");
+        drop(claims);
+        let again = claim(&store, "handoff_id", 10, 1_000, &[]).await.unwrap();
+        assert!(again.is_some(), "a dropped batch claimed nothing");
+
+        let mut claims = store.begin_claims(20, 1_000).await.unwrap();
+        let mut claimed = 0;
+        while claims
+            .claim(Queue::Handoffs, "handoff_id", &[])
+            .await
+            .unwrap()
+            .is_some()
+        {
+            claimed += 1;
+        }
+        claims.commit().await.unwrap();
+        assert_eq!(claimed, 2, "the two left, in one commit");
+        assert!(claim(&store, "handoff_id", 30, 1_000, &[])
+            .await
+            .unwrap()
+            .is_none());
+    }
+
     #[tokio::test]
     async fn a_lease_is_exclusive_renewable_and_fenced_after_it_expires() {
         let (store, _dir) = store_with(&[("acme", "s1")]).await;
-        let (_, mut first) = store
-            .claim(Queue::Handoffs, "handoff_id", 100, 1_000, &[])
+        let (_, mut first) = claim(&store, "handoff_id", 100, 1_000, &[])
             .await
             .unwrap()
             .expect("due");
         assert_eq!(first.until, 1_100);
-        assert!(store
-            .claim(Queue::Handoffs, "handoff_id", 200, 1_000, &[])
+        assert!(claim(&store, "handoff_id", 200, 1_000, &[])
             .await
             .unwrap()
             .is_none());
         assert!(store.renew(&mut first, 1_000, 1_000).await.unwrap());
         assert_eq!(first.until, 2_000);
-        assert!(store
-            .claim(Queue::Handoffs, "handoff_id", 1_500, 1_000, &[])
+        assert!(claim(&store, "handoff_id", 1_500, 1_000, &[])
             .await
             .unwrap()
             .is_none());
         // Not renewed in time: another worker takes it, and the first lease is void.
-        let (_, second) = store
-            .claim(Queue::Handoffs, "handoff_id", 2_001, 1_000, &[])
+        let (_, second) = claim(&store, "handoff_id", 2_001, 1_000, &[])
             .await
             .unwrap()
             .expect("taken over");
@@ -330,8 +403,7 @@ mod tests {
         assert!(!store.renew(&mut first, 2_002, 1_000).await.unwrap());
         assert!(!store.release(&first, 2_002).await.unwrap());
         assert!(store.release(&second, 2_003).await.unwrap());
-        assert!(store
-            .claim(Queue::Handoffs, "handoff_id", 2_003, 1_000, &[])
+        assert!(claim(&store, "handoff_id", 2_003, 1_000, &[])
             .await
             .unwrap()
             .is_some());
@@ -341,14 +413,12 @@ mod tests {
     async fn busy_orgs_are_passed_over() {
         let (store, _dir) = store_with(&[("acme", "s1"), ("acme", "s2"), ("beta", "s3")]).await;
         let busy = vec!["acme".to_owned()];
-        let (row, _) = store
-            .claim(Queue::Handoffs, "handoff_id, session_id", 10, 1_000, &busy)
+        let (row, _) = claim(&store, "handoff_id, session_id", 10, 1_000, &busy)
             .await
             .unwrap()
             .expect("beta's is due");
         assert_eq!(col::<String>(&row, "session_id").unwrap(), "s3");
-        assert!(store
-            .claim(Queue::Handoffs, "handoff_id", 10, 1_000, &busy)
+        assert!(claim(&store, "handoff_id", 10, 1_000, &busy)
             .await
             .unwrap()
             .is_none());

@@ -24,7 +24,7 @@ impl Store {
         handoff_id: Option<&str>,
         now: i64,
     ) -> Result<Replayed, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let scope = "org_id = $2 AND ($3 = '' OR handoff_id = $3)";
         let handoffs = scoped(&format!(
             "UPDATE handoffs SET state = 'queued', next_attempt_at = $1, first_attempt_at = NULL, \
@@ -68,7 +68,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let scope = "state = 'queued' AND next_attempt_at > $1 AND org_id = $2 \
                      AND ($3 = '' OR handoff_id = $3)";
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         scoped(
             &format!(
                 "INSERT INTO handoff_events (handoff_id, at, kind, detail) \

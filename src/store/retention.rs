@@ -29,7 +29,7 @@ impl Store {
     pub async fn redact_settled(&self, settled_before: i64, now: i64) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.writer().begin().await?;
             let rows = sqlx::query(
                 "UPDATE handoffs SET payload = $1, redacted_at = $2 WHERE handoff_id IN ( \
                    SELECT handoff_id FROM handoffs WHERE redacted_at IS NULL \
@@ -64,7 +64,7 @@ impl Store {
             // With `secure_delete` the old text is zeroed in the database file; the
             // write-ahead log still holds copies of the pages until a checkpoint.
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         }
         Ok(total)

@@ -63,7 +63,7 @@ impl Store {
         .bind(resealed)
         .bind(&value.org_id)
         .bind(&value.sealed)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(replaced == 1)

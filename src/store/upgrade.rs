@@ -57,7 +57,7 @@ impl Store {
         .bind(to)
         .bind(handoff_id)
         .bind(from)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
