@@ -145,7 +145,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        insert_event(&mut *tx, &callback.handoff_id, event).await?;
+        insert_event(&mut tx, &callback.handoff_id, event).await?;
         tx.commit().await?;
         Ok(true)
     }

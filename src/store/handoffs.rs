@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::events::insert_event;
+use super::events::insert_events;
 use super::queue::{Claims, Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::domain::catalog::Diagnosis;
@@ -290,9 +290,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        for event in &outcome.events {
-            insert_event(&mut *tx, &claim.handoff.handoff_id, event).await?;
-        }
+        insert_events(&mut tx, &claim.handoff.handoff_id, &outcome.events).await?;
         if let Some(cb) = &outcome.callback {
             sqlx::query(
                 "INSERT INTO callbacks (webhook_id, handoff_id, org_id, event_type, payload, state, attempts, \

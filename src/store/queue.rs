@@ -96,11 +96,17 @@ pub struct Lease {
 /// Claims in progress: one transaction, committed by [`Claims::commit`] (dropped: none of
 /// them happened). The work a claim hands out must not start before the commit: until then
 /// its lease exists only inside this transaction.
+///
+/// A kind of due row (`Queue::due`) that came up empty is not looked for again in the same
+/// batch, so each claim after the first costs one statement: pass the same busy orgs or
+/// more with each claim of a batch, never fewer.
 pub struct Claims<'s> {
     store: &'s Store,
     tx: sqlx::Transaction<'static, sqlx::Any>,
     now: i64,
     lease_ms: i64,
+    /// `(queue, index into queue.due())` found empty in this batch.
+    exhausted: Vec<(Queue, usize)>,
 }
 
 impl Claims<'_> {
@@ -120,7 +126,10 @@ impl Claims<'_> {
             until: self.now.saturating_add(self.lease_ms),
         };
         let (table, key) = (queue.table(), queue.key());
-        for (due, order) in queue.due() {
+        for (alternative, (due, order)) in queue.due().iter().enumerate() {
+            if self.exhausted.contains(&(queue, alternative)) {
+                continue;
+            }
             let sql = format!(
                 "UPDATE {table} SET lease_id = $1, lease_until = $2, updated_at = $3, {on_claim} \
                  WHERE {key} = (SELECT {key} FROM {table} WHERE {due} {not_busy} \
@@ -141,6 +150,7 @@ impl Claims<'_> {
                 let key: String = col(&row, key)?;
                 return Ok(Some((row, Lease { key, ..lease })));
             }
+            self.exhausted.push((queue, alternative));
         }
         Ok(None)
     }
@@ -215,6 +225,7 @@ impl Store {
             tx: self.writer().begin().await?,
             now,
             lease_ms,
+            exhausted: Vec::new(),
         })
     }
 
@@ -268,7 +279,7 @@ impl Store {
                 kind: EventKind::Released,
                 detail: serde_json::json!({ "reason": "worker shutdown" }),
             };
-            insert_event(&mut *tx, &lease.key, &event).await?;
+            insert_event(&mut tx, &lease.key, &event).await?;
         }
         tx.commit().await?;
         Ok(released)

@@ -40,7 +40,7 @@ impl Store {
                 kind: EventKind::Replayed,
                 detail: serde_json::json!({}),
             };
-            insert_event(&mut *tx, &id, &event).await?;
+            insert_event(&mut tx, &id, &event).await?;
         }
         let callbacks = scoped(&format!(
             "UPDATE callbacks SET state = 'pending', next_attempt_at = $1, window_started_at = $1, \
