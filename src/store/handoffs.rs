@@ -1,14 +1,13 @@
-//! Handoff rows: intake (a new handoff or a duplicate delivery), the claim and the fenced
+//! Handoff rows: what intake stores (`intake.rs` writes it), the claim and the fenced
 //! outcome of an attempt.
 
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
 use super::events::insert_events;
 use super::queue::{Claims, Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::domain::catalog::Diagnosis;
-use crate::domain::{ContactMatch, EventKind, HandoffState};
+use crate::domain::{ContactMatch, HandoffState};
 use crate::domain::{Ended, Outcome};
 
 /// One stored handoff.
@@ -147,67 +146,6 @@ impl Claims<'_> {
 }
 
 impl Store {
-    /// Stores a webhook delivery: a new handoff, or, when the session already has one, a
-    /// `duplicate_delivery` event on it. Returns only after the transaction committed.
-    pub async fn intake(&self, new: NewHandoff<'_>, now: i64) -> Result<Intake, StoreError> {
-        let mut tx = self.writer().begin().await?;
-        // The write comes first so SQLite takes its write lock at once (no read→write upgrade).
-        let inserted = sqlx::query(
-            "INSERT INTO handoffs (handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
-             payload, state, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $8, $6, 'queued', 0, $7, $7, $7) \
-             ON CONFLICT (org_id, session_id) DO NOTHING",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(new.org_id)
-        .bind(new.session_id)
-        .bind(new.webhook_id)
-        .bind(new.channel)
-        .bind(&new.payload)
-        .bind(now)
-        .bind(new.payload_version)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query(&format!(
-            "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE org_id = $1 AND session_id = $2"
-        ))
-        .bind(new.org_id)
-        .bind(new.session_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let handoff = HandoffRow::from_row(&row)?;
-        // A replay of a delivery already recorded adds nothing; other redeliveries add one
-        // event each, up to MAX_DUPLICATE_EVENTS per handoff.
-        let kind = if inserted {
-            EventKind::Received
-        } else {
-            EventKind::DuplicateDelivery
-        };
-        sqlx::query(
-            "INSERT INTO handoff_events (handoff_id, at, kind, detail, webhook_id) \
-             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
-               SELECT 1 FROM handoff_events WHERE handoff_id = $1 AND webhook_id = $5) \
-             AND (SELECT COUNT(*) FROM handoff_events WHERE handoff_id = $1 AND kind = $7) < $6",
-        )
-        .bind(&handoff.handoff_id)
-        .bind(now)
-        .bind(kind.as_str())
-        .bind(serde_json::json!({ "webhook_id": new.webhook_id }).to_string())
-        .bind(new.webhook_id)
-        .bind(MAX_DUPLICATE_EVENTS)
-        .bind(EventKind::DuplicateDelivery.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(if inserted {
-            Intake::Stored(handoff)
-        } else {
-            Intake::Duplicate(handoff)
-        })
-    }
-
     /// The handoff of one session.
     pub async fn handoff(
         &self,

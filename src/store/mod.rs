@@ -12,6 +12,7 @@
 pub mod callbacks;
 pub mod events;
 pub mod handoffs;
+pub mod intake;
 pub mod orgs;
 pub mod queue;
 pub mod replay;
@@ -89,6 +90,8 @@ pub struct Store {
     /// `{owner}/{uuid}`, so the same instance, restarted, can take back its own leases at
     /// once (`Store::expire_own_leases`). Empty: a bare UUID, nothing to take back.
     owner: std::sync::Arc<str>,
+    /// Deliveries waiting for the next intake commit (`intake.rs`).
+    intake: std::sync::Arc<intake::IntakeQueue>,
 }
 
 impl std::fmt::Debug for Store {
@@ -156,6 +159,7 @@ impl Store {
             writer,
             backend,
             owner: std::sync::Arc::from(""),
+            intake: std::sync::Arc::default(),
         })
     }
 
