@@ -24,7 +24,7 @@ use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use crate::domain::{OrgId, WorkstreamId};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
-use crate::store::{Claim, OrgRow};
+use crate::store::{Claim, HandoffRow, OrgRow};
 use job::{Connect, HandoffDataverse, JobContext};
 use retry::RetryPolicy;
 
@@ -157,17 +157,19 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         };
     let client = ctx.dataverse.connect(creds);
 
-    if let Err(err) = resolve_contact(
-        &client,
-        &request,
-        conn.create_contact_if_missing,
-        &ctx.retry,
-        &mut progress,
-    )
-    .await
-    {
-        let explained = err.explain();
-        return dataverse_failed(ctx, claim, &org, "contact", progress, &err, explained);
+    if !reuse_contact(handoff, &mut progress) {
+        if let Err(err) = resolve_contact(
+            &client,
+            &request,
+            conn.create_contact_if_missing,
+            &ctx.retry,
+            &mut progress,
+        )
+        .await
+        {
+            let explained = err.explain();
+            return dataverse_failed(ctx, claim, &org, "contact", progress, &err, explained);
+        }
     }
 
     let activityid = work_item::activity_id(&request.org_id, &request.session_id);
@@ -216,6 +218,29 @@ fn decode(version: i64, org_id: &str, payload: &str) -> Result<HandoffRequest, S
             "payload version {other} is not known to this build"
         )),
     }
+}
+
+/// Takes the contact an earlier attempt of this handoff resolved, kept on the row (a
+/// replay clears it), and says so on the timeline (`contact_resolved` with `reused`). A
+/// retry after a failed create, a 429 or a pause then sends no second lookup, one request
+/// less against an environment that may be throttled. `false` when there is none to take.
+fn reuse_contact(handoff: &HandoffRow, progress: &mut Progress<'_>) -> bool {
+    let Some(matched) = handoff.contact_match else {
+        return false;
+    };
+    let id = match handoff.contact_id.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return false,
+        None if matches!(matched, ContactMatch::Linked | ContactMatch::Created) => return false,
+        None => None,
+    };
+    progress.event(
+        EventKind::ContactResolved,
+        json!({ "contact_match": matched.as_str(), "contact_id": id, "reused": true }),
+    );
+    progress.contact_match = Some(matched);
+    progress.contact_id = id;
+    true
 }
 
 /// Sets `contact_match` (and `contact_id`) on `progress`. Only a verified email is looked up;

@@ -547,3 +547,74 @@ async fn a_payload_version_this_build_does_not_read_fails_as_payload_unreadable(
         assert!(dataverse.calls().is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_later_attempt_takes_the_contact_the_earlier_one_resolved_until_a_replay() {
+    let verified = json!({ "contact": { "email": "ada@example.com", "verified": true } });
+    let mut setup = setup(verified, true, NOW).await;
+    // The lookup succeeds; the create meets a paused environment.
+    let paused = FakeDataverse {
+        create_work_item: || {
+            Err(DataverseError::Paused(crate::dynamics::Paused(
+                Duration::from_millis(700),
+            )))
+        },
+        ..Default::default()
+    };
+    let first = run(&setup, &paused).await;
+    assert_eq!(paused.calls(), ["contacts", "create_work_item"]);
+    assert_eq!(first.contact_match, Some(ContactMatch::Linked));
+    assert!(setup
+        .store
+        .finish_handoff(&setup.claim, &first, NOW)
+        .await
+        .unwrap());
+
+    // The next attempt sends no second lookup, links the same contact, and says so.
+    setup.claim = setup
+        .store
+        .claim_handoff(NOW + 700, 60_000, &[])
+        .await
+        .unwrap()
+        .expect("due after the pause");
+    let dataverse = FakeDataverse {
+        contacts: || panic!("looked up again"),
+        ..Default::default()
+    };
+    let second = run(&setup, &dataverse).await;
+    assert_eq!(dataverse.calls(), ["create_work_item"]);
+    assert_eq!(second.ended.state(), HandoffState::Succeeded);
+    assert_eq!(second.contact_match, Some(ContactMatch::Linked));
+    assert_eq!(second.contact_id, Some(Uuid::from_u128(7)));
+    let resolved = second
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::ContactResolved)
+        .expect("on the timeline");
+    assert_eq!(resolved.detail["reused"], true);
+
+    // A replay (after the admin fixed something) looks the contact up again.
+    let failed = Outcome {
+        ended: Ended::Failed(crate::domain::catalog::MISSING_PRIVILEGE.diagnose(None)),
+        ..second
+    };
+    assert!(setup
+        .store
+        .finish_handoff(&setup.claim, &failed, NOW + 60_000)
+        .await
+        .unwrap());
+    setup
+        .store
+        .replay_failed("acme", None, NOW + 61_000)
+        .await
+        .unwrap();
+    setup.claim = setup
+        .store
+        .claim_handoff(NOW + 61_000, 60_000, &[])
+        .await
+        .unwrap()
+        .expect("replayed");
+    let dataverse = FakeDataverse::default();
+    run(&setup, &dataverse).await;
+    assert_eq!(dataverse.calls(), ["contacts", "create_work_item"]);
+}

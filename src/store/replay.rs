@@ -15,8 +15,8 @@ pub struct Replayed {
 }
 
 impl Store {
-    /// Re-queues failed work: failed handoffs (due now, with a new retry window) and failed
-    /// callbacks, of one handoff (`handoff_id`) or of a whole org. Each re-queued handoff gets
+    /// Re-queues failed work: failed handoffs (due now, with a new retry window, and the
+    /// contact looked up again, since the admin may have fixed it) and failed callbacks, of one handoff (`handoff_id`) or of a whole org. Each re-queued handoff gets
     /// a `replayed` event. The deterministic keys make a replay unable to duplicate anything.
     pub async fn replay_failed(
         &self,
@@ -28,7 +28,7 @@ impl Store {
         let scope = "org_id = $2 AND ($3 = '' OR handoff_id = $3)";
         let handoffs = scoped(&format!(
             "UPDATE handoffs SET state = 'queued', next_attempt_at = $1, first_attempt_at = NULL, \
-             lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND redacted_at IS NULL \
+             contact_match = NULL, contact_id = NULL, lease_id = NULL, lease_until = NULL, updated_at = $1 WHERE state = 'failed' AND redacted_at IS NULL \
              AND {scope} RETURNING handoff_id"
         ), now, org_id, handoff_id)
         .fetch_all(&mut *tx)
