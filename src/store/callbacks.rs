@@ -3,8 +3,10 @@
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
 use super::events::insert_event;
+use super::group::{pending, Write};
 use super::queue::{Claims, Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::domain::NewEvent;
@@ -115,7 +117,8 @@ impl Store {
     }
 
     /// Records a callback attempt: `delivered`, `failed` for good, or `pending` again at
-    /// `next_attempt_at`; the handoff's timeline gets `event`. Fenced by the lease.
+    /// `next_attempt_at`; the handoff's timeline gets `event`. Fenced by the lease; shares
+    /// its transaction with other writes waiting at that moment (`group.rs`).
     pub async fn finish_callback(
         &self,
         callback: &CallbackRow,
@@ -125,29 +128,17 @@ impl Store {
         last_error: Option<&str>,
         event: &NewEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer().begin().await?;
-        let updated = sqlx::query(
-            "UPDATE callbacks SET state = $1, next_attempt_at = $2, last_error = $3, \
-             delivered_at = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_at END, \
-             lease_id = NULL, lease_until = NULL, updated_at = $4 \
-             WHERE webhook_id = $5 AND lease_id = $6",
-        )
-        .bind(state.as_str())
-        .bind(next_attempt_at)
-        .bind(last_error)
-        .bind(event.at)
-        .bind(&callback.webhook_id)
-        .bind(&lease.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_event(&mut tx, &callback.handoff_id, event).await?;
-        tx.commit().await?;
-        Ok(true)
+        let finished = CallbackOutcome {
+            webhook_id: callback.webhook_id.clone(),
+            handoff_id: callback.handoff_id.clone(),
+            lease_id: lease.id.clone(),
+            state,
+            next_attempt_at,
+            last_error: last_error.map(str::to_owned),
+            event: event.clone(),
+        };
+        self.group_write(pending(finished, Write::CallbackOutcome))
+            .await
     }
 
     /// The callback deliveries of a handoff, oldest first.
@@ -160,4 +151,43 @@ impl Store {
         .await?;
         rows.iter().map(CallbackRow::from_row).collect()
     }
+}
+
+/// A callback attempt's outcome, owned so it can wait in the write queue.
+pub(super) struct CallbackOutcome {
+    webhook_id: String,
+    handoff_id: String,
+    lease_id: String,
+    state: CallbackState,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+    event: NewEvent,
+}
+
+/// Writes `finished` inside the caller's transaction, fenced by its lease: `false` (and
+/// nothing written) when the lease was lost.
+pub(super) async fn write_callback_outcome(
+    conn: &mut AnyConnection,
+    finished: &CallbackOutcome,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE callbacks SET state = $1, next_attempt_at = $2, last_error = $3, \
+         delivered_at = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_at END, \
+         lease_id = NULL, lease_until = NULL, updated_at = $4 \
+         WHERE webhook_id = $5 AND lease_id = $6",
+    )
+    .bind(finished.state.as_str())
+    .bind(finished.next_attempt_at)
+    .bind(finished.last_error.as_deref())
+    .bind(finished.event.at)
+    .bind(&finished.webhook_id)
+    .bind(&finished.lease_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    insert_event(conn, &finished.handoff_id, &finished.event).await?;
+    Ok(true)
 }

@@ -2,8 +2,10 @@
 //! outcome of an attempt.
 
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
 use super::events::insert_events;
+use super::group::{pending, Write};
 use super::queue::{Claims, Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::domain::catalog::Diagnosis;
@@ -176,75 +178,106 @@ impl Store {
     }
 
     /// Writes the outcome of a claimed attempt, its events and its callback in one
-    /// transaction. Returns `false` (and writes nothing) if the lease was lost meanwhile.
+    /// transaction (shared with other writes waiting at that moment: `group.rs`). Returns
+    /// `false` (and writes nothing) if the lease was lost meanwhile.
     pub async fn finish_handoff(
         &self,
         claim: &Claim,
         outcome: &Outcome,
         now: i64,
     ) -> Result<bool, StoreError> {
-        // A wait was not an attempt: the claim's count is taken back.
-        let uncount = i64::from(matches!(outcome.ended, Ended::Waiting { .. }));
-        let (chat_id, workstream_id, next_attempt_at) = match &outcome.ended {
-            Ended::Succeeded {
-                dynamics365_chat_id,
-                workstream_id,
-            } => (
-                Some(dynamics365_chat_id.hyphenated().to_string()),
-                Some(workstream_id.hyphenated().to_string()),
-                None,
-            ),
-            Ended::RetryScheduled {
-                next_attempt_at, ..
-            } => (None, None, Some(*next_attempt_at)),
-            Ended::Waiting { until, .. } => (None, None, Some(*until)),
-            Ended::Skipped(_) | Ended::Failed(_) => (None, None, None),
+        let finished = HandoffOutcome {
+            handoff_id: claim.handoff.handoff_id.clone(),
+            org_id: claim.handoff.org_id.clone(),
+            lease_id: claim.lease.id.clone(),
+            outcome: outcome.clone(),
+            now,
         };
-        let mut tx = self.writer().begin().await?;
-        let updated = sqlx::query(
-            "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
-             dynamics365_chat_id = COALESCE($4, dynamics365_chat_id), workstream_id = COALESCE($5, workstream_id), \
-             next_attempt_at = COALESCE($6, next_attempt_at), last_error = $7, \
-             lease_id = NULL, lease_until = NULL, updated_at = $8, attempts = attempts - $11, \
-             delayed_at = COALESCE(delayed_at, $12) \
-             WHERE handoff_id = $9 AND lease_id = $10",
-        )
-        .bind(outcome.ended.state().as_str())
-        .bind(outcome.contact_match.map(ContactMatch::as_str))
-        .bind(outcome.contact_id.map(|id| id.hyphenated().to_string()))
-        .bind(chat_id)
-        .bind(workstream_id)
-        .bind(next_attempt_at)
-        .bind(diagnosis_json(outcome.ended.error()))
-        .bind(now)
-        .bind(&claim.handoff.handoff_id)
-        .bind(&claim.lease.id)
-        .bind(uncount)
-        .bind(outcome.delayed_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_events(&mut tx, &claim.handoff.handoff_id, &outcome.events).await?;
-        if let Some(cb) = &outcome.callback {
-            sqlx::query(
-                "INSERT INTO callbacks (webhook_id, handoff_id, org_id, event_type, payload, state, attempts, \
-                 next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6) \
-                 ON CONFLICT (webhook_id) DO NOTHING",
-            )
-            .bind(&cb.webhook_id)
-            .bind(&claim.handoff.handoff_id)
-            .bind(&claim.handoff.org_id)
-            .bind(cb.event_type)
-            .bind(&cb.payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        self.group_write(pending(finished, Write::HandoffOutcome))
+            .await
     }
+}
+
+/// The outcome of a claimed attempt, owned so it can wait in the write queue.
+pub(super) struct HandoffOutcome {
+    handoff_id: String,
+    org_id: String,
+    lease_id: String,
+    outcome: Outcome,
+    now: i64,
+}
+
+/// Writes `finished` inside the caller's transaction, fenced by its lease: `false` (and
+/// nothing written) when the lease was lost.
+pub(super) async fn write_handoff_outcome(
+    conn: &mut AnyConnection,
+    finished: &HandoffOutcome,
+) -> Result<bool, StoreError> {
+    let HandoffOutcome {
+        handoff_id,
+        org_id,
+        lease_id,
+        outcome,
+        now,
+    } = finished;
+    // A wait was not an attempt: the claim's count is taken back.
+    let uncount = i64::from(matches!(outcome.ended, Ended::Waiting { .. }));
+    let (chat_id, workstream_id, next_attempt_at) = match &outcome.ended {
+        Ended::Succeeded {
+            dynamics365_chat_id,
+            workstream_id,
+        } => (
+            Some(dynamics365_chat_id.hyphenated().to_string()),
+            Some(workstream_id.hyphenated().to_string()),
+            None,
+        ),
+        Ended::RetryScheduled {
+            next_attempt_at, ..
+        } => (None, None, Some(*next_attempt_at)),
+        Ended::Waiting { until, .. } => (None, None, Some(*until)),
+        Ended::Skipped(_) | Ended::Failed(_) => (None, None, None),
+    };
+    let updated = sqlx::query(
+        "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
+         dynamics365_chat_id = COALESCE($4, dynamics365_chat_id), workstream_id = COALESCE($5, workstream_id), \
+         next_attempt_at = COALESCE($6, next_attempt_at), last_error = $7, \
+         lease_id = NULL, lease_until = NULL, updated_at = $8, attempts = attempts - $11, \
+         delayed_at = COALESCE(delayed_at, $12) \
+         WHERE handoff_id = $9 AND lease_id = $10",
+    )
+    .bind(outcome.ended.state().as_str())
+    .bind(outcome.contact_match.map(ContactMatch::as_str))
+    .bind(outcome.contact_id.map(|id| id.hyphenated().to_string()))
+    .bind(chat_id)
+    .bind(workstream_id)
+    .bind(next_attempt_at)
+    .bind(diagnosis_json(outcome.ended.error()))
+    .bind(*now)
+    .bind(handoff_id)
+    .bind(lease_id)
+    .bind(uncount)
+    .bind(outcome.delayed_at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    insert_events(conn, handoff_id, &outcome.events).await?;
+    if let Some(cb) = &outcome.callback {
+        sqlx::query(
+            "INSERT INTO callbacks (webhook_id, handoff_id, org_id, event_type, payload, state, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6) \
+             ON CONFLICT (webhook_id) DO NOTHING",
+        )
+        .bind(&cb.webhook_id)
+        .bind(handoff_id)
+        .bind(org_id)
+        .bind(cb.event_type)
+        .bind(&cb.payload)
+        .bind(*now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(true)
 }

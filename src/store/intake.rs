@@ -1,34 +1,16 @@
-//! Webhook intake with group commit: every delivery waiting for the store at one moment is
-//! written in one transaction (one commit, one `fsync` on SQLite), and each is answered only
-//! after that commit, so a `202` promises exactly what it did with a transaction each.
-//!
-//! The first delivery to find the queue empty starts a drainer task; the drainer takes what
-//! is queued (up to [`MAX_BATCH`]) once it has a connection that writes, commits it, answers
-//! each waiting delivery, and goes on until the queue is empty. The drainer is a task of its
-//! own, so a request dropped mid-commit (its client went away) cancels nothing of the others.
-//! A batch that fails is rolled back and its deliveries are written again one transaction
-//! each, so one delivery the database refuses fails alone and nothing half-written is left.
+//! Webhook intake: a delivery becomes a new handoff, or an event on the one its session
+//! already has. Deliveries arriving together share one commit (`group.rs`).
 
-use std::sync::Mutex;
-
-use tokio::sync::oneshot;
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use super::group::{pending, Write};
 use super::handoffs::{HandoffRow, Intake, NewHandoff, HANDOFF_COLUMNS, MAX_DUPLICATE_EVENTS};
 use super::{Store, StoreError};
 use crate::domain::EventKind;
 
-/// Most deliveries written in one transaction.
-pub const MAX_BATCH: usize = 256;
-
-/// Deliveries waiting for the next commit.
-#[derive(Default)]
-pub(super) struct IntakeQueue {
-    pending: Mutex<Vec<Pending>>,
-}
-
-/// One delivery waiting to be written, with who waits for the answer.
-struct Pending {
+/// One delivery to write, owned so it can wait in the write queue.
+pub(super) struct IntakeRow {
     handoff_id: String,
     org_id: String,
     session_id: String,
@@ -37,15 +19,6 @@ struct Pending {
     payload_version: i64,
     payload: String,
     now: i64,
-    reply: oneshot::Sender<Result<Intake, StoreError>>,
-}
-
-impl IntakeQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 impl Store {
@@ -58,153 +31,77 @@ impl Store {
     /// [`StoreError::Unavailable`] when the database refused or could not be reached (then
     /// nothing of this delivery was written).
     pub async fn intake(&self, new: NewHandoff<'_>, now: i64) -> Result<Intake, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let first = {
-            let mut pending = self.intake.lock();
-            pending.push(Pending {
-                handoff_id: Uuid::new_v4().to_string(),
-                org_id: new.org_id.to_owned(),
-                session_id: new.session_id.to_owned(),
-                webhook_id: new.webhook_id.to_owned(),
-                channel: new.channel.to_owned(),
-                payload_version: new.payload_version,
-                payload: new.payload,
-                now,
-                reply,
-            });
-            pending.len() == 1
+        let row = IntakeRow {
+            handoff_id: Uuid::new_v4().to_string(),
+            org_id: new.org_id.to_owned(),
+            session_id: new.session_id.to_owned(),
+            webhook_id: new.webhook_id.to_owned(),
+            channel: new.channel.to_owned(),
+            payload_version: new.payload_version,
+            payload: new.payload,
+            now,
         };
-        if first {
-            let store = self.clone();
-            tokio::spawn(async move { store.drain_intakes().await });
-        }
-        // The drainer answers every delivery it takes; a dropped answer means it died
-        // (a panic, or the runtime shutting down) before the commit.
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))?
+        self.group_write(pending(row, Write::Intake)).await
     }
+}
 
-    /// Writes queued deliveries, a batch per transaction, until none is left. The batch is
-    /// taken once the connection that writes is held, so every delivery that arrived while
-    /// the previous commit ran joins it.
-    async fn drain_intakes(&self) {
-        loop {
-            let conn = self.writer().acquire().await;
-            let batch: Vec<Pending> = {
-                let mut pending = self.intake.lock();
-                let n = pending.len().min(MAX_BATCH);
-                pending.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                return;
-            }
-            let mut conn = match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "no connection to store deliveries; answering them with the error");
-                    let closed = matches!(e, sqlx::Error::PoolClosed);
-                    for pending in batch {
-                        let e = if closed {
-                            sqlx::Error::PoolClosed
-                        } else {
-                            sqlx::Error::PoolTimedOut
-                        };
-                        let _ = pending.reply.send(Err(StoreError::Unavailable(e)));
-                    }
-                    continue;
-                }
-            };
-            match self.write_intakes(&mut conn, &batch).await {
-                Ok(results) => {
-                    for (pending, result) in batch.into_iter().zip(results) {
-                        let _ = pending.reply.send(Ok(result));
-                    }
-                }
-                Err(e) if batch.len() == 1 => {
-                    if let Some(pending) = batch.into_iter().next() {
-                        let _ = pending.reply.send(Err(e));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, deliveries = batch.len(), "a batch of deliveries could not be stored together; storing them one by one");
-                    for pending in batch {
-                        let result = self
-                            .write_intakes(&mut conn, std::slice::from_ref(&pending))
-                            .await
-                            .map(|mut one| one.remove(0));
-                        let _ = pending.reply.send(result);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes `batch` in one transaction. Returns one result per delivery, in order.
-    async fn write_intakes(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        batch: &[Pending],
-    ) -> Result<Vec<Intake>, StoreError> {
-        let mut tx = sqlx::Connection::begin(conn).await?;
-        let mut results = Vec::with_capacity(batch.len());
-        for new in batch {
-            // The write comes first so SQLite takes its write lock at once (no read→write
-            // upgrade); a new row comes back from it, an existing one is read after.
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO handoffs (handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
-                 payload, state, attempts, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $8, $6, 'queued', 0, $7, $7, $7) \
-                 ON CONFLICT (org_id, session_id) DO NOTHING RETURNING {HANDOFF_COLUMNS}"
+/// Writes one delivery inside the caller's transaction.
+pub(super) async fn write_intake(
+    conn: &mut AnyConnection,
+    new: &IntakeRow,
+) -> Result<Intake, StoreError> {
+    // The write comes first so SQLite takes its write lock at once (no read→write upgrade);
+    // a new row comes back from it, an existing one is read after.
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO handoffs (handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
+         payload, state, attempts, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $8, $6, 'queued', 0, $7, $7, $7) \
+         ON CONFLICT (org_id, session_id) DO NOTHING RETURNING {HANDOFF_COLUMNS}"
+    ))
+    .bind(&new.handoff_id)
+    .bind(&new.org_id)
+    .bind(&new.session_id)
+    .bind(&new.webhook_id)
+    .bind(&new.channel)
+    .bind(&new.payload)
+    .bind(new.now)
+    .bind(new.payload_version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (handoff, kind) = match inserted {
+        Some(row) => (HandoffRow::from_row(&row)?, EventKind::Received),
+        None => {
+            let row = sqlx::query(&format!(
+                "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE org_id = $1 AND session_id = $2"
             ))
-            .bind(&new.handoff_id)
             .bind(&new.org_id)
             .bind(&new.session_id)
-            .bind(&new.webhook_id)
-            .bind(&new.channel)
-            .bind(&new.payload)
-            .bind(new.now)
-            .bind(new.payload_version)
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *conn)
             .await?;
-            let (handoff, kind) = match inserted {
-                Some(row) => (HandoffRow::from_row(&row)?, EventKind::Received),
-                None => {
-                    let row = sqlx::query(&format!(
-                        "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE org_id = $1 AND session_id = $2"
-                    ))
-                    .bind(&new.org_id)
-                    .bind(&new.session_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    (HandoffRow::from_row(&row)?, EventKind::DuplicateDelivery)
-                }
-            };
-            // A replay of a delivery already recorded adds nothing; other redeliveries add
-            // one event each, up to MAX_DUPLICATE_EVENTS per handoff.
-            sqlx::query(
-                "INSERT INTO handoff_events (handoff_id, at, kind, detail, webhook_id) \
-                 SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
-                   SELECT 1 FROM handoff_events WHERE handoff_id = $1 AND webhook_id = $5) \
-                 AND (SELECT COUNT(*) FROM handoff_events WHERE handoff_id = $1 AND kind = $7) < $6",
-            )
-            .bind(&handoff.handoff_id)
-            .bind(new.now)
-            .bind(kind.as_str())
-            .bind(serde_json::json!({ "webhook_id": new.webhook_id }).to_string())
-            .bind(&new.webhook_id)
-            .bind(MAX_DUPLICATE_EVENTS)
-            .bind(EventKind::DuplicateDelivery.as_str())
-            .execute(&mut *tx)
-            .await?;
-            results.push(match kind {
-                EventKind::Received => Intake::Stored(handoff),
-                _ => Intake::Duplicate(handoff),
-            });
+            (HandoffRow::from_row(&row)?, EventKind::DuplicateDelivery)
         }
-        tx.commit().await?;
-        Ok(results)
-    }
+    };
+    // A replay of a delivery already recorded adds nothing; other redeliveries add one
+    // event each, up to MAX_DUPLICATE_EVENTS per handoff.
+    sqlx::query(
+        "INSERT INTO handoff_events (handoff_id, at, kind, detail, webhook_id) \
+         SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
+           SELECT 1 FROM handoff_events WHERE handoff_id = $1 AND webhook_id = $5) \
+         AND (SELECT COUNT(*) FROM handoff_events WHERE handoff_id = $1 AND kind = $7) < $6",
+    )
+    .bind(&handoff.handoff_id)
+    .bind(new.now)
+    .bind(kind.as_str())
+    .bind(serde_json::json!({ "webhook_id": new.webhook_id }).to_string())
+    .bind(&new.webhook_id)
+    .bind(MAX_DUPLICATE_EVENTS)
+    .bind(EventKind::DuplicateDelivery.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(match kind {
+        EventKind::Received => Intake::Stored(handoff),
+        _ => Intake::Duplicate(handoff),
+    })
 }
 
 #[cfg(test)]
@@ -250,7 +147,7 @@ mod tests {
                 (session, result)
             });
         }
-        while store.intake.lock().len() < 120 {
+        while store.writes.len() < 120 {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         drop(held);

@@ -11,6 +11,7 @@
 
 pub mod callbacks;
 pub mod events;
+pub mod group;
 pub mod handoffs;
 pub mod intake;
 pub mod orgs;
@@ -90,8 +91,8 @@ pub struct Store {
     /// `{owner}/{uuid}`, so the same instance, restarted, can take back its own leases at
     /// once (`Store::expire_own_leases`). Empty: a bare UUID, nothing to take back.
     owner: std::sync::Arc<str>,
-    /// Deliveries waiting for the next intake commit (`intake.rs`).
-    intake: std::sync::Arc<intake::IntakeQueue>,
+    /// Writes waiting for the next group commit (`group.rs`).
+    writes: std::sync::Arc<group::WriteQueue>,
 }
 
 impl std::fmt::Debug for Store {
@@ -159,7 +160,7 @@ impl Store {
             writer,
             backend,
             owner: std::sync::Arc::from(""),
-            intake: std::sync::Arc::default(),
+            writes: std::sync::Arc::default(),
         })
     }
 
