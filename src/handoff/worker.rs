@@ -362,10 +362,23 @@ impl Running {
         Ok((started, dry))
     }
 
-    /// Waits for one job to end; `None` when none runs. A job that ended (or panicked: its
-    /// lease will expire) is forgotten; an aborted one keeps its lease, to be given back.
+    /// Waits for a job to end, and takes every other that ended too; `None` when none runs.
+    /// A job that ended (or panicked: its lease will expire) is forgotten; an aborted one
+    /// keeps its lease, to be given back.
     async fn join_one(&mut self) -> Option<()> {
-        let (id, keep_lease) = match self.set.join_next_with_id().await? {
+        let ended = self.set.join_next_with_id().await?;
+        self.forget(ended);
+        // Others that ended meanwhile are forgotten too, so the next fill claims for all
+        // their slots in one transaction instead of one claim each.
+        while let Some(ended) = self.set.try_join_next_with_id() {
+            self.forget(ended);
+        }
+        Some(())
+    }
+
+    /// Forgets a job that ended; an aborted one keeps its lease, to be given back.
+    fn forget(&mut self, ended: Result<(Id, ()), tokio::task::JoinError>) {
+        let (id, keep_lease) = match ended {
             Ok((id, ())) => (id, false),
             Err(e) => (e.id(), e.is_cancelled()),
         };
@@ -373,7 +386,6 @@ impl Running {
         if !keep_lease {
             self.leases.remove(&id);
         }
-        Some(())
     }
 
     /// Lets the jobs finish within `grace`; aborts the rest and gives their leases back.
