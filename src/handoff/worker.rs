@@ -365,7 +365,7 @@ impl Running {
     /// Waits for a job to end, and takes every other that ended too; `None` when none runs.
     /// A job that ended (or panicked: its lease will expire) is forgotten; an aborted one
     /// keeps its lease, to be given back.
-    async fn join_one(&mut self) -> Option<()> {
+    async fn join_ended(&mut self) -> Option<()> {
         let ended = self.set.join_next_with_id().await?;
         self.forget(ended);
         // Others that ended meanwhile are forgotten too, so the next fill claims for all
@@ -391,12 +391,12 @@ impl Running {
     /// Lets the jobs finish within `grace`; aborts the rest and gives their leases back.
     async fn stop(mut self, worker: &Worker, grace: Duration) {
         let finished =
-            tokio::time::timeout(grace, async { while self.join_one().await.is_some() {} }).await;
+            tokio::time::timeout(grace, async { while self.join_ended().await.is_some() {} }).await;
         if finished.is_ok() {
             return;
         }
         self.set.abort_all();
-        while self.join_one().await.is_some() {}
+        while self.join_ended().await.is_some() {}
         let now = worker.clock.now_ms();
         for lease in self.leases.into_values() {
             match worker.store.release(&lease, now).await {
@@ -430,7 +430,7 @@ pub async fn run_due(worker: &Arc<Worker>) -> Result<usize, StoreError> {
                     .all(|org| !running.orgs.values().any(|o| o == org))
             });
         }
-        if running.join_one().await.is_none() {
+        if running.join_ended().await.is_none() {
             return Ok(ran);
         }
     }
@@ -478,7 +478,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(()) = running.join_one(), if !running.set.is_empty() => {}
+            Some(()) = running.join_ended(), if !running.set.is_empty() => {}
             _ = worker.wake.notified(), if wait.is_some() => {}
             _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }

@@ -243,16 +243,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_intake_and_two_outcomes_share_a_commit_and_a_lost_lease_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("g.db").display()))
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO orgs (org_id, name, webhook_secret_enc, created_at, updated_at) \
-             VALUES ('acme', 'Acme', 'x', 0, 0)",
-        )
-        .execute(store.writer())
-        .await
-        .unwrap();
+        let store = crate::store::testing::store_with_acme(dir.path()).await;
         store.intake(new_handoff("s-1"), 0).await.unwrap();
         store.intake(new_handoff("s-2"), 0).await.unwrap();
         let held = store.claim_handoff(10, 1_000, &[]).await.unwrap().unwrap();

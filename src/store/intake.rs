@@ -111,16 +111,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn deliveries_arriving_together_are_each_answered_and_a_refused_one_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO orgs (org_id, name, webhook_secret_enc, created_at, updated_at) \
-             VALUES ('acme', 'Acme', 'x', 0, 0)",
-        )
-        .execute(store.writer())
-        .await
-        .unwrap();
+        let store = crate::store::testing::store_with_acme(dir.path()).await;
         // 60 sessions, each delivered twice under two webhook ids, and one delivery for an
         // org that does not exist (the foreign key refuses it), all at once: the writer is
         // held until all of them wait, so they form one batch.

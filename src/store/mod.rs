@@ -211,5 +211,23 @@ where
     })
 }
 
+/// Helpers for the store's own tests.
 #[cfg(test)]
-mod tests {}
+pub(crate) mod testing {
+    use super::Store;
+
+    /// A store on a new SQLite file in `dir`, with the org `acme` (no connection).
+    pub(crate) async fn store_with_acme(dir: &std::path::Path) -> Store {
+        let store = Store::connect(&format!("sqlite://{}", dir.join("store.db").display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO orgs (org_id, name, webhook_secret_enc, created_at, updated_at) \
+             VALUES ('acme', 'Acme', 'x', 0, 0)",
+        )
+        .execute(store.writer())
+        .await
+        .unwrap();
+        store
+    }
+}
