@@ -4,7 +4,7 @@
 //! is answered only after that commit, so what an answer promises is what it promised with
 //! a transaction each.
 //!
-//! The first write to find the queue empty starts a drainer task. The drainer takes the
+//! A write that finds no drainer running starts one. The drainer takes the
 //! connection that writes, then everything queued (up to [`MAX_BATCH`]), so every write that
 //! arrived while the previous commit ran joins the next; it goes on until the queue is
 //! empty. It is a task of its own, so a caller dropped mid-commit (its client went away)
@@ -25,15 +25,22 @@ use super::{Store, StoreError};
 /// Most writes in one transaction.
 pub const MAX_BATCH: usize = 256;
 
-/// Writes waiting for the next commit.
+/// Writes waiting for the next commit, and whether a drainer runs.
 #[derive(Default)]
 pub(super) struct WriteQueue {
-    pending: Mutex<Vec<Write>>,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    writes: Vec<Write>,
+    /// A drainer task runs and will take what is queued.
+    draining: bool,
 }
 
 impl WriteQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Write>> {
-        self.pending
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -41,7 +48,22 @@ impl WriteQueue {
     /// How many writes wait (tests hold the writer and watch a batch form).
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().writes.len()
+    }
+}
+
+/// Marks the drainer gone if it ends other than by finding the queue empty (a panic, or its
+/// runtime shutting down), so the next write starts another instead of queueing forever.
+struct Draining<'q> {
+    queue: &'q WriteQueue,
+    armed: bool,
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.queue.lock().draining = false;
+        }
     }
 }
 
@@ -127,12 +149,12 @@ impl Store {
         &self,
         (write, answer): (Write, oneshot::Receiver<Result<T, StoreError>>),
     ) -> Result<T, StoreError> {
-        let first = {
-            let mut pending = self.writes.lock();
-            pending.push(write);
-            pending.len() == 1
+        let start = {
+            let mut queue = self.writes.lock();
+            queue.writes.push(write);
+            !std::mem::replace(&mut queue.draining, true)
         };
-        if first {
+        if start {
             let store = self.clone();
             tokio::spawn(async move { store.drain_writes().await });
         }
@@ -145,16 +167,22 @@ impl Store {
 
     /// Commits queued writes, a batch per transaction, until none is left.
     async fn drain_writes(&self) {
+        let mut draining = Draining {
+            queue: &self.writes,
+            armed: true,
+        };
         loop {
             let conn = self.writer().acquire().await;
             let mut batch: Vec<Write> = {
-                let mut pending = self.writes.lock();
-                let n = pending.len().min(MAX_BATCH);
-                pending.drain(..n).collect()
+                let mut queue = self.writes.lock();
+                let n = queue.writes.len().min(MAX_BATCH);
+                if n == 0 {
+                    queue.draining = false;
+                    draining.armed = false;
+                    return;
+                }
+                queue.writes.drain(..n).collect()
             };
-            if batch.is_empty() {
-                return;
-            }
             let mut conn = match conn {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -284,5 +312,36 @@ mod tests {
             queued, 2,
             "s-3 is new and s-1 back in the queue; s-2 still processing"
         );
+    }
+
+    #[test]
+    fn a_drainer_that_died_is_replaced_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = tokio::runtime::Runtime::new().unwrap();
+        let store = first.block_on(crate::store::testing::store_with_acme(dir.path()));
+        // A drainer waits for the writer, then its runtime goes away with it.
+        let held = first.block_on(store.writer().acquire()).unwrap();
+        let queued = store.clone();
+        first.spawn(async move { queued.intake(new_handoff("s-1"), 0).await });
+        while store.writes.len() < 1 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        first.shutdown_timeout(std::time::Duration::from_secs(5));
+
+        let second = tokio::runtime::Runtime::new().unwrap();
+        second.block_on(async {
+            drop(held);
+            let written = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                store.intake(new_handoff("s-2"), 0),
+            )
+            .await
+            .expect("the write queue is not stuck")
+            .unwrap();
+            assert!(matches!(written, Intake::Stored(_)));
+            // The orphaned write went in with it: nobody waits for its answer, but it is
+            // stored, as its caller was never told otherwise.
+            assert!(store.handoff("acme", "s-1").await.unwrap().is_some());
+        });
     }
 }
