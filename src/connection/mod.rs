@@ -22,8 +22,10 @@ use crate::dynamics::choices::WORK_DISTRIBUTION_PICK;
 use crate::dynamics::{Credentials, Dataverse, StreamSource, Workstream};
 
 /// The body of `POST …/connection/test` and `PUT …/connection`. `Debug` hides the secret
-/// (`SecretString` redacts itself).
+/// (`SecretString` redacts itself). Unknown fields are refused (`400 invalid_shape` naming
+/// the field), so a misspelt setting is never silently ignored.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ConnectionInput {
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::vault::{SealTarget, Vault};
@@ -19,19 +20,57 @@ use crate::webhook::{FieldError, WebhookSecret};
 /// How long a rotated-out webhook secret is still accepted: 24 hours (README, "Setting up an org").
 pub const SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 
-/// `PUT /v1/orgs/{org_id}` body.
+/// `PUT /v1/orgs/{org_id}` body. Unknown fields are refused (`400 invalid_shape` naming
+/// the field), so a misspelt setting is never silently ignored. `Debug` hides the secret.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OrgInput {
     pub name: Option<String>,
     pub callback_url: Option<String>,
+    /// The signing secret the widget backend signs with, pasted from it (OpenCX: Settings →
+    /// Integrations → Webhooks): `whsec_<base64>` (Standard Webhooks) or a plain string of
+    /// 16 to 256 bytes used as the HMAC key. Absent: a new org gets a generated one, an
+    /// existing org keeps its own. On an existing org it becomes the current secret and the
+    /// old one is still accepted for 24 hours, as after a rotation.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub webhook_secret: Option<SecretString>,
+}
+
+/// `POST /v1/orgs/{org_id}/webhook-secret` body (optional): the secret to rotate to, pasted
+/// from the widget backend; without it a new one is generated.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateInput {
+    /// As [`OrgInput::webhook_secret`].
+    #[schema(value_type = Option<String>, format = Password)]
+    pub webhook_secret: Option<SecretString>,
 }
 
 /// What saving an org did.
 #[derive(Debug)]
 pub struct SavedOrg {
     pub org: OrgRow,
-    /// The new org's webhook secret, to hand to the admin this once; `None` on an update.
-    pub created_secret: Option<WebhookSecret>,
+    /// Whether the org is new.
+    pub created: bool,
+    /// The webhook secret the bridge generated for a new org, to hand to the admin this
+    /// once; `None` on an update or when the admin gave one.
+    pub generated_secret: Option<WebhookSecret>,
+}
+
+/// The secret in `input`, imported (an error goes to `errors` under `/webhook_secret`);
+/// `None` when absent or refused.
+fn imported_secret(
+    input: Option<&SecretString>,
+    errors: &mut Vec<FieldError>,
+) -> Option<WebhookSecret> {
+    let text = input?;
+    match WebhookSecret::import(text.expose_secret()) {
+        Ok(secret) => Some(secret),
+        Err(why) => {
+            errors.push(FieldError::new("/webhook_secret", why));
+            None
+        }
+    }
 }
 
 /// Why an org or connection operation did not happen.
@@ -131,11 +170,12 @@ impl OrgRules<'_> {
                 }
             },
         };
+        let imported = imported_secret(input.webhook_secret.as_ref(), &mut errors);
         if !errors.is_empty() {
             return Err(OrgError::Invalid(errors));
         }
         let callback_url = callback_url.map(|u| u.as_str().to_owned());
-        let secret = WebhookSecret::generate();
+        let secret = imported.clone().unwrap_or_else(WebhookSecret::generate);
         let created = self
             .store
             .create_org(&OrgRow {
@@ -153,6 +193,9 @@ impl OrgRules<'_> {
             self.store
                 .update_org(id.as_str(), name, callback_url.as_deref(), now)
                 .await?;
+            if let Some(secret) = &imported {
+                self.rotate_to(id.as_str(), secret, now).await?;
+            }
         }
         let org = self
             .store
@@ -161,24 +204,50 @@ impl OrgRules<'_> {
             .ok_or_else(|| StoreError::Corrupt(format!("org '{id}' vanished after saving")))?;
         Ok(SavedOrg {
             org,
-            created_secret: created.then_some(secret),
+            created,
+            generated_secret: (created && imported.is_none()).then_some(secret),
         })
     }
 
-    /// Makes a new webhook secret current; the old one stays valid for [`SECRET_GRACE`].
-    /// Returns the new secret and when the old one stops verifying (Unix ms).
+    /// Makes a new webhook secret current, the one in `input` or else a generated one; the
+    /// old one stays valid for [`SECRET_GRACE`]. Returns the secret when it was generated
+    /// (to hand to the admin this once) and when the old one stops verifying (Unix ms).
     pub async fn rotate_webhook_secret(
         &self,
         org: &OrgRow,
+        input: &RotateInput,
         now: i64,
-    ) -> Result<(WebhookSecret, i64), StoreError> {
-        let secret = WebhookSecret::generate();
+    ) -> Result<(Option<WebhookSecret>, i64), OrgError> {
+        let mut errors = Vec::new();
+        let imported = imported_secret(input.webhook_secret.as_ref(), &mut errors);
+        if !errors.is_empty() {
+            return Err(OrgError::Invalid(errors));
+        }
+        let (secret, generated) = match imported {
+            Some(secret) => (secret, None),
+            None => {
+                let secret = WebhookSecret::generate();
+                (secret.clone(), Some(secret))
+            }
+        };
+        let until = self.rotate_to(&org.org_id, &secret, now).await?;
+        Ok((generated, until))
+    }
+
+    /// Makes `secret` current for `org_id`, the old one valid for [`SECRET_GRACE`] more.
+    /// Returns when the old one stops verifying (Unix ms).
+    async fn rotate_to(
+        &self,
+        org_id: &str,
+        secret: &WebhookSecret,
+        now: i64,
+    ) -> Result<i64, StoreError> {
         let until = now + SECRET_GRACE.as_millis() as i64;
-        let sealed = self.vault.seal_webhook_secret(&org.org_id, &secret);
+        let sealed = self.vault.seal_webhook_secret(org_id, secret);
         self.store
-            .rotate_webhook_secret(&org.org_id, &sealed, until, now)
+            .rotate_webhook_secret(org_id, &sealed, until, now)
             .await?;
-        Ok((secret, until))
+        Ok(until)
     }
 
     /// Runs the checks on `input` and saves the connection only if every one passes.

@@ -128,6 +128,16 @@ pub fn problem(
     response
 }
 
+impl From<crate::connection::orgs::OrgError> for ApiError {
+    fn from(e: crate::connection::orgs::OrgError) -> Self {
+        use crate::connection::orgs::OrgError;
+        match e {
+            OrgError::Invalid(errors) => Self::Validation(errors),
+            OrgError::Store(e) => Self::StoreUnavailable(e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

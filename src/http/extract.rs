@@ -82,6 +82,27 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
     }
 }
 
+/// An optional JSON request body: `None` when the body is empty, whatever its content type;
+/// otherwise as [`ApiJson`].
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for OptionalApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, ctx: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let deadline = ctx.limits.body_read_timeout;
+        let bytes = read_body(req.into_body(), ADMIN_BODY_LIMIT, deadline).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_body(&bytes).map(|value| Self(Some(value)))
+    }
+}
+
 /// The `{org_id}` of a route's path, parsed. One rule on every route: a value that is not a
 /// valid org id is `422 validation_failed` with the pointer `/org_id` and the rule it broke.
 pub struct OrgIdPath(pub OrgId);

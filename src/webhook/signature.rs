@@ -55,6 +55,32 @@ impl WebhookSecret {
         })
     }
 
+    /// Imports a secret an admin pasted from the widget backend (OpenCX: Settings →
+    /// Integrations → Webhooks). Surrounding whitespace is dropped. `whsec_<base64>` is a
+    /// Standard Webhooks secret (the key is the decoded bytes, at least 16); any other text
+    /// is used as the HMAC key as it is (16 to 256 bytes, no control characters). Either way
+    /// the result is kept in the `whsec_` form, so [`WebhookSecret::parse`] reads it back
+    /// with the same key.
+    ///
+    /// # Errors
+    /// Why the text cannot be a secret, in words for the field `webhook_secret`.
+    pub fn import(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.starts_with("whsec_") {
+            return Self::parse(text);
+        }
+        if text.len() < 16 || text.len() > 256 {
+            return Err(format!(
+                "is {} bytes; a plain secret must be 16 to 256 bytes (or paste a whsec_ value)",
+                text.len()
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Self::parse(&format!("whsec_{}", B64.encode(text.as_bytes())))
+    }
+
     /// The secret as text, for the one response that hands it to the admin and for storage
     /// (encrypted).
     pub fn expose(&self) -> &str {
@@ -253,6 +279,37 @@ pub fn verify<'a>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_imported_secret_signs_with_the_key_it_was_given() {
+        let body = br#"{"event":"x"}"#;
+        // A Standard Webhooks secret: the key is the decoded bytes.
+        let standard = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let imported = WebhookSecret::import(&format!("  {standard}\n")).unwrap();
+        assert_eq!(
+            imported.sign("m", 1, body),
+            WebhookSecret::parse(standard).unwrap().sign("m", 1, body)
+        );
+        // A plain string is the HMAC key itself, and reads back the same from storage.
+        let plain = WebhookSecret::import("opencx-signing-secret-1234").unwrap();
+        let mut mac = HmacSha256::new_from_slice(b"opencx-signing-secret-1234").unwrap();
+        mac.update(b"m.1.");
+        mac.update(body);
+        let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
+        assert_eq!(plain.sign("m", 1, body), expected);
+        let stored = WebhookSecret::parse(plain.expose()).unwrap();
+        assert_eq!(stored.sign("m", 1, body), expected);
+        // What cannot be a secret says why.
+        assert!(WebhookSecret::import("short")
+            .unwrap_err()
+            .contains("16 to 256 bytes"));
+        assert!(WebhookSecret::import("whsec_***").is_err());
+        assert!(WebhookSecret::import("sixteen-or-more\u{7}chars")
+            .unwrap_err()
+            .contains("control"));
+        assert_eq!(format!("{plain:?}"), "WebhookSecret(redacted)");
+    }
+
     use super::*;
 
     fn headers<'a>(id: &'a str, ts: &'a str, sig: &'a str) -> SignatureHeaders<'a> {

@@ -420,3 +420,159 @@ async fn a_request_id_is_kept_when_given_and_made_when_not() {
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{refused:?} → {id}");
     }
 }
+
+/// The pointers of a problem's `errors`.
+fn pointers(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["pointer"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_secret_pasted_from_the_widget_backend_verifies_its_webhooks() {
+    use handoff_bridge::webhook::WebhookSecret;
+    let t = TestApp::start().await;
+    // A plain secret, as an admin copies it, with the newline the paste brought along.
+    let pasted = "opencx-signing-secret-1234";
+    let (status, body) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/acme",
+            Some(json!({ "name": "Acme", "webhook_secret": format!("{pasted}\n") })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.get("webhook_secret").is_none(), "not echoed: {body}");
+    assert!(!body.to_string().contains(pasted));
+    t.connect("acme").await;
+    let theirs = WebhookSecret::import(pasted).unwrap();
+    let (ok, _) = t
+        .send(
+            "acme",
+            &theirs,
+            "m1",
+            &envelope("acme", json!({ "id": "s1" })),
+        )
+        .await;
+    assert_eq!(ok, StatusCode::ACCEPTED);
+    let (wrong, problem) = t
+        .send(
+            "acme",
+            &WebhookSecret::import("another-secret-of-16b").unwrap(),
+            "m2",
+            &envelope("acme", json!({ "id": "s2" })),
+        )
+        .await;
+    assert_eq!(wrong, StatusCode::UNAUTHORIZED);
+    assert_eq!(problem["code"], "signature_mismatch");
+
+    // Pasting a Standard Webhooks secret later makes it current; the old one is accepted
+    // for the grace period, as after a rotation.
+    let standard = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (status, body) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/acme",
+            Some(json!({ "name": "Acme", "webhook_secret": standard })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new = WebhookSecret::parse(standard).unwrap();
+    for (secret, id) in [(&new, "m3"), (&theirs, "m4")] {
+        let (status, _) = t
+            .send("acme", secret, id, &envelope("acme", json!({ "id": id })))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{id}");
+    }
+
+    // The rotation route takes one too, and shows nothing back; without a body it
+    // generates one, shown this once.
+    let (status, rotated) = t
+        .admin(
+            reqwest::Method::POST,
+            "/v1/orgs/acme/webhook-secret",
+            Some(json!({ "webhook_secret": pasted })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert!(rotated.get("webhook_secret").is_none());
+    assert!(rotated["previous_secret_valid_until"].is_string());
+    let (status, _) = t
+        .send(
+            "acme",
+            &theirs,
+            "m5",
+            &envelope("acme", json!({ "id": "s5" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, generated) = t
+        .admin(reqwest::Method::POST, "/v1/orgs/acme/webhook-secret", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(generated["webhook_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("whsec_"));
+    assert!(!crate::helpers::captured_logs().contains(pasted));
+}
+
+#[tokio::test]
+async fn admin_bodies_refuse_unknown_fields_and_bad_secrets_with_a_pointer() {
+    let t = TestApp::start().await;
+    // A misspelt field is named, not ignored; nothing is saved.
+    let (status, problem) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/acme",
+            Some(json!({ "name": "Acme", "webhook_secrt": "opencx-signing-secret-1234" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["code"], "invalid_shape");
+    assert_eq!(pointers(&problem), ["/webhook_secrt"], "{problem}");
+    let (status, _) = t.admin(reqwest::Method::GET, "/v1/orgs/acme", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A secret that cannot be one says why, under its own pointer; nothing is saved.
+    let (status, problem) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/acme",
+            Some(json!({ "name": "Acme", "webhook_secret": "too-short" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(pointers(&problem), ["/webhook_secret"]);
+    assert!(problem["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("16 to 256 bytes"));
+    assert!(!problem.to_string().contains("too-short"), "not echoed");
+    let (status, _) = t.admin(reqwest::Method::GET, "/v1/orgs/acme", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The connection and the rotation bodies refuse unknown fields the same way.
+    t.create_org("acme", None).await;
+    let (status, problem) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/acme/connection",
+            Some(t.connection_input(json!({ "workstream_id": "not-a-field" }))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(pointers(&problem), ["/workstream_id"]);
+    let (status, problem) = t
+        .admin(
+            reqwest::Method::POST,
+            "/v1/orgs/acme/webhook-secret",
+            Some(json!({ "secret": "opencx-signing-secret-1234" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(pointers(&problem), ["/secret"]);
+}

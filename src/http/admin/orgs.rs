@@ -9,19 +9,20 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
-use crate::connection::orgs::{OrgError, OrgInput};
+use crate::connection::orgs::{OrgInput, RotateInput};
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, OrgIdPath};
+use crate::http::extract::{ApiJson, OptionalApiJson, OrgIdPath};
 use crate::http::lookup::existing_org;
 use crate::http::openapi::{PathProblems, ORG_ID_DOC};
 use crate::http::state::AppState;
 use crate::http::views::OrgView;
 
-/// The answer to a rotation: the new secret, shown this once.
+/// The answer to a rotation: the new secret, shown this once when the bridge generated it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
-    /// `whsec_` + base64 of 32 random bytes.
-    pub webhook_secret: String,
+    /// `whsec_` + base64 of 32 random bytes; absent when the request gave the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
     /// Until when the previous secret is still accepted (24 h).
     pub previous_secret_valid_until: String,
 }
@@ -37,7 +38,7 @@ pub struct Revoked {
 #[utoipa::path(put, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, description = ORG_ID_DOC)),
     request_body = OrgInput,
     responses(
-        (status = 201, description = "Created; `webhook_secret` is shown this once", body = OrgView),
+        (status = 201, description = "Created; a generated `webhook_secret` is shown this once (an imported one is not echoed)", body = OrgView),
         (status = 200, description = "Updated", body = OrgView),
         PathProblems,
     ), security(("admin_token" = [])))]
@@ -49,18 +50,13 @@ pub async fn put_org(
     let saved = ctx
         .org_rules()
         .save_org(&id, &input, ctx.clock.now_ms())
-        .await
-        .map_err(|e| match e {
-            OrgError::Invalid(errors) => ApiError::Validation(errors),
-            OrgError::Store(e) => ApiError::StoreUnavailable(e),
-        })?;
+        .await?;
     let mut body = OrgView::new(&saved.org);
-    let status = match saved.created_secret {
-        Some(secret) => {
-            body.webhook_secret = Some(secret.expose().to_owned());
-            StatusCode::CREATED
-        }
-        None => StatusCode::OK,
+    body.webhook_secret = saved.generated_secret.map(|s| s.expose().to_owned());
+    let status = if saved.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     Ok((status, Json(body)))
 }
@@ -76,21 +72,24 @@ pub async fn get_org(
     Ok(Json(OrgView::new(&existing_org(&ctx, &id).await?)))
 }
 
-/// `POST /v1/orgs/{org_id}/webhook-secret`: a new secret; the old one is accepted for 24 h.
+/// `POST /v1/orgs/{org_id}/webhook-secret`: a new secret, the one in the body (pasted from
+/// the widget backend) or a generated one; the old one is accepted for 24 h.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/webhook-secret", tag = "orgs", params(("org_id" = String, Path, description = ORG_ID_DOC)),
-    responses((status = 200, description = "The new secret", body = RotatedSecret), PathProblems),
+    request_body(content = Option<RotateInput>, description = "Optional: the secret to rotate to; without a body a new one is generated"),
+    responses((status = 200, description = "The new secret (shown only when generated)", body = RotatedSecret), PathProblems),
     security(("admin_token" = [])))]
 pub async fn rotate_secret(
     State(ctx): State<Arc<AppState>>,
     OrgIdPath(id): OrgIdPath,
+    OptionalApiJson(input): OptionalApiJson<RotateInput>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let org = existing_org(&ctx, &id).await?;
-    let (secret, until) = ctx
+    let (generated, until) = ctx
         .org_rules()
-        .rotate_webhook_secret(&org, ctx.clock.now_ms())
+        .rotate_webhook_secret(&org, &input.unwrap_or_default(), ctx.clock.now_ms())
         .await?;
     Ok(Json(RotatedSecret {
-        webhook_secret: secret.expose().to_owned(),
+        webhook_secret: generated.map(|s| s.expose().to_owned()),
         previous_secret_valid_until: rfc3339(until),
     }))
 }
