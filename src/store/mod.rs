@@ -5,9 +5,11 @@
 //! PostgreSQL. On SQLite every write goes through one connection (writers queue for it in
 //! the pool, in order, instead of sleeping in SQLite's busy handler, which retries a locked
 //! database after growing sleeps of up to 100 ms) and reads through a pool of read-only
-//! connections, which WAL lets run beside the writer. Queries use `$n` placeholders and SQL both accept; the one difference
-//! (row claiming, which takes `FOR UPDATE SKIP LOCKED` on Postgres) is chosen by
-//! [`Backend`]. Times are Unix milliseconds.
+//! connections, which WAL lets run beside the writer. The queue's writes (deliveries,
+//! outcomes) that wait together share one commit (`group.rs`). Queries use `$n`
+//! placeholders and SQL both accept; the one difference (row claiming, which takes
+//! `FOR UPDATE SKIP LOCKED` on Postgres) is chosen by [`Backend`]. Times are Unix
+//! milliseconds.
 
 pub mod callbacks;
 pub mod events;
