@@ -575,4 +575,26 @@ async fn admin_bodies_refuse_unknown_fields_and_bad_secrets_with_a_pointer() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert_eq!(pointers(&problem), ["/secret"]);
+
+    // The rotation body is optional: empty (whatever its type) generates a secret; text
+    // that is not JSON is refused as such.
+    let rotate = |content_type: &'static str, body: &'static str| {
+        t.http
+            .post(format!("{}/v1/orgs/acme/webhook-secret", t.url))
+            .bearer_auth(&t.admin_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let empty = rotate("application/json", "").await.unwrap();
+    assert_eq!(empty.status(), StatusCode::OK);
+    let generated: Value = empty.json().await.unwrap();
+    assert!(generated["webhook_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("whsec_"));
+    let text = rotate("text/plain", "opencx-signing-secret-1234")
+        .await
+        .unwrap();
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
