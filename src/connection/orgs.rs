@@ -190,12 +190,36 @@ impl OrgRules<'_> {
             })
             .await?;
         if !created {
+            // A pasted secret that is already current changes nothing (a PUT repeated by
+            // automation must not push the previous secret out of its grace period).
+            let current = match (&imported, self.store.org(id.as_str()).await?) {
+                (Some(_), Some(org)) => self.vault.webhook_secret(&org).ok(),
+                _ => None,
+            };
+            let rotation = imported
+                .as_ref()
+                .filter(|new| {
+                    current
+                        .as_ref()
+                        .is_none_or(|cur| cur.expose() != new.expose())
+                })
+                .map(|new| {
+                    (
+                        self.vault.seal_webhook_secret(id.as_str(), new),
+                        now + SECRET_GRACE.as_millis() as i64,
+                    )
+                });
             self.store
-                .update_org(id.as_str(), name, callback_url.as_deref(), now)
+                .update_org(
+                    id.as_str(),
+                    name,
+                    callback_url.as_deref(),
+                    rotation
+                        .as_ref()
+                        .map(|(sealed, until)| (sealed.as_str(), *until)),
+                    now,
+                )
                 .await?;
-            if let Some(secret) = &imported {
-                self.rotate_to(id.as_str(), secret, now).await?;
-            }
         }
         let org = self
             .store

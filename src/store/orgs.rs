@@ -138,21 +138,33 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    /// Updates an org's name and callback URL.
+    /// Updates an org's name and callback URL and, with `rotate_to` (`(sealed secret,
+    /// until)`), makes that webhook secret current while the old one stays valid until
+    /// `until` (Unix ms): one statement, so nothing is half-saved.
     pub async fn update_org(
         &self,
         org_id: &str,
         name: &str,
         callback_url: Option<&str>,
+        rotate_to: Option<(&str, i64)>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let (secret, until) = rotate_to.unzip();
+        // Every right-hand side reads the row as it was, so the old current secret becomes
+        // the previous one.
         sqlx::query(
-            "UPDATE orgs SET name = $1, callback_url = $2, updated_at = $3 WHERE org_id = $4",
+            "UPDATE orgs SET name = $1, callback_url = $2, updated_at = $3, \
+             previous_webhook_secret_enc = CASE WHEN $5 IS NULL THEN previous_webhook_secret_enc ELSE webhook_secret_enc END, \
+             previous_secret_expires_at = CASE WHEN $5 IS NULL THEN previous_secret_expires_at ELSE $6 END, \
+             webhook_secret_enc = COALESCE($5, webhook_secret_enc) \
+             WHERE org_id = $4",
         )
         .bind(name)
         .bind(callback_url)
         .bind(now)
         .bind(org_id)
+        .bind(secret)
+        .bind(until)
         .execute(self.writer())
         .await?;
         Ok(())

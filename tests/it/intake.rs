@@ -487,6 +487,28 @@ async fn a_secret_pasted_from_the_widget_backend_verifies_its_webhooks() {
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{id}");
     }
+    // The same PUT again changes nothing: the previous secret keeps its grace period.
+    let (status, _) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/orgs/acme",
+            Some(json!({ "name": "Acme", "webhook_secret": standard })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = t
+        .send(
+            "acme",
+            &theirs,
+            "m4b",
+            &envelope("acme", json!({ "id": "m4b" })),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "the previous secret still verifies"
+    );
 
     // The rotation route takes one too, and shows nothing back; without a body it
     // generates one, shown this once.
