@@ -7,7 +7,8 @@ use super::*;
 pub struct LoggedRequest {
     pub seq: u64,
     /// `token`, `whoami`, `contacts`, `create_contact`, `workstream`, `queue`,
-    /// `create_work_item`, `get_work_item`, `list_work_items`, or `other`.
+    /// `create_work_item`, `get_work_item`, `list_work_items`, `other`, or (OpenCX)
+    /// `opencx_session`, `opencx_history`, `opencx_send`.
     pub kind: String,
     pub method: String,
     pub path: String,

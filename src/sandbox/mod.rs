@@ -1,6 +1,6 @@
-//! The sandbox: an in-process emulator of the Entra ID token endpoint and the Dataverse Web
-//! API subset the bridge uses, on one loopback port, seeded from
-//! `fixtures/sandbox/seed.json`.
+//! The sandbox: an in-process emulator of the Entra ID token endpoint, the Dataverse Web
+//! API subset the bridge uses and the OpenCX public API subset (`opencx.rs`), on one
+//! loopback port, seeded from `fixtures/sandbox/seed.json`.
 //!
 //! It records every request (`GET /_sandbox/requests`) and takes injected faults
 //! (`POST /_sandbox/faults`): an error status, a delay, a reset before handling, or
@@ -12,6 +12,7 @@ mod dataverse;
 mod entra;
 mod log;
 pub mod odata;
+pub mod opencx;
 mod schema;
 pub mod seed;
 mod server;
@@ -67,6 +68,12 @@ struct SandboxState {
     /// The sandbox's time (token expiry, the limits' window): the system's, or the one a
     /// test shares with the bridge so both move forward together.
     clock: Arc<crate::clock::Clock>,
+    /// OpenCX sessions by id (seeded; `send` merges `custom_data` into them).
+    opencx_sessions: HashMap<String, opencx::SeededSession>,
+    /// Every message OpenCX's `send` accepted: `{session_id, message_id, message, custom_data}`.
+    opencx_sent: Vec<Value>,
+    /// Request times per OpenCX API key in the last minute (its rate limit).
+    opencx_window: HashMap<String, std::collections::VecDeque<tokio::time::Instant>>,
 }
 
 type Shared = Arc<Mutex<SandboxState>>;
@@ -93,6 +100,12 @@ impl Sandbox {
         let contacts = seed.contacts.clone();
         let faults = seed.faults.clone();
         let limits = seed.service_protection;
+        let opencx_sessions = seed
+            .opencx
+            .sessions
+            .iter()
+            .filter_map(|s| Some((s.session["id"].as_str()?.to_owned(), s.clone())))
+            .collect();
         let state = Arc::new(Mutex::new(SandboxState {
             seed,
             url,
@@ -107,6 +120,9 @@ impl Sandbox {
             limits,
             window: std::collections::VecDeque::new(),
             clock: Arc::default(),
+            opencx_sessions,
+            opencx_sent: Vec::new(),
+            opencx_window: HashMap::new(),
         }));
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, router(state.clone()), stop.clone()));
@@ -149,6 +165,20 @@ impl Sandbox {
     /// Every contact (seeded and created).
     pub fn contacts(&self) -> Vec<Value> {
         self.state.lock().expect("poisoned").contacts.clone()
+    }
+
+    /// Every message OpenCX's `send` accepted, oldest first:
+    /// `{session_id, message_id, message, custom_data}`.
+    pub fn opencx_sent(&self) -> Vec<Value> {
+        self.state.lock().expect("poisoned").opencx_sent.clone()
+    }
+
+    /// An OpenCX session as it is now (with the `custom_data` sends merged in).
+    pub fn opencx_session(&self, id: &str) -> Option<Value> {
+        let s = self.state.lock().expect("poisoned");
+        s.opencx_sessions
+            .get(id)
+            .map(|seeded| seeded.session.clone())
     }
 
     /// Adds a fault.
@@ -231,6 +261,9 @@ fn router(state: Shared) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/api/data/v9.2/{*path}", any(dataverse::handle))
+        .route("/chat/sessions/{id}", get(opencx::session))
+        .route("/chat/sessions/{id}/history", get(opencx::history))
+        .route("/chat/sessions/{id}/send", post(opencx::send))
         .route("/_sandbox/requests", get(admin_requests))
         .route("/_sandbox/work-items", get(admin_work_items))
         .route("/_sandbox/faults", post(admin_fault))
@@ -281,7 +314,7 @@ where
     Fut: std::future::Future<Output = Handled>,
 {
     let fault = take_fault(state, &req_meta.kind);
-    let is_dataverse = req_meta.kind != "token";
+    let is_dataverse = req_meta.kind != "token" && !opencx::is_opencx(&req_meta.kind);
     if is_dataverse {
         if let Some(refused) = over_limit(state) {
             log(state, &req_meta, refused.status, refused.error_code.clone());
@@ -307,6 +340,8 @@ where
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let mut h = if req_meta.kind == "token" {
                 entra::error_body(status, "temporarily_unavailable", 0, "injected fault")
+            } else if opencx::is_opencx(&req_meta.kind) {
+                opencx::error(status, "injected fault")
             } else {
                 let code = if status == StatusCode::TOO_MANY_REQUESTS {
                     "0x80072322"

@@ -29,6 +29,9 @@ pub struct Seed {
     /// Service protection limits in force from the start.
     #[serde(default)]
     pub service_protection: Option<super::ServiceProtection>,
+    /// OpenCX's API keys, sessions and histories.
+    #[serde(default)]
+    pub opencx: super::opencx::OpenCxSeed,
 }
 
 fn default_lifetime() -> u64 {

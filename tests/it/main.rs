@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod reliability;
 mod replay;
+mod sandbox_opencx;
 mod secrets;
 mod status;
 mod time_to_human;

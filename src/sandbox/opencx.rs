@@ -1,0 +1,233 @@
+//! The OpenCX public API subset the bridge is to use, written from OpenCX's published API
+//! (`../shared/OPENCX.md` §2.1 and §3.1; `https://api.open.cx`, Bearer org API key):
+//!
+//! - `GET /chat/sessions/{id}`: the session (`id`, `status`, `channel {type}`, `contact
+//!   {id, email, phone_number, name, custom_data}`, `language`, `handoff {summary,
+//!   sentiment}` when handed off, `custom_data`), or `404`.
+//! - `GET /chat/sessions/{id}/history?cursor=`: `{items: [{created_at, event}], next}`, a
+//!   page of `history_page_size` items; `next` is the cursor of the next page, `null` on the
+//!   last.
+//! - `POST /chat/sessions/{id}/send`: `{message: {…}, custom_data?: {…}}`; `message` is
+//!   required, `custom_data` values must be strings, numbers or booleans (a nested value is
+//!   `400`). The message is recorded and `custom_data` merged into the session's;
+//!   `201 {"success": true, "data": {"message": {"id"}}}`.
+//!
+//! Every route needs `Authorization: Bearer <one of the seed's api_keys>` (else `401`) and
+//! counts against 100 requests a minute per key (past it, `429` with `Retry-After`,
+//! seconds). Injected faults use the kinds `opencx_session`, `opencx_history` and
+//! `opencx_send` (and `any`). Errors are `{"message": "…"}`. Shares no code with any
+//! OpenCX client.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{respond, DropSwitch, Handled, RequestMeta, Shared};
+
+/// OpenCX's documented rate limit: requests per minute per API key.
+pub const REQUESTS_PER_MINUTE: usize = 100;
+
+/// The seed's OpenCX part.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OpenCxSeed {
+    /// API keys the sandbox accepts.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// Items per history page (default 2, so pagination shows with short histories).
+    #[serde(default = "default_page_size")]
+    pub history_page_size: usize,
+    /// Sessions with their history.
+    #[serde(default)]
+    pub sessions: Vec<SeededSession>,
+}
+
+/// A session and its history items (`{created_at, event}`), oldest first.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeededSession {
+    pub session: Value,
+    #[serde(default)]
+    pub history: Vec<Value>,
+}
+
+fn default_page_size() -> usize {
+    2
+}
+
+/// An OpenCX error answer, `{"message": …}`.
+pub(super) fn error(status: StatusCode, message: &str) -> Handled {
+    let mut handled = Handled::json(status, json!({ "message": message }));
+    handled.error_code = Some(message.to_owned());
+    handled
+}
+
+/// Whether a request kind is OpenCX's (not Dataverse's: no service protection limits).
+pub(super) fn is_opencx(kind: &str) -> bool {
+    kind.starts_with("opencx_")
+}
+
+/// The answer that refuses a request: `401` when `Authorization: Bearer <key>` names no
+/// key of the seed, `429` with `Retry-After` (seconds until the key is under its rate limit
+/// again) past 100 requests a minute; `None` to handle it.
+fn refusal(state: &Shared, parts: &axum::http::request::Parts) -> Option<Handled> {
+    let key = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let mut s = state.lock().expect("poisoned");
+    if key.is_empty() || !s.seed.opencx.api_keys.iter().any(|k| k == key) {
+        return Some(error(StatusCode::UNAUTHORIZED, "Unauthorized"));
+    }
+    let now = s.clock.instant();
+    let minute = std::time::Duration::from_secs(60);
+    let window = s.opencx_window.entry(key.to_owned()).or_default();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= minute)
+    {
+        window.pop_front();
+    }
+    if window.len() >= REQUESTS_PER_MINUTE {
+        let oldest = *window.front().expect("the window is full");
+        let wait = (oldest + minute)
+            .duration_since(now)
+            .as_secs_f64()
+            .ceil()
+            .max(1.0) as u64;
+        let mut refused = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+        if let Ok(v) = wait.to_string().parse() {
+            refused.response.headers_mut().insert("retry-after", v);
+        }
+        return Some(refused);
+    }
+    window.push_back(now);
+    None
+}
+
+/// Runs `answer` for a request of `kind` after the API key, the rate limit and the faults.
+async fn serve(
+    state: Shared,
+    kind: &str,
+    req: Request,
+    answer: impl FnOnce(&Shared, Option<Value>) -> Handled + Send,
+) -> Response {
+    let switch = req.extensions().get::<DropSwitch>().cloned();
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let meta = RequestMeta::of(kind, &parts, body.clone());
+    let state2 = state.clone();
+    respond(&state, meta, switch, || async move {
+        match refusal(&state2, &parts) {
+            None => answer(&state2, body),
+            Some(refused) => refused,
+        }
+    })
+    .await
+}
+
+pub(super) async fn session(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    serve(state, "opencx_session", req, |state, _| {
+        let s = state.lock().expect("poisoned");
+        match s.opencx_sessions.get(&id) {
+            Some(seeded) => Handled::json(StatusCode::OK, seeded.session.clone()),
+            None => error(StatusCode::NOT_FOUND, "Session not found"),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub(super) struct HistoryQuery {
+    cursor: Option<String>,
+}
+
+pub(super) async fn history(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+    req: Request,
+) -> Response {
+    serve(state, "opencx_history", req, |state, _| {
+        let s = state.lock().expect("poisoned");
+        let Some(seeded) = s.opencx_sessions.get(&id) else {
+            return error(StatusCode::NOT_FOUND, "Session not found");
+        };
+        let start = match query.cursor.as_deref().map(str::parse::<usize>) {
+            None => 0,
+            Some(Ok(n)) if n <= seeded.history.len() => n,
+            Some(_) => return error(StatusCode::BAD_REQUEST, "Invalid cursor"),
+        };
+        let page = s.seed.opencx.history_page_size.max(1);
+        let end = (start + page).min(seeded.history.len());
+        let next = (end < seeded.history.len()).then(|| end.to_string());
+        Handled::json(
+            StatusCode::OK,
+            json!({ "items": seeded.history[start..end], "next": next }),
+        )
+    })
+    .await
+}
+
+pub(super) async fn send(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    serve(state, "opencx_send", req, |state, body| {
+        let mut guard = state.lock().expect("poisoned");
+        let s = &mut *guard;
+        let Some(seeded) = s.opencx_sessions.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, "Session not found");
+        };
+        let Some(body) = body.filter(Value::is_object) else {
+            return error(StatusCode::BAD_REQUEST, "The body must be a JSON object");
+        };
+        if !body["message"].is_object() {
+            return error(StatusCode::BAD_REQUEST, "message is required");
+        }
+        let custom = match &body["custom_data"] {
+            Value::Null => serde_json::Map::new(),
+            Value::Object(map) => map.clone(),
+            _ => return error(StatusCode::BAD_REQUEST, "custom_data must be an object"),
+        };
+        if custom
+            .values()
+            .any(|v| v.is_object() || v.is_array() || v.is_null())
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "custom_data values must be strings, numbers or booleans",
+            );
+        }
+        let message_id = Uuid::new_v4();
+        s.opencx_sent.push(json!({
+            "session_id": id,
+            "message_id": message_id,
+            "message": body["message"],
+            "custom_data": custom,
+        }));
+        let session = &mut seeded.session;
+        if !session["custom_data"].is_object() {
+            session["custom_data"] = json!({});
+        }
+        for (k, v) in custom {
+            session["custom_data"][k] = v;
+        }
+        Handled::json(
+            StatusCode::CREATED,
+            json!({ "success": true, "data": { "message": { "id": message_id } } }),
+        )
+    })
+    .await
+}

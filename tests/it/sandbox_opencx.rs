@@ -1,0 +1,161 @@
+//! The sandbox's OpenCX API over loopback: what the bridge's OpenCX client will be tested
+//! against (API key, sessions, paginated history, `send` with `custom_data`, the rate limit
+//! and injected faults).
+
+use handoff_bridge::sandbox::{Fault, FaultAction, Sandbox, Seed};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const KEY: &str = "ocx_sandbox_key_0123456789abcdef";
+
+async fn sandbox() -> (Sandbox, reqwest::Client) {
+    let sandbox = Sandbox::start(Seed::builtin(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (sandbox, reqwest::Client::new())
+}
+
+async fn get(http: &reqwest::Client, url: String, key: Option<&str>) -> (StatusCode, Value) {
+    let mut req = http.get(url);
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn sessions_and_their_history_need_the_api_key_and_page_by_cursor() {
+    let (sandbox, http) = sandbox().await;
+    let base = sandbox.url();
+    let (status, problem) = get(&http, format!("{base}/chat/sessions/ocx-web-1"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(problem["message"], "Unauthorized");
+    let (status, _) = get(
+        &http,
+        format!("{base}/chat/sessions/ocx-web-1"),
+        Some("ocx_wrong_key"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, session) = get(&http, format!("{base}/chat/sessions/ocx-web-1"), Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(session["channel"]["type"], "web");
+    assert_eq!(session["handoff"]["sentiment"], "angry");
+    assert_eq!(session["contact"]["email"], "ada@example.com");
+    let (status, _) = get(&http, format!("{base}/chat/sessions/nope"), Some(KEY)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Five items in pages of two, followed by the `next` cursor to the end.
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{base}/chat/sessions/ocx-web-1/history?cursor={c}"),
+            None => format!("{base}/chat/sessions/ocx-web-1/history"),
+        };
+        let (status, page) = get(&http, url, Some(KEY)).await;
+        assert_eq!(status, StatusCode::OK);
+        pages += 1;
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!((pages, items.len()), (3, 5));
+    assert_eq!(items[0]["event"]["sender"], "contact");
+    assert_eq!(items[4]["event"]["type"], "handoff");
+    let (status, _) = get(
+        &http,
+        format!("{base}/chat/sessions/ocx-web-1/history?cursor=99"),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, empty) = get(
+        &http,
+        format!("{base}/chat/sessions/ocx-phone-1/history"),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(empty, json!({ "items": [], "next": null }));
+}
+
+#[tokio::test]
+async fn send_records_the_message_and_merges_flat_custom_data() {
+    let (sandbox, http) = sandbox().await;
+    let url = format!("{}/chat/sessions/ocx-web-1/send", sandbox.url());
+    let send = |body: Value| http.post(&url).bearer_auth(KEY).json(&body).send();
+
+    let sent = send(json!({
+        "message": { "type": "text", "text": "A member of our team will join you shortly." },
+        "custom_data": { "dynamics365_chat_id": "9f3c…", "attempt": 1, "linked": true },
+    }))
+    .await
+    .unwrap();
+    assert_eq!(sent.status(), StatusCode::CREATED);
+    let answer: Value = sent.json().await.unwrap();
+    assert_eq!(answer["success"], true);
+    assert!(answer["data"]["message"]["id"].is_string());
+
+    for refused in [
+        json!({ "custom_data": { "a": "b" } }),
+        json!({ "message": { "text": "x" }, "custom_data": { "nested": { "a": 1 } } }),
+        json!({ "message": { "text": "x" }, "custom_data": ["not", "an", "object"] }),
+    ] {
+        assert_eq!(
+            send(refused.clone()).await.unwrap().status(),
+            StatusCode::BAD_REQUEST,
+            "{refused}"
+        );
+    }
+    let recorded = sandbox.opencx_sent();
+    assert_eq!(recorded.len(), 1, "only the accepted send is recorded");
+    assert_eq!(recorded[0]["session_id"], "ocx-web-1");
+    assert_eq!(recorded[0]["custom_data"]["dynamics365_chat_id"], "9f3c…");
+    let session = sandbox.opencx_session("ocx-web-1").unwrap();
+    assert_eq!(session["custom_data"]["linked"], true);
+}
+
+#[tokio::test]
+async fn past_100_requests_a_minute_a_key_gets_429_with_retry_after_and_faults_apply() {
+    let (sandbox, http) = sandbox().await;
+    let url = format!("{}/chat/sessions/ocx-sms-1", sandbox.url());
+    for i in 0..100 {
+        let (status, _) = get(&http, url.clone(), Some(KEY)).await;
+        assert_eq!(status, StatusCode::OK, "request {i}");
+    }
+    let response = http.get(&url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+
+    // Injected faults answer in OpenCX's shape.
+    let (sandbox, http) = self::sandbox().await;
+    sandbox.inject(Fault::next(
+        "opencx_history",
+        FaultAction::status(503, Some(2)),
+        1,
+    ));
+    let response = http
+        .get(format!("{}/chat/sessions/ocx-web-1/history", sandbox.url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "2");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["message"], "injected fault");
+    let kinds: Vec<String> = sandbox.requests().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["opencx_history"]);
+}
