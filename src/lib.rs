@@ -16,6 +16,7 @@ pub mod dynamics;
 pub mod handoff;
 pub mod http;
 pub mod metrics;
+pub mod opencx;
 pub mod outbound;
 pub mod sandbox;
 pub mod store;

@@ -13,8 +13,8 @@ const LAYERS: &[&[&str]] = &[
     &["domain", "outbound", "metrics"],
     &["clock"],
     &["store"],
-    // The two emulated or real remote sides: Dataverse and the sandbox.
-    &["dynamics", "sandbox"],
+    // The remote sides, real or emulated: Dataverse, OpenCX's API, and the sandbox.
+    &["dynamics", "opencx", "sandbox"],
     // OpenCX in and out: signatures, the envelope, signed sends, the callback address
     // policy, the payload upgrade.
     &["webhook"],
@@ -139,6 +139,7 @@ fn the_review_rules_hold() {
     }
     assert!(!uses("store", "dynamics") && !uses("dynamics", "store"));
     assert!(!uses("sandbox", "store") && !uses("sandbox", "dynamics"));
+    assert!(!uses("sandbox", "opencx") && !uses("opencx", "sandbox"));
     assert!(!uses("handoff", "http"));
 
     // Secrets are sealed and opened only by `connection/` (the vault and its keyring).

@@ -1,9 +1,11 @@
-//! The sandbox's OpenCX API over loopback: what the bridge's OpenCX client will be tested
-//! against (API key, sessions, paginated history, `send` with `custom_data`, the rate limit
-//! and injected faults).
+//! OpenCX over loopback: the sandbox's OpenCX API (API key, sessions, paginated history,
+//! `send` with `custom_data`, the rate limit, injected faults), and the bridge's OpenCX
+//! client against it.
 
+use handoff_bridge::opencx::{OpenCxClient, OpenCxError, MAX_HISTORY_PAGES};
 use handoff_bridge::sandbox::{Fault, FaultAction, Sandbox, Seed};
 use reqwest::StatusCode;
+use secrecy::SecretString;
 use serde_json::{json, Value};
 
 const KEY: &str = "ocx_sandbox_key_0123456789abcdef";
@@ -158,4 +160,114 @@ async fn past_100_requests_a_minute_a_key_gets_429_with_retry_after_and_faults_a
     assert_eq!(problem["message"], "injected fault");
     let kinds: Vec<String> = sandbox.requests().into_iter().map(|r| r.kind).collect();
     assert_eq!(kinds, ["opencx_history"]);
+}
+
+fn client<'a>(
+    http: &'a reqwest::Client,
+    sandbox: &Sandbox,
+    key: &'a SecretString,
+) -> OpenCxClient<'a> {
+    OpenCxClient::new(http, sandbox.url().parse().unwrap(), key)
+}
+
+#[tokio::test]
+async fn the_client_reads_a_session_its_whole_history_and_sends_with_custom_data() {
+    let (sandbox, _) = sandbox().await;
+    let http = handoff_bridge::outbound::http_client(std::time::Duration::from_secs(5));
+    let key = SecretString::from(KEY.to_owned());
+    let opencx = client(&http, &sandbox, &key);
+
+    let session = opencx.session("ocx-web-1").await.unwrap();
+    assert_eq!(session.channel.kind, "web");
+    assert_eq!(session.verified, Some(true));
+    let handoff = session.handoff.unwrap();
+    assert_eq!(handoff.sentiment.as_deref(), Some("angry"));
+    assert!(handoff.summary.contains("1042"));
+    assert_eq!(
+        session.contact.unwrap().email.as_deref(),
+        Some("ada@example.com")
+    );
+    let sms = opencx.session("ocx-sms-1").await.unwrap();
+    assert!(sms.handoff.is_none() && sms.verified.is_none());
+
+    let history = opencx.history("ocx-web-1").await.unwrap();
+    assert_eq!(history.items.len(), 5, "three pages followed");
+    assert!(!history.truncated);
+    let pages = sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.kind == "opencx_history")
+        .count();
+    assert_eq!(pages, 3);
+
+    let mut custom = serde_json::Map::new();
+    custom.insert("dynamics365_chat_id".into(), json!("9f3c"));
+    let id = opencx
+        .send(
+            "ocx-web-1",
+            &json!({ "type": "text", "text": "Hi" }),
+            &custom,
+        )
+        .await
+        .unwrap();
+    assert!(id.is_some());
+    assert_eq!(
+        sandbox.opencx_sent()[0]["custom_data"]["dynamics365_chat_id"],
+        "9f3c"
+    );
+
+    // An id is one path segment, whatever it holds.
+    match opencx.session("a/b?c").await {
+        Err(OpenCxError::Status { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_client_says_which_failures_may_pass_and_bounds_the_history() {
+    let mut seed = Seed::builtin();
+    seed.opencx.history_page_size = 1;
+    seed.opencx.sessions.push(handoff_bridge::sandbox::opencx::SeededSession {
+        session: json!({ "id": "long", "channel": { "type": "web" } }),
+        history: (0..MAX_HISTORY_PAGES + 10)
+            .map(|i| json!({ "created_at": "2026-11-23T00:00:00Z", "event": { "type": "message", "sender": "contact", "text": i.to_string() } }))
+            .collect(),
+    });
+    let sandbox = Sandbox::start(seed, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = handoff_bridge::outbound::http_client(std::time::Duration::from_secs(5));
+    let key = SecretString::from(KEY.to_owned());
+    let opencx = client(&http, &sandbox, &key);
+
+    let history = opencx.history("long").await.unwrap();
+    assert_eq!(history.items.len(), MAX_HISTORY_PAGES);
+    assert!(history.truncated, "cut at the page bound, and says so");
+
+    let wrong = SecretString::from("ocx_not_the_key".to_owned());
+    let refused = client(&http, &sandbox, &wrong)
+        .session("ocx-web-1")
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, OpenCxError::Status { status: 401, .. }));
+    assert!(!refused.is_transient());
+    let missing = opencx.session("nope").await.unwrap_err();
+    assert!(matches!(missing, OpenCxError::Status { status: 404, .. }));
+    assert!(!missing.is_transient());
+
+    sandbox.inject(Fault::next(
+        "opencx_session",
+        FaultAction::status(429, Some(3)),
+        1,
+    ));
+    let throttled = opencx.session("ocx-web-1").await.unwrap_err();
+    assert!(throttled.is_transient());
+    assert_eq!(
+        throttled.retry_after(),
+        Some(std::time::Duration::from_secs(3))
+    );
+    sandbox.inject(Fault::next("opencx_session", FaultAction::Reset, 1));
+    let reset = opencx.session("ocx-web-1").await.unwrap_err();
+    assert!(matches!(reset, OpenCxError::Transport { .. }) && reset.is_transient());
+    assert!(!reset.to_string().contains(KEY));
 }
