@@ -91,7 +91,7 @@ pub struct ConnectionCard {
     pub label: &'static str,
     /// What to do, without a connection.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<&'static str>,
+    pub hint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,7 +241,7 @@ async fn connection_card(store: &Store, org_id: &str) -> Result<ConnectionCard, 
         return Ok(ConnectionCard {
             status: CardStatus::NotConnected,
             label: "Not connected",
-            hint: Some(catalog::NOT_CONNECTED.hint),
+            hint: Some(catalog::NOT_CONNECTED.hint_for_org(org_id)),
             environment_url: None,
             workstream_id: None,
             last_checked_at: None,

@@ -205,7 +205,21 @@ pub struct Diagnosis {
     pub detail: Option<String>,
 }
 
+impl Diagnosis {
+    /// This diagnosis with `{org}` in its hint replaced by `org_id`, so an admin can copy the
+    /// route it names as it stands.
+    pub fn for_org(mut self, org_id: &str) -> Self {
+        self.hint = self.hint.replace("{org}", org_id);
+        self
+    }
+}
+
 impl Failure {
+    /// The hint with `{org}` replaced by `org_id` (see [`Diagnosis::for_org`]).
+    pub fn hint_for_org(self, org_id: &str) -> String {
+        self.hint.replace("{org}", org_id)
+    }
+
     pub fn diagnose(self, detail: impl Into<Option<String>>) -> Diagnosis {
         Diagnosis {
             code: self.code.to_owned(),

@@ -145,7 +145,9 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         Ok(Some(conn)) => conn,
         // Parked, not retried: saving the connection makes it due at once.
         Ok(None) => {
-            let reason = catalog::NOT_CONNECTED.diagnose(None);
+            let reason = catalog::NOT_CONNECTED
+                .diagnose(None)
+                .for_org(&handoff.org_id);
             return wait(ctx, claim, &org, progress, reason, PARKED);
         }
         Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),

@@ -283,8 +283,8 @@ async fn the_status_page_in_headless_chromium() {
             "{beta_card}"
         );
         assert!(
-            beta_card.contains(catalog::NOT_CONNECTED.hint),
-            "{beta_card}"
+            beta_card.contains("Connect Dynamics with PUT /v1/orgs/beta/connection"),
+            "the hint names the org, not a placeholder: {beta_card}"
         );
 
         // The failed row names its code and the hint, visibly (also as a card on a phone).

@@ -96,12 +96,13 @@ fn observed(code: &str, surface: Surface) {
         .insert(surface);
 }
 
-/// Asserts that `found` (a `{code, hint, …}` object) is the catalog's entry `code`.
-fn assert_entry(found: &Value, code: &str, context: &str) {
+/// Asserts that `found` (a `{code, hint, …}` object) is the catalog's entry `code`, its
+/// hint naming `org` where the catalog's says `{org}`.
+fn assert_entry(found: &Value, code: &str, org: &str, context: &str) {
     assert_eq!(found["code"], code, "{context}: {found}");
     assert_eq!(
         found["hint"],
-        catalog::entry(code).hint,
+        catalog::entry(code).hint_for_org(org),
         "{context}: the hint is the catalog's"
     );
 }
@@ -139,7 +140,7 @@ async fn expect_check(t: &TestApp, changes: Value, name: &str, status: &str, cod
     assert_eq!(http, StatusCode::OK, "{body}");
     let check = find(&body["checks"], "name", name);
     assert_eq!(check["status"], status, "{changes}: {check}");
-    assert_entry(check, code, &format!("test-and-save {changes}"));
+    assert_entry(check, code, "acme", &format!("test-and-save {changes}"));
     let overall = if status == "warn" { "passed" } else { "failed" };
     assert_eq!(body["status"], overall, "{changes}");
     if status == "fail" {
@@ -164,14 +165,14 @@ async fn expect_check(t: &TestApp, changes: Value, name: &str, status: &str, cod
 async fn expect_handoff(t: &TestApp, org: &str, session: &str, state: &str, code: &str) {
     let record = t.record(org, session).await;
     assert_eq!(record["state"], state, "{record}");
-    assert_entry(find_code(&record, code), code, "handoff record");
+    assert_entry(find_code(&record, code), code, org, "handoff record");
     observed(code, Record);
 
     let (_, status) = t
         .admin(Method::GET, &format!("/v1/status?org={org}"), None)
         .await;
     let row = find(&status["orgs"][0]["recent"], "session_id", session);
-    assert_entry(find_code(row, code), code, "/v1/status recent handoff");
+    assert_entry(find_code(row, code), code, org, "/v1/status recent handoff");
     observed(code, Status);
 }
 
@@ -208,7 +209,7 @@ async fn expect_card(t: &TestApp, org: &str, status: &str, code: &str) {
         _ => ("Active", "warning"),
     };
     assert_eq!(card["label"], label, "{card}");
-    assert_entry(&card[key], code, "/v1/status connection card");
+    assert_entry(&card[key], code, org, "/v1/status connection card");
     observed(code, Status);
 }
 
@@ -640,7 +641,7 @@ async fn bridge_side_entries_are_reported_on_the_record_and_the_status() {
     let (_, status) = t.admin(Method::GET, "/v1/status?org=beta", None).await;
     assert_eq!(
         status["orgs"][0]["connection"]["hint"],
-        catalog::NOT_CONNECTED.hint
+        "Connect Dynamics with PUT /v1/orgs/beta/connection; waiting handoffs are then delivered."
     );
     // chat_expired: nobody connected beta within the chat expiry (an hour by default).
     t.advance(handoff_bridge::handoff::retry::RetryPolicy::default().chat_expiry);
