@@ -23,7 +23,7 @@ use super::job::JobContext;
 use super::retry::RetryPolicy;
 use crate::clock::{millis, Clock};
 use crate::connection::vault::Vault;
-use crate::domain::Ended;
+use crate::domain::{Ended, HandoffState};
 use crate::dynamics::Dataverse;
 use crate::metrics::Metrics;
 use crate::store::{CallbackRow, Claim, Claims, Lease, Store, StoreError};
@@ -241,12 +241,22 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
                             code,
                             started.elapsed().as_secs_f64(),
                         );
-                        tracing::info!(
-                            state = state.as_str(),
-                            code = code.unwrap_or(""),
-                            duration_ms,
-                            "handoff attempt finished"
-                        )
+                        if state == HandoffState::Failed {
+                            // Nothing retries it: an admin has to act, so it is a warning.
+                            tracing::warn!(
+                                state = state.as_str(),
+                                code = code.unwrap_or(""),
+                                duration_ms,
+                                "handoff failed for good; its record has the code and hint"
+                            )
+                        } else {
+                            tracing::info!(
+                                state = state.as_str(),
+                                code = code.unwrap_or(""),
+                                duration_ms,
+                                "handoff attempt finished"
+                            )
+                        }
                     }
                     Ok(false) => tracing::warn!(
                         duration_ms,

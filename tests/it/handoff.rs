@@ -274,6 +274,14 @@ async fn a_permanent_dataverse_error_fails_with_code_and_hint_and_is_not_retried
         .as_str()
         .unwrap()
         .contains("security role"));
+    // Nothing retries it, so the log says so as a warning.
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.lines().any(|l| l.contains("WARN")
+            && l.contains("session_id=denied")
+            && l.contains("handoff failed for good")),
+        "no warning for the failed handoff"
+    );
 }
 
 #[tokio::test]
