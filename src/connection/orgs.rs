@@ -46,6 +46,11 @@ pub struct RotateInput {
     pub webhook_secret: Option<SecretString>,
 }
 
+/// Until when (Unix ms) a secret replaced at `now` is still accepted: [`SECRET_GRACE`] later.
+fn previous_valid_until(now: i64) -> i64 {
+    now.saturating_add(SECRET_GRACE.as_millis() as i64)
+}
+
 /// What saving an org did.
 #[derive(Debug)]
 pub struct SavedOrg {
@@ -206,7 +211,7 @@ impl OrgRules<'_> {
                 .map(|new| {
                     (
                         self.vault.seal_webhook_secret(id.as_str(), new),
-                        now + SECRET_GRACE.as_millis() as i64,
+                        previous_valid_until(now),
                     )
                 });
             self.store
@@ -266,7 +271,7 @@ impl OrgRules<'_> {
         secret: &WebhookSecret,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let until = now + SECRET_GRACE.as_millis() as i64;
+        let until = previous_valid_until(now);
         let sealed = self.vault.seal_webhook_secret(org_id, secret);
         self.store
             .rotate_webhook_secret(org_id, &sealed, until, now)

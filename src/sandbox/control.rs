@@ -148,33 +148,46 @@ pub(crate) fn take_fault(state: &Shared, kind: &str) -> Option<FaultAction> {
     Some(action)
 }
 
+/// A sliding window of request times: drops those `span` or more before `now`; when `max`
+/// are still in it, the seconds (at least 1) until the oldest leaves, else `None`. The
+/// caller records an admitted request with `push_back(now)`.
+pub(crate) fn window_wait(
+    window: &mut std::collections::VecDeque<tokio::time::Instant>,
+    now: tokio::time::Instant,
+    span: Duration,
+    max: usize,
+) -> Option<u64> {
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= span)
+    {
+        window.pop_front();
+    }
+    let oldest = *window.front().filter(|_| window.len() >= max)?;
+    Some(
+        (oldest + span)
+            .duration_since(now)
+            .as_secs_f64()
+            .ceil()
+            .max(1.0) as u64,
+    )
+}
+
 /// Applies the service protection limits to one Dataverse request about to be handled:
 /// `Some(answer)` when a limit refuses it.
 pub(crate) fn over_limit(state: &Shared) -> Option<Handled> {
-    let mut s = state.lock().expect("poisoned");
+    let mut guard = state.lock().expect("poisoned");
+    let s = &mut *guard;
     let limits = s.limits?;
     let now = s.clock.instant();
     let window = Duration::from_secs(limits.window_secs);
-    while s
-        .window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= window)
-    {
-        s.window.pop_front();
-    }
     let (code, message, retry_after) = if s.in_flight >= limits.max_concurrent {
         (
             "0x80072326",
             "Number of concurrent requests exceeded the limit of 52.",
             1,
         )
-    } else if s.window.len() >= limits.max_requests {
-        let oldest = *s.window.front().expect("the window is full");
-        let wait = (oldest + window)
-            .duration_since(now)
-            .as_secs_f64()
-            .ceil()
-            .max(1.0) as u64;
+    } else if let Some(wait) = window_wait(&mut s.window, now, window, limits.max_requests) {
         (
             "0x80072322",
             "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",

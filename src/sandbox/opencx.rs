@@ -83,21 +83,9 @@ fn refusal(state: &Shared, parts: &axum::http::request::Parts) -> Option<Handled
         return Some(error(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
     let now = s.clock.instant();
-    let minute = std::time::Duration::from_secs(60);
     let window = s.opencx_window.entry(key.to_owned()).or_default();
-    while window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= minute)
-    {
-        window.pop_front();
-    }
-    if window.len() >= REQUESTS_PER_MINUTE {
-        let oldest = *window.front().expect("the window is full");
-        let wait = (oldest + minute)
-            .duration_since(now)
-            .as_secs_f64()
-            .ceil()
-            .max(1.0) as u64;
+    let minute = std::time::Duration::from_secs(60);
+    if let Some(wait) = super::control::window_wait(window, now, minute, REQUESTS_PER_MINUTE) {
         let mut refused = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
         if let Ok(v) = wait.to_string().parse() {
             refused.response.headers_mut().insert("retry-after", v);

@@ -103,19 +103,6 @@ impl Claims<'_> {
 }
 
 impl Store {
-    /// Claims one callback delivery on its own (see [`Claims::callback`]) and commits.
-    pub async fn claim_callback(
-        &self,
-        now: i64,
-        lease_ms: i64,
-        busy_orgs: &[String],
-    ) -> Result<Option<(CallbackRow, Lease)>, StoreError> {
-        let mut claims = self.begin_claims(now, lease_ms).await?;
-        let claim = claims.callback(busy_orgs).await?;
-        claims.commit().await?;
-        Ok(claim)
-    }
-
     /// Records a callback attempt: `delivered`, `failed` for good, or `pending` again at
     /// `next_attempt_at`; the handoff's timeline gets `event`. Fenced by the lease; shares
     /// its transaction with other writes waiting at that moment (`group.rs`).

@@ -45,10 +45,20 @@ impl WriteQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How many writes wait (tests hold the writer and watch a batch form).
+    /// Waits until `n` writes wait (tests hold the writer and watch a batch form).
+    ///
+    /// # Panics
+    /// After 10 s with fewer queued.
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.lock().writes.len()
+    pub(super) async fn until_queued(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.lock().writes.len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} writes were not queued within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -285,9 +295,7 @@ mod tests {
         let finished =
             tokio::spawn(async move { b.finish_handoff(&held, &retry_at(500), 20).await });
         let fenced = tokio::spawn(async move { c.finish_handoff(&lost, &retry_at(600), 20).await });
-        while store.writes.len() < 3 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        store.writes.until_queued(3).await;
         drop(writer);
         assert!(matches!(intake.await.unwrap().unwrap(), Intake::Stored(_)));
         assert!(finished.await.unwrap().unwrap());
@@ -323,9 +331,7 @@ mod tests {
         let held = first.block_on(store.writer().acquire()).unwrap();
         let queued = store.clone();
         first.spawn(async move { queued.intake(new_handoff("s-1"), 0).await });
-        while store.writes.len() < 1 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        first.block_on(store.writes.until_queued(1));
         first.shutdown_timeout(std::time::Duration::from_secs(5));
 
         let second = tokio::runtime::Runtime::new().unwrap();

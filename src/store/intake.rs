@@ -138,9 +138,7 @@ mod tests {
                 (session, result)
             });
         }
-        while store.writes.len() < 120 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        store.writes.until_queued(120).await;
         drop(held);
         let mut stored = std::collections::HashMap::new();
         let (mut duplicates, mut refused) = (0, 0);
