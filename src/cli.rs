@@ -40,7 +40,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: webhooks, admin API and the worker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run bridge and sandbox in-process, send every fixture session, print the outcomes.
     Demo(crate::demo::DemoArgs),
     /// Run the Entra ID + Dataverse sandbox alone.
@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// allows 52 per user; stay well under).
     #[arg(long, env = "HANDOFF_DATAVERSE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=52))]
     pub dataverse_concurrency: u16,
+    /// OpenCX API requests a minute per API key (fetching thin events' sessions, the
+    /// write-back), in bursts of at most 10. OpenCX documents 100 a minute; raise it only if
+    /// your OpenCX plan allows more.
+    #[arg(long, env = "HANDOFF_OPENCX_REQUESTS_PER_MINUTE", default_value_t = crate::opencx::PACE_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub opencx_requests_per_minute: u32,
     /// On SIGTERM/Ctrl-C, seconds that handoffs in flight may take before they are given back
     /// to the queue.
     #[arg(long, env = "HANDOFF_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
@@ -280,6 +285,7 @@ pub fn serve_config(
                 usize::from,
             ),
             dataverse_concurrency: args.dataverse_concurrency as usize,
+            opencx_requests_per_minute: args.opencx_requests_per_minute,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             limits: HttpLimits {
                 max_connections: args.http_max_connections as usize,

@@ -178,6 +178,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
             concurrency: 4,
             org_concurrency: Settings::default_org_concurrency(4),
             dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,
+            opencx_requests_per_minute: crate::opencx::PACE_PER_MINUTE,
             shutdown_grace: Duration::from_secs(5),
             limits: crate::http::server::HttpLimits::default(),
             retention: crate::store::DEFAULT_RETENTION,

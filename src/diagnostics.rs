@@ -10,8 +10,9 @@ use crate::clock::rfc3339;
 use crate::connection::orgs::ConnectionStatus;
 use crate::connection::{Check, CheckStatus};
 use crate::domain::catalog::{self, Diagnosis, Failure};
-use crate::domain::{ContactMatch, HandoffState};
-use crate::store::{HandoffRow, OrgRow, Store, StoreError};
+use crate::domain::{outbox_failure, ContactMatch, HandoffState};
+use crate::domain::{QueuedHandoff, QUEUED_PAYLOAD_VERSION};
+use crate::store::{FailedCallback, HandoffRow, OrgRow, Store, StoreError};
 
 /// Filters of the recent-handoffs list.
 #[derive(Debug, Clone, Default)]
@@ -204,13 +205,18 @@ pub fn explain(h: &HandoffRow) -> Explanation {
 
 /// What else an admin may want to know about a handoff, beside its state: the contact
 /// match that linked no contact, and a callback that was given up. Each is a catalog entry
-/// (`[{code, message, hint, detail?}]`); `failed_callback` is that callback's last error.
-pub fn notes(h: &HandoffRow, failed_callback: Option<&str>) -> Vec<Diagnosis> {
+/// (`[{code, message, hint, detail?}]`); `failed_callback` is that outbox row (a callback,
+/// or the write-back to the OpenCX session).
+pub fn notes(h: &HandoffRow, failed_callback: Option<&FailedCallback>) -> Vec<Diagnosis> {
     let contact = h
         .contact_match
         .and_then(contact_note)
-        .map(|f| f.diagnose(None));
-    let callback = failed_callback.map(|e| catalog::CALLBACK_FAILED.diagnose(e.to_owned()));
+        .map(|f| f.diagnose(email_rule(h)));
+    let callback = failed_callback.map(|f| {
+        outbox_failure(&f.event_type)
+            .diagnose(f.error.clone())
+            .for_org(&h.org_id)
+    });
     contact.into_iter().chain(callback).collect()
 }
 
@@ -316,7 +322,7 @@ async fn org_status(
                     dynamics365_chat_id: h.dynamics365_chat_id.clone(),
                     attempts: h.attempts,
                     last_error: h.last_error.clone(),
-                    notes: notes(h, listed.failed_callback.as_deref()),
+                    notes: notes(h, listed.failed_callback.as_ref()),
                     created_at: rfc3339(h.created_at),
                     delayed_at: h.delayed_at.map(rfc3339),
                     explanation: explain(h),
@@ -343,6 +349,18 @@ pub async fn status(store: &Store, filter: &Filter, now: i64) -> Result<StatusRe
 
 /// The catalog entry that explains a contact match the admin may want to act on
 /// (`ambiguous`, `not_found`, `unverified`); `None` for a match that needs no words.
+/// Which rule decided whether the visitor's email counts as verified, in words (the contact
+/// note's detail); `None` without an email or a readable payload.
+fn email_rule(h: &HandoffRow) -> Option<String> {
+    if h.payload_version != QUEUED_PAYLOAD_VERSION {
+        return None;
+    }
+    let queued: QueuedHandoff = serde_json::from_str(&h.payload).ok()?;
+    let customer = queued.customer;
+    customer.email.as_ref()?;
+    Some(customer.email_rule.describe(customer.email_verified))
+}
+
 fn contact_note(matched: ContactMatch) -> Option<Failure> {
     match matched {
         ContactMatch::Ambiguous => Some(catalog::CONTACT_AMBIGUOUS),

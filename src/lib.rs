@@ -74,6 +74,10 @@ impl App {
             metrics.clone(),
             clock.clone(),
         );
+        let opencx = Arc::new(opencx::OpenCx::paced(
+            outbound::http_client(config.request_timeout),
+            config.settings.opencx_requests_per_minute,
+        ));
         let vault = Vault::new(Keyring::new(
             config.encryption_key,
             config.previous_encryption_keys,
@@ -87,6 +91,7 @@ impl App {
             },
             vault: vault.clone(),
             dataverse: dataverse.clone(),
+            opencx: opencx.clone(),
             callbacks: webhook::address::callback_client(
                 config.request_timeout,
                 webhook::address::AddressPolicy {
@@ -103,6 +108,7 @@ impl App {
             store,
             vault,
             dataverse,
+            opencx,
             metrics,
             allow_insecure: settings.allow_insecure_dynamics,
             limits: settings.limits,

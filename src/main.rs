@@ -26,7 +26,7 @@ async fn main() -> std::process::ExitCode {
         LogFormat::Text => builder.init(),
     }
     let result = match cli.command {
-        Command::Serve(args) => cli::serve(args).await,
+        Command::Serve(args) => cli::serve(*args).await,
         Command::Demo(args) => handoff_bridge::demo::run(args).await,
         Command::Sandbox(args) => cli::sandbox(args).await,
         Command::Send(args) => cli::send(args).await,

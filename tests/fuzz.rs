@@ -7,7 +7,7 @@
 //! PROPTEST_CASES=200000 cargo test --release --test fuzz
 //! ```
 
-use handoff_bridge::domain::OrgId;
+use handoff_bridge::domain::{OrgId, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
 use handoff_bridge::dynamics::odata;
 use handoff_bridge::sandbox::odata::{parse_filter, Expr, Operand};
 use handoff_bridge::webhook::envelope::parse_json;
@@ -119,9 +119,11 @@ proptest! {
                     let channel = request.channel.as_str();
                     prop_assert!(!channel.is_empty() && channel.len() <= 50);
                     prop_assert!(!channel.chars().any(char::is_control));
-                    prop_assert!(!request.summary.trim().is_empty());
-                    if let Some(email) = &request.customer.verified_email {
-                        prop_assert!(email.as_str().contains('@'));
+                    prop_assert_eq!(request.payload_version, QUEUED_PAYLOAD_VERSION);
+                    let queued: QueuedHandoff = serde_json::from_str(&request.payload).unwrap();
+                    prop_assert!(!queued.summary.trim().is_empty());
+                    if let Some(email) = queued.customer.email.as_deref().filter(|_| queued.customer.email_verified) {
+                        prop_assert!(email.contains('@'));
                     }
                 }
             },

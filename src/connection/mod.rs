@@ -6,6 +6,7 @@
 //! host outside the Dynamics allow-list.
 
 pub mod crypto;
+pub mod opencx;
 pub mod orgs;
 pub mod rekey;
 pub mod vault;

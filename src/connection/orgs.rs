@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::opencx::OpenCxInput;
 use super::vault::{SealTarget, Vault};
 use super::{check_valid, failed_input, run_checks, Check, ConnectionInput, ValidConnection};
 use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::{EnvironmentUrl, OrgId, WorkstreamId};
 use crate::dynamics::{Credentials, Dataverse};
-use crate::store::{ConnectionRow, OrgRow, Store, StoreError};
+use crate::opencx::OpenCx;
+use crate::store::{ConnectionRow, OpenCxConnectionRow, OrgRow, Store, StoreError};
 use crate::webhook::address::{AddressPolicy, CallbackUrl};
 use crate::webhook::{FieldError, WebhookSecret};
 
@@ -136,6 +138,7 @@ pub struct OrgRules<'a> {
     pub store: &'a Store,
     pub vault: &'a Vault,
     pub dataverse: &'a Arc<Dataverse>,
+    pub opencx: &'a OpenCx,
     /// Development mode: loopback `http://` environments and callbacks are admitted.
     pub allow_insecure: bool,
 }
@@ -353,6 +356,61 @@ impl OrgRules<'_> {
         }
         Ok((status, checks))
     }
+}
+
+impl OrgRules<'_> {
+    /// Runs the OpenCX checks on `input` and saves the org's OpenCX connection only if both
+    /// pass; then the org's handoffs waiting for it are due now (the caller wakes the
+    /// worker). A broken `write_back_message` is refused before any request.
+    pub async fn save_opencx(
+        &self,
+        org: &OrgRow,
+        input: &OpenCxInput,
+        now: i64,
+    ) -> Result<SaveOutcome, OrgError> {
+        let message = super::opencx::write_back_message(input.write_back_message.as_deref())
+            .map_err(|e| OrgError::Invalid(vec![e]))?;
+        let (checks, valid) =
+            super::opencx::run_checks(self.opencx, input, &org.org_id, self.allow_insecure).await;
+        let valid = match valid {
+            Some(valid) if super::all_passed(&checks) => valid,
+            _ => return Ok(SaveOutcome::Refused(checks)),
+        };
+        self.store
+            .save_opencx_connection(&OpenCxConnectionRow {
+                org_id: org.org_id.clone(),
+                base_url: valid.base_url.to_string(),
+                api_key_enc: self
+                    .vault
+                    .seal(SealTarget::OpenCxApiKey(&org.org_id), &valid.api_key),
+                contact_emails_verified: valid.contact_emails_verified,
+                write_back_message: message,
+                status: ConnectionStatus::Active.as_str().to_owned(),
+                checks: serde_json::to_string(&checks).expect("checks serialize"),
+                last_checked_at: now,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        self.store
+            .wake_queued(&org.org_id, None, "the OpenCX connection was saved", now)
+            .await?;
+        Ok(SaveOutcome::Saved(checks))
+    }
+}
+
+/// Reads a saved OpenCX connection back into its base URL and API key (opened).
+pub fn opencx_access(
+    vault: &Vault,
+    conn: &OpenCxConnectionRow,
+    allow_insecure: bool,
+) -> Result<(reqwest::Url, SecretString), Diagnosis> {
+    let key = vault.opencx_api_key(conn).map_err(|e| {
+        catalog::CONNECTION_SECRET_UNREADABLE.diagnose(format!("the OpenCX API key: {e}"))
+    })?;
+    let url = super::opencx::base_url(Some(&conn.base_url), allow_insecure)
+        .map_err(|why| catalog::OPENCX_BASE_URL_INVALID.diagnose(why))?;
+    Ok((url, key))
 }
 
 /// Reads a saved connection back into credentials, opening the client secret.

@@ -18,6 +18,7 @@ pub struct Rekeyed {
 fn target(value: &SealedValue) -> SealTarget<'_> {
     match value.column {
         "client_secret_enc" => SealTarget::ClientSecret(&value.org_id),
+        "api_key_enc" => SealTarget::OpenCxApiKey(&value.org_id),
         _ => SealTarget::WebhookSecret(&value.org_id),
     }
 }

@@ -5,7 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::crypto::{CryptoError, Keyring};
-use crate::store::{ConnectionRow, OrgRow};
+use crate::store::{ConnectionRow, OpenCxConnectionRow, OrgRow};
 use crate::webhook::WebhookSecret;
 
 /// Where a sealed secret is stored.
@@ -15,14 +15,18 @@ pub enum SealTarget<'a> {
     ClientSecret(&'a str),
     /// `orgs.webhook_secret_enc` (or `previous_webhook_secret_enc`) of an org.
     WebhookSecret(&'a str),
+    /// `opencx_connections.api_key_enc` of an org.
+    OpenCxApiKey(&'a str),
 }
 
 impl SealTarget<'_> {
-    /// The associated data: `client_secret:<org>` or `webhook_secret:<org>`.
+    /// The associated data: `client_secret:<org>`, `webhook_secret:<org>` or
+    /// `opencx_api_key:<org>`.
     fn aad(self) -> String {
         match self {
             Self::ClientSecret(org) => format!("client_secret:{org}"),
             Self::WebhookSecret(org) => format!("webhook_secret:{org}"),
+            Self::OpenCxApiKey(org) => format!("opencx_api_key:{org}"),
         }
     }
 }
@@ -103,6 +107,11 @@ impl Vault {
             SealTarget::ClientSecret(&conn.org_id),
             &conn.client_secret_enc,
         )
+    }
+
+    /// The OpenCX connection's API key.
+    pub fn opencx_api_key(&self, conn: &OpenCxConnectionRow) -> Result<SecretString, CryptoError> {
+        self.open(SealTarget::OpenCxApiKey(&conn.org_id), &conn.api_key_enc)
     }
 }
 

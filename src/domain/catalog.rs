@@ -20,6 +20,8 @@ pub enum Step {
     WorkItem,
     Callback,
     Handoff,
+    /// OpenCX's API: its test-and-save, fetching a thin event's session, the write-back.
+    Opencx,
 }
 
 /// One catalog entry.
@@ -157,6 +159,36 @@ catalog! {
     RETRIES_EXHAUSTED = ("retries_exhausted", Handoff,
         "The handoff kept failing with temporary errors for 24 hours and was given up.",
         "Read the earlier attempts in the record's events; fix the cause, then replay the handoff.");
+    OPENCX_API_KEY_MISSING = ("opencx_api_key_missing", Input,
+        "No OpenCX API key was given.",
+        "Paste an API key from the OpenCX dashboard (Settings > API keys) as api_key.");
+    OPENCX_BASE_URL_INVALID = ("opencx_base_url_invalid", Input,
+        "The OpenCX base URL is not an https:// URL without query or fragment; no request was sent to it.",
+        "Leave base_url out to use https://api.open.cx, or give the root URL of your OpenCX API region.");
+    OPENCX_KEY_REFUSED = ("opencx_key_refused", Opencx,
+        "OpenCX refused the API key (HTTP 401 or 403).",
+        "Create an API key in the OpenCX dashboard (Settings > API keys) and save it with PUT /v1/orgs/{org}/opencx; then replay the failed handoffs.");
+    OPENCX_UNREACHABLE = ("opencx_unreachable", Opencx,
+        "OpenCX's API could not be reached or answered with a server error.",
+        "Usually passes by itself; the bridge retries. If it persists, check the base_url of the org's OpenCX connection and outbound HTTPS access to it.");
+    OPENCX_RATE_LIMITED = ("opencx_rate_limited", Opencx,
+        "OpenCX's API rate limit was reached: OpenCX answered HTTP 429, or the bridge held the request back to stay under OpenCX's 100 requests a minute per API key.",
+        "Nothing to change for a burst: the bridge waits for Retry-After. If it is frequent, check what else uses the same API key.");
+    OPENCX_NOT_CONNECTED = ("opencx_not_connected", Handoff,
+        "The handoff event carries only the conversation id, and the org has no OpenCX connection to fetch the session with, so the handoff waits.",
+        "Connect OpenCX with PUT /v1/orgs/{org}/opencx (its API key); waiting handoffs are then fetched and delivered.");
+    OPENCX_SESSION_NOT_FOUND = ("opencx_session_not_found", Opencx,
+        "OpenCX has no session with the event's conversation_id (HTTP 404).",
+        "Check that the webhook was sent by the OpenCX organization whose API key is saved for this org; a session deleted in OpenCX cannot be handed off.");
+    OPENCX_SESSION_INCOMPLETE = ("opencx_session_incomplete", Opencx,
+        "The session OpenCX returned cannot be handed off as it is (the detail names the fields), e.g. it has no handoff summary.",
+        "Check the session in the OpenCX dashboard: it must have been handed off (with its summary) and have a channel. Replay the handoff once it has.");
+    OPENCX_UNEXPECTED_ANSWER = ("opencx_unexpected_answer", Opencx,
+        "OpenCX answered with something the bridge does not understand (the detail says what).",
+        "Report it with the handoff id; check that base_url points at OpenCX's API and not at another service.");
+    OPENCX_WRITE_BACK_FAILED = ("opencx_write_back_failed", Opencx,
+        "The message that puts dynamics365_chat_id on the OpenCX session could not be sent; the live work item exists.",
+        "Read the error in the record and check the org's OpenCX connection (PUT /v1/orgs/{org}/opencx); the representative already has the conversation, only the id on the OpenCX session is missing.");
     CALLBACK_FAILED = ("callback_failed", Callback,
         "The widget backend's callback endpoint did not accept the handoff event.",
         "Check the org's callback_url and that the endpoint verifies the Standard Webhooks signature with the org's webhook secret.");

@@ -98,6 +98,9 @@ pub enum EventKind {
     /// Another delivery for the same session (`{webhook_id}`).
     DuplicateDelivery,
     AttemptStarted,
+    /// A thin event's session and history were fetched from OpenCX and stored in place of
+    /// the event (`{channel, history_items, history_truncated, requests, duration_ms}`).
+    Enriched,
     ContactResolved,
     WorkItemCreated,
     AttemptFailed,
@@ -135,6 +138,7 @@ impl EventKind {
             Self::Received => "received",
             Self::DuplicateDelivery => "duplicate_delivery",
             Self::AttemptStarted => "attempt_started",
+            Self::Enriched => "enriched",
             Self::ContactResolved => "contact_resolved",
             Self::WorkItemCreated => "work_item_created",
             Self::AttemptFailed => "attempt_failed",
@@ -157,14 +161,50 @@ impl EventKind {
     }
 }
 
+/// Which rule decided whether the visitor's email counts as verified (the lookup key for
+/// a contact), so the record can say why an email was or was not used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailRule {
+    /// The pushed session's `contact.verified` (absent reads as not verified).
+    #[default]
+    WebhookFlag,
+    /// The session fetched from OpenCX carried a `verified` flag (on the session or its
+    /// contact).
+    OpencxFlag,
+    /// The fetched session carried no flag: the org's OpenCX setting
+    /// `contact_emails_verified` decided.
+    OrgSetting,
+}
+
+impl EmailRule {
+    /// The rule in words, for the record's contact note; `verified` is what it decided.
+    pub fn describe(self, verified: bool) -> String {
+        let decided = if verified { "verified" } else { "not verified" };
+        match self {
+            Self::WebhookFlag => format!(
+                "The email counts as {decided} by the webhook's data.session.contact.verified."
+            ),
+            Self::OpencxFlag => {
+                format!("The email counts as {decided} by the verified flag of the OpenCX session.")
+            }
+            Self::OrgSetting => format!(
+                "The OpenCX session carried no verified flag, so the org's OpenCX setting contact_emails_verified = {verified} decided: {decided}."
+            ),
+        }
+    }
+}
+
 /// The customer as the representative should see them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Customer {
     pub name: Option<String>,
     pub email: Option<EmailAddress>,
     pub phone: Option<String>,
-    /// The email, when (and only when) OpenCX marked it verified: the lookup key for a contact.
+    /// The email, when (and only when) it counts as verified: the lookup key for a contact.
     pub verified_email: Option<VerifiedEmail>,
+    /// The rule that decided whether the email counts as verified.
+    pub email_rule: EmailRule,
 }
 
 /// A validated handoff: everything the worker needs, every rule already checked.
@@ -176,7 +216,33 @@ pub struct HandoffRequest {
     pub customer: Customer,
     pub summary: String,
     pub language: Option<String>,
+    /// `handoff.sentiment` (`angry`, `neutral`, `happy`), when given.
+    pub sentiment: Option<String>,
+    /// Why the AI handed off (the event's `reason`), when given.
+    pub reason: Option<String>,
 }
+
+/// The payload version of [`ThinHandoff`] (`handoffs.payload_version`): a thin event
+/// waiting for its session to be fetched from OpenCX. The attempt that fetches it replaces
+/// the payload with a [`QueuedHandoff`] (version [`QUEUED_PAYLOAD_VERSION`]).
+pub const THIN_PAYLOAD_VERSION: i64 = 3;
+
+/// What a thin `conversation.handoff_to_human` event is stored with until its session is
+/// fetched: the event's `data` (OpenCX's webhook reference, `../shared/OPENCX.md` §3.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThinHandoff {
+    /// `data.conversation_id`: the OpenCX session id.
+    pub session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// The channel column of a thin handoff until its session is fetched.
+pub const CHANNEL_NOT_FETCHED: &str = "unknown";
 
 /// The payload version of [`QueuedHandoff`] (`handoffs.payload_version`). Version 1 rows
 /// hold the OpenCX session as received; they are still read.
@@ -193,8 +259,15 @@ pub struct QueuedHandoff {
     pub summary: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<QueuedMessage>,
+    /// Whether `history` was cut at the fetch's bounds (OpenCX sessions only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history_truncated: bool,
 }
 
 /// The customer in a [`QueuedHandoff`].
@@ -204,9 +277,13 @@ pub struct QueuedCustomer {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// Whether OpenCX marked the email verified (only then is it a contact lookup key).
+    /// Whether the email counts as verified (only then is it a contact lookup key).
     #[serde(default)]
     pub email_verified: bool,
+    /// The rule that decided `email_verified` (absent in rows stored before it existed:
+    /// the webhook's flag).
+    #[serde(default)]
+    pub email_rule: EmailRule,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
 }
@@ -233,11 +310,15 @@ impl QueuedHandoff {
                 name: customer.name.clone(),
                 email: customer.email.as_ref().map(|e| e.as_str().to_owned()),
                 email_verified: customer.verified_email.is_some(),
+                email_rule: customer.email_rule,
                 phone: customer.phone.clone(),
             },
             summary: request.summary.clone(),
             language: request.language.clone(),
+            sentiment: request.sentiment.clone(),
+            reason: request.reason.clone(),
             history,
+            history_truncated: false,
         }
     }
 
@@ -264,9 +345,12 @@ impl QueuedHandoff {
                     .and_then(|e| VerifiedEmail::from_contact(e, self.customer.email_verified)),
                 email,
                 phone: self.customer.phone,
+                email_rule: self.customer.email_rule,
             },
             summary: self.summary,
             language: self.language,
+            sentiment: self.sentiment,
+            reason: self.reason,
         })
     }
 }

@@ -8,10 +8,12 @@ pub mod handoff;
 pub mod outcome;
 
 pub use handoff::{
-    ContactMatch, Customer, EventKind, HandoffRequest, HandoffState, QueuedHandoff,
-    QUEUED_PAYLOAD_VERSION,
+    ContactMatch, Customer, EmailRule, EventKind, HandoffRequest, HandoffState, QueuedHandoff,
+    ThinHandoff, CHANNEL_NOT_FETCHED, QUEUED_PAYLOAD_VERSION, THIN_PAYLOAD_VERSION,
 };
-pub use outcome::{Ended, NewCallback, NewEvent, Outcome};
+pub use outcome::{
+    outbox_failure, Ended, Enrichment, NewCallback, NewEvent, Outcome, WRITE_BACK_EVENT,
+};
 
 use std::fmt;
 

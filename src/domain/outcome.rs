@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::handoff::{ContactMatch, EventKind, HandoffState};
-use crate::domain::catalog::Diagnosis;
+use crate::domain::catalog::{self, Diagnosis, Failure};
 
 /// An event to append to a handoff's timeline; `at` in Unix ms.
 #[derive(Debug, Clone)]
@@ -23,6 +23,29 @@ pub struct NewCallback {
     pub webhook_id: String,
     pub event_type: &'static str,
     pub payload: String,
+}
+
+/// The outbox event type (`callbacks.event_type`) of the write-back that puts
+/// `dynamics365_chat_id` on the OpenCX session (`POST /chat/sessions/{id}/send`).
+pub const WRITE_BACK_EVENT: &str = "opencx.write_back";
+
+/// The catalog entry of an outbox row of `event_type` that was given up: the write-back's
+/// or the widget backend callback's.
+pub fn outbox_failure(event_type: &str) -> Failure {
+    if event_type == WRITE_BACK_EVENT {
+        catalog::OPENCX_WRITE_BACK_FAILED
+    } else {
+        catalog::CALLBACK_FAILED
+    }
+}
+
+/// A thin event's session, fetched from OpenCX: the payload (a `QueuedHandoff`, version 2)
+/// and channel that replace the event's on the row, so no later attempt or replay needs
+/// OpenCX again.
+#[derive(Debug, Clone)]
+pub struct Enrichment {
+    pub payload: String,
+    pub channel: String,
 }
 
 /// How an attempt ended.
@@ -81,6 +104,11 @@ pub struct Outcome {
     pub contact_id: Option<Uuid>,
     pub events: Vec<NewEvent>,
     pub callback: Option<NewCallback>,
+    /// The write-back to the OpenCX session (`opencx.write_back` in the outbox), when the
+    /// work item exists and the org's OpenCX connection has a write-back message.
+    pub write_back: Option<NewCallback>,
+    /// Set when this attempt fetched a thin event's session.
+    pub enriched: Option<Enrichment>,
     /// Set when this attempt told the widget backend the handoff is delayed (Unix ms).
     pub delayed_at: Option<i64>,
     /// Set when the attempt met its org's environment (or token requests) paused after a

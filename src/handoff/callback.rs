@@ -10,11 +10,13 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::enrich::{self, WRITE_BACK_EVENT};
 use super::work_item::KEY_NAMESPACE;
 use super::worker::Worker;
 use crate::clock::rfc3339;
-use crate::domain::catalog::{self, Diagnosis};
-use crate::domain::ContactMatch;
+use crate::connection::orgs::opencx_access;
+use crate::domain::catalog::Diagnosis;
+use crate::domain::{outbox_failure, ContactMatch};
 use crate::domain::{EventKind, WorkstreamId};
 use crate::domain::{NewCallback, NewEvent};
 use crate::dynamics::RetryClass;
@@ -172,7 +174,7 @@ pub async fn deliver(
     if let Some(error) = &error {
         detail["error"] = json!(error);
         if state == CallbackState::Failed {
-            detail["code"] = json!(catalog::CALLBACK_FAILED.code);
+            detail["code"] = json!(outbox_failure(&callback.event_type).code);
         }
     }
     let event = NewEvent {
@@ -187,9 +189,47 @@ pub async fn deliver(
     Ok(())
 }
 
+/// Puts `dynamics365_chat_id` on the OpenCX session with the org's OpenCX connection
+/// (`enrich::write_back`: at most once per session). `Ok(201)` when sent now, `Ok(200)`
+/// when the session already had it. A refused key, an unknown session and a missing
+/// connection are permanent; no answer, 408, 429 and 5xx are transient.
+async fn write_back(worker: &Worker, callback: &CallbackRow) -> Result<u16, (String, RetryClass)> {
+    let conn = worker
+        .store
+        .opencx_connection(&callback.org_id)
+        .await
+        .map_err(|e| (e.to_string(), RetryClass::Transient { retry_after: None }))?
+        .ok_or_else(|| {
+            (
+                "the org no longer has an OpenCX connection".to_owned(),
+                RetryClass::Permanent,
+            )
+        })?;
+    let (base, key) = opencx_access(&worker.vault, &conn, worker.settings.allow_insecure)
+        .map_err(|d| (d.detail.unwrap_or(d.message), RetryClass::Permanent))?;
+    let client = worker.opencx.client(base, &key);
+    match enrich::write_back(&client, &callback.payload, callback.attempts <= 1).await {
+        Ok(true) => Ok(201),
+        Ok(false) => Ok(200),
+        Err(err) => {
+            let class = if err.is_transient() {
+                RetryClass::Transient {
+                    retry_after: err.retry_after(),
+                }
+            } else {
+                RetryClass::Permanent
+            };
+            Err((err.to_string(), class))
+        }
+    }
+}
+
 /// Sends the signed POST; `Ok(status)` on 2xx. Every failure is transient (the endpoint may
-/// be mid-deploy), bounded by the retry window.
+/// be mid-deploy), bounded by the retry window. A write-back goes to OpenCX instead.
 async fn send(worker: &Worker, callback: &CallbackRow) -> Result<u16, (String, RetryClass)> {
+    if callback.event_type == WRITE_BACK_EVENT {
+        return write_back(worker, callback).await;
+    }
     let transient = |detail: String| (detail, RetryClass::Transient { retry_after: None });
     let org = worker
         .store

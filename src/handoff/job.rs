@@ -74,6 +74,8 @@ pub struct JobContext<'a, C> {
     pub store: &'a Store,
     pub vault: &'a Vault,
     pub dataverse: &'a C,
+    /// OpenCX's API, for thin events (fetching the session).
+    pub opencx: &'a crate::opencx::OpenCx,
     pub retry: RetryPolicy,
     /// Development mode: loopback `http://` environments are admitted.
     pub allow_insecure: bool,

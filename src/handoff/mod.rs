@@ -6,6 +6,7 @@
 //! module knows nothing about HTTP routes.
 
 pub mod callback;
+pub mod enrich;
 pub mod job;
 pub mod retry;
 pub mod work_item;
@@ -19,12 +20,14 @@ use uuid::Uuid;
 use crate::clock::{millis, Clock};
 use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::{ContactMatch, EventKind};
-use crate::domain::{Ended, NewCallback, NewEvent, Outcome};
-use crate::domain::{HandoffRequest, QueuedHandoff, QUEUED_PAYLOAD_VERSION};
+use crate::domain::{Ended, Enrichment, NewCallback, NewEvent, Outcome};
+use crate::domain::{HandoffRequest, QueuedHandoff, ThinHandoff};
 use crate::domain::{OrgId, WorkstreamId};
+use crate::domain::{QUEUED_PAYLOAD_VERSION, THIN_PAYLOAD_VERSION};
 use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
-use crate::store::{Claim, HandoffRow, OrgRow};
+use crate::store::{Claim, HandoffRow, OpenCxConnectionRow, OrgRow};
+use enrich::Stop;
 use job::{Connect, HandoffDataverse, JobContext};
 use retry::RetryPolicy;
 
@@ -41,6 +44,10 @@ struct Progress<'a> {
     delayed_at: Option<i64>,
     /// Set when the attempt met a pause after a 429 (until then).
     paused_until: Option<i64>,
+    /// Set when the attempt fetched a thin event's session.
+    enriched: Option<Enrichment>,
+    /// Set when the work item exists and the session is to be told.
+    write_back: Option<NewCallback>,
     /// When the attempt started.
     started: Instant,
     clock: &'a Clock,
@@ -54,6 +61,8 @@ impl<'a> Progress<'a> {
             contact_id: None,
             delayed_at: None,
             paused_until: None,
+            enriched: None,
+            write_back: None,
             started: Instant::now(),
             clock,
         }
@@ -67,6 +76,8 @@ impl<'a> Progress<'a> {
             contact_id: self.contact_id,
             events: self.events,
             callback,
+            write_back: self.write_back,
+            enriched: self.enriched,
             delayed_at: self.delayed_at,
             paused_until: self.paused_until,
         }
@@ -91,21 +102,6 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         json!({ "attempt": handoff.attempts }),
     );
 
-    let decoded = match handoff.redacted_at {
-        Some(_) => Err("the session was removed when its retention period ended".to_owned()),
-        None => decode(handoff.payload_version, &handoff.org_id, &handoff.payload),
-    };
-    let request = match decoded {
-        Ok(r) => r,
-        Err(detail) => {
-            return fail(
-                claim,
-                None,
-                progress,
-                catalog::PAYLOAD_UNREADABLE.diagnose(detail),
-            )
-        }
-    };
     let org = match ctx.store.org(&handoff.org_id).await {
         Ok(Some(org)) => org,
         Ok(None) => {
@@ -117,6 +113,32 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
             )
         }
         Err(e) => return retry_later(ctx, claim, None, progress, store_trouble(&e), None),
+    };
+    let opencx = match ctx.store.opencx_connection(&handoff.org_id).await {
+        Ok(conn) => conn,
+        Err(e) => return retry_later(ctx, claim, Some(&org), progress, store_trouble(&e), None),
+    };
+
+    let decoded = match handoff.redacted_at {
+        Some(_) => Err("the session was removed when its retention period ended".to_owned()),
+        None => decode(handoff.payload_version, &handoff.org_id, &handoff.payload),
+    };
+    let request = match decoded {
+        Ok(Stored::Ready(request)) => request,
+        Ok(Stored::Thin(thin)) => {
+            match fetch_session(ctx, &org, opencx.as_ref(), &thin, &mut progress).await {
+                Ok(request) => request,
+                Err(stop) => return stopped(ctx, claim, &org, progress, stop),
+            }
+        }
+        Err(detail) => {
+            return fail(
+                claim,
+                None,
+                progress,
+                catalog::PAYLOAD_UNREADABLE.diagnose(detail),
+            )
+        }
     };
 
     let Some(source) = work_item::stream_source(&request.channel) else {
@@ -197,7 +219,8 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
                     "duration_ms": started.elapsed().as_millis() as u64,
                 }),
             );
-            succeeded(claim, &org, progress, activityid, workstream)
+            let write_back = opencx.and_then(|c| c.write_back_message);
+            succeeded(claim, &org, progress, activityid, workstream, write_back)
         }
         Err(err) => {
             let explained = err.explain_work_item();
@@ -206,19 +229,110 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
     }
 }
 
-/// Rebuilds the validated request from a stored payload, the bridge's own [`QueuedHandoff`].
-/// Older shapes were upgraded at startup (`webhook::upgrade`); one still here did not
-/// validate then.
-fn decode(version: i64, org_id: &str, payload: &str) -> Result<HandoffRequest, String> {
+/// A stored payload, read back.
+enum Stored {
+    /// The bridge's own [`QueuedHandoff`], as a validated request.
+    Ready(HandoffRequest),
+    /// A thin event whose session is still to be fetched from OpenCX.
+    Thin(ThinHandoff),
+}
+
+/// Reads a stored payload: the bridge's own [`QueuedHandoff`] or a [`ThinHandoff`]. Older
+/// shapes were upgraded at startup (`webhook::upgrade`); one still here did not validate
+/// then.
+fn decode(version: i64, org_id: &str, payload: &str) -> Result<Stored, String> {
     let org = OrgId::parse(org_id)?;
     match version {
         QUEUED_PAYLOAD_VERSION => serde_json::from_str::<QueuedHandoff>(payload)
             .map_err(|e| e.to_string())?
-            .into_request(&org),
+            .into_request(&org)
+            .map(Stored::Ready),
+        THIN_PAYLOAD_VERSION => serde_json::from_str::<ThinHandoff>(payload)
+            .map(Stored::Thin)
+            .map_err(|e| e.to_string()),
         1 => Err("the session was stored by an older version and did not pass validation when this version started (its log names the field)".to_owned()),
         other => Err(format!(
             "payload version {other} is not known to this build"
         )),
+    }
+}
+
+/// Fetches a thin event's session with the org's OpenCX connection (`conn`; without one
+/// the handoff waits for it, parked) and keeps what was fetched on `progress`, so the
+/// outcome stores it in place of the event.
+async fn fetch_session<C>(
+    ctx: &JobContext<'_, C>,
+    org: &OrgRow,
+    conn: Option<&OpenCxConnectionRow>,
+    thin: &ThinHandoff,
+    progress: &mut Progress<'_>,
+) -> Result<HandoffRequest, Stop> {
+    let Some(conn) = conn else {
+        let reason = catalog::OPENCX_NOT_CONNECTED
+            .diagnose(None)
+            .for_org(&org.org_id);
+        return Err(Stop::Wait(reason, None));
+    };
+    let (base, key) = crate::connection::orgs::opencx_access(ctx.vault, conn, ctx.allow_insecure)
+        .map_err(Stop::Fail)?;
+    let org_id = OrgId::parse(&org.org_id)
+        .map_err(|why| Stop::Fail(catalog::PAYLOAD_UNREADABLE.diagnose(why)))?;
+    let client = ctx.opencx.client(base, &key);
+    let started = Instant::now();
+    match enrich::fetch(&client, &org_id, thin, conn).await {
+        Ok(fetched) => {
+            progress.event(
+                EventKind::Enriched,
+                json!({
+                    "channel": fetched.channel,
+                    "history_items": fetched.history_items,
+                    "history_truncated": fetched.history_truncated,
+                    "email_rule": fetched.request.customer.email_rule,
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                }),
+            );
+            progress.enriched = Some(Enrichment {
+                payload: fetched.payload,
+                channel: fetched.channel,
+            });
+            Ok(fetched.request)
+        }
+        Err(stop) => {
+            if let Stop::Retry(diag, _) | Stop::Fail(diag) = &stop {
+                progress.event(
+                    EventKind::AttemptFailed,
+                    json!({
+                        "step": "opencx_session",
+                        "outcome": if matches!(stop, Stop::Retry(..)) { "transient" } else { "permanent" },
+                        "code": diag.code,
+                        "transient": matches!(stop, Stop::Retry(..)),
+                        "duration_ms": started.elapsed().as_millis() as u64,
+                    }),
+                );
+            }
+            Err(stop)
+        }
+    }
+}
+
+/// The outcome of a fetch that got no session (hints name the org's routes).
+fn stopped<C>(
+    ctx: &JobContext<'_, C>,
+    claim: &Claim,
+    org: &OrgRow,
+    progress: Progress<'_>,
+    stop: Stop,
+) -> Outcome {
+    match stop.for_org(&org.org_id) {
+        Stop::Wait(reason, None) => wait(ctx, claim, org, progress, reason, PARKED),
+        Stop::Wait(reason, Some(pause)) => {
+            let until = ctx.clock.now_ms().saturating_add(millis(pause));
+            wait(ctx, claim, org, progress, reason, until)
+        }
+        Stop::Retry(diag, retry_after) => {
+            retry_later(ctx, claim, Some(org), progress, diag, retry_after)
+        }
+        Stop::Fail(diag) => fail(claim, Some(org), progress, diag),
     }
 }
 
@@ -290,6 +404,7 @@ async fn resolve_contact(
         json!({
             "contact_match": matched.as_str(),
             "contact_id": id,
+            "email_rule": customer.email_rule,
             "duration_ms": started.elapsed().as_millis() as u64,
         }),
     );
@@ -524,14 +639,22 @@ fn fail(
     progress.end(Ended::Failed(diag), callback)
 }
 
-/// The live work item exists: `succeeded`, with the `handoff.succeeded` callback.
+/// The live work item exists: `succeeded`, with the `handoff.succeeded` callback and, with
+/// a `write_back` message, the write-back to the OpenCX session.
 fn succeeded(
     claim: &Claim,
     org: &OrgRow,
     mut progress: Progress<'_>,
     chat_id: Uuid,
     workstream: WorkstreamId,
+    write_back: Option<String>,
 ) -> Outcome {
+    let session_id = &claim.handoff.session_id;
+    progress.write_back = write_back.map(|message| NewCallback {
+        webhook_id: callback::webhook_id(&org.org_id, session_id, enrich::WRITE_BACK_EVENT),
+        event_type: enrich::WRITE_BACK_EVENT,
+        payload: enrich::write_back_payload(session_id, &message, &chat_id.to_string()),
+    });
     progress.event(
         EventKind::Succeeded,
         json!({ "dynamics365_chat_id": chat_id }),

@@ -97,6 +97,7 @@ fn status(status: u16, retry_after: Option<u64>) -> DataverseError {
 struct Setup {
     store: Store,
     vault: Vault,
+    opencx: crate::opencx::OpenCx,
     claim: Claim,
     _dir: tempfile::TempDir,
 }
@@ -173,6 +174,7 @@ async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i
     Setup {
         store,
         vault,
+        opencx: crate::opencx::OpenCx::new(reqwest::Client::new()),
         claim,
         _dir: dir,
     }
@@ -185,6 +187,7 @@ fn job<'a>(setup: &'a Setup, connect: &'a FakeConnect<'a>) -> JobContext<'a, Fak
         store: &setup.store,
         vault: &setup.vault,
         dataverse: connect,
+        opencx: &setup.opencx,
         retry: RetryPolicy {
             base: Duration::ZERO,
             quick_base: Duration::ZERO,

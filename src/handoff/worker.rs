@@ -36,6 +36,8 @@ pub struct Worker {
     pub vault: Vault,
     /// Entra ID tokens and Dataverse traffic (the token cache, the per-environment gates).
     pub dataverse: Arc<Dataverse>,
+    /// OpenCX's API: thin events' sessions and the write-back, paced per API key.
+    pub opencx: Arc<crate::opencx::OpenCx>,
     /// Outbound HTTP for callbacks: its own pool, timeouts set, no redirects, and the
     /// address policy applied when it connects (`handoff::address`).
     pub callbacks: reqwest::Client,
@@ -102,6 +104,7 @@ impl Worker {
             store: &self.store,
             vault: &self.vault,
             dataverse: &self.dataverse,
+            opencx: &self.opencx,
             retry: self.settings.retry,
             allow_insecure: self.settings.allow_insecure,
             clock: &self.clock,

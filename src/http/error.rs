@@ -37,6 +37,8 @@ pub enum ApiError {
     UnknownSession { org: String, session: String },
     #[error("org '{0}' has no Dynamics connection")]
     NotConnected(String),
+    #[error("org '{0}' has no OpenCX connection")]
+    OpenCxNotConnected(String),
     #[error(
         "session '{session}' has nothing to retry: the handoff is {state} and no callback failed"
     )]
@@ -73,6 +75,7 @@ impl ApiError {
             Self::UnknownOrg(_) => (StatusCode::NOT_FOUND, "unknown_org"),
             Self::UnknownSession { .. } => (StatusCode::NOT_FOUND, "unknown_session"),
             Self::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
+            Self::OpenCxNotConnected(_) => (StatusCode::NOT_FOUND, "opencx_not_connected"),
             Self::NothingToRetry { .. } => (StatusCode::CONFLICT, "nothing_to_retry"),
             Self::SessionRedacted { .. } => (StatusCode::CONFLICT, "session_redacted"),
             Self::StoreUnavailable(e) if !e.is_retryable() => {

@@ -50,6 +50,11 @@ fn route_table() -> RouteTable {
             admin::delete_connection
         ))
         .routes(routes!(admin::check_connection))
+        .routes(routes!(
+            admin::save_opencx,
+            admin::get_opencx,
+            admin::delete_opencx
+        ))
         .routes(routes!(admin::list_sessions))
         .routes(routes!(admin::get_session))
         .routes(routes!(admin::retry_session))

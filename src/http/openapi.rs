@@ -85,7 +85,7 @@ impl Modify for Security {
     tags(
         (name = "webhooks", description = "Signed deliveries from the widget backend (Standard Webhooks)"),
         (name = "orgs", description = "Tenants and their webhook secrets"),
-        (name = "connection", description = "The Dynamics 365 connection: test-and-save, re-check"),
+        (name = "connection", description = "The Dynamics 365 and OpenCX connections: test-and-save, re-check"),
         (name = "handoffs", description = "Handoff records, timelines and replay"),
         (name = "status", description = "Troubleshooting: /v1/status and the /status page"),
         (name = "operations", description = "Health, readiness, metrics, this document"),

@@ -13,6 +13,7 @@ use crate::connection::orgs::OrgRules;
 use crate::connection::vault::Vault;
 use crate::dynamics::Dataverse;
 use crate::metrics::Metrics;
+use crate::opencx::OpenCx;
 use crate::store::Store;
 
 /// The state of every route.
@@ -23,6 +24,9 @@ pub struct AppState {
     /// Test-and-save and re-checks talk to Dataverse through it (the same token cache and
     /// per-environment gates as the worker).
     pub dataverse: Arc<Dataverse>,
+    /// OpenCX's API (test-and-save of the OpenCX connection), paced per API key with the
+    /// worker's calls.
+    pub opencx: Arc<OpenCx>,
     /// What `GET /metrics` reports.
     pub metrics: Arc<Metrics>,
     /// Development mode: loopback `http://` environment, authority and callback URLs are
@@ -46,6 +50,7 @@ impl AppState {
             store: &self.store,
             vault: &self.vault,
             dataverse: &self.dataverse,
+            opencx: &self.opencx,
             allow_insecure: self.allow_insecure,
         }
     }

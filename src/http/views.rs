@@ -9,7 +9,7 @@ use crate::clock::rfc3339;
 use crate::diagnostics;
 use crate::domain::catalog::Diagnosis;
 use crate::domain::{ContactMatch, HandoffState};
-use crate::store::{CallbackRow, CallbackState, EventRow, HandoffRow, OrgRow};
+use crate::store::{CallbackRow, CallbackState, EventRow, FailedCallback, HandoffRow, OrgRow};
 
 /// An org, never its webhook secret (except `webhook_secret` on the answer that created it).
 #[derive(Debug, Serialize, ToSchema)]
@@ -74,8 +74,8 @@ pub struct HandoffSummary {
 }
 
 impl HandoffSummary {
-    /// `failed_callback` is the last error of a callback that was given up, if any.
-    pub fn new(h: &HandoffRow, failed_callback: Option<&str>) -> Self {
+    /// `failed_callback` is the outbox row that was given up last, if any.
+    pub fn new(h: &HandoffRow, failed_callback: Option<&FailedCallback>) -> Self {
         Self {
             handoff_id: h.handoff_id.clone(),
             org_id: h.org_id.clone(),
@@ -139,9 +139,14 @@ impl HandoffRecord {
             .iter()
             .rev()
             .find(|c| c.state == CallbackState::Failed)
-            .and_then(|c| c.last_error.as_deref());
+            .and_then(|c| {
+                Some(FailedCallback {
+                    event_type: c.event_type.clone(),
+                    error: c.last_error.clone()?,
+                })
+            });
         Self {
-            summary: HandoffSummary::new(h, failed_callback),
+            summary: HandoffSummary::new(h, failed_callback.as_ref()),
             events: events
                 .iter()
                 .map(|e| EventView {

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::extract::{is_json, parse_body, read_body, OrgIdPath};
 use super::views::HandoffSummary;
-use crate::domain::{HandoffState, QUEUED_PAYLOAD_VERSION};
+use crate::domain::HandoffState;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::store::{Intake, NewHandoff};
@@ -57,7 +57,7 @@ pub struct Duplicate {
         ("webhook-timestamp" = String, Header, description = "Unix seconds (1 to 12 digits, no sign or leading zero); within 5 minutes"),
         ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated; at most 8 entries in 1024 bytes"),
     ),
-    request_body(content = crate::webhook::Envelope, description = "`{event: conversation.handoff_to_human, organization_id, data: {session}}`; other events are acknowledged and dropped", content_type = "application/json"),
+    request_body(content = crate::webhook::Envelope, description = "`{event: conversation.handoff_to_human, organization_id, data: {conversation_id, timestamp, customer_id, reason}}` (OpenCX's thin event: the session is fetched with the org's OpenCX connection) or `data: {session}` (the whole session pushed); other events are acknowledged and dropped", content_type = "application/json"),
     responses(
         (status = 202, description = "Committed and queued", body = Accepted),
         (status = 200, description = "A redelivery or repeated session: the existing record with `duplicate: true`; or an event the bridge does not act on (`status: ignored`)", body = Duplicate),
@@ -113,20 +113,18 @@ pub async fn receive(
             .into_response());
     }
     let envelope: Envelope = parse_body(&body)?;
-    let request = envelope.validate(&org_id).map_err(ApiError::Validation)?;
-    let payload = serde_json::to_string(&envelope.data.session.queued(&request))
-        .expect("a queued handoff serializes");
+    let valid = envelope.validate(&org_id).map_err(ApiError::Validation)?;
 
     let intake = ctx
         .store
         .intake(
             NewHandoff {
                 org_id: org_id.as_str(),
-                session_id: request.session_id.as_str(),
+                session_id: valid.session_id.as_str(),
                 webhook_id,
-                channel: request.channel.as_str(),
-                payload_version: QUEUED_PAYLOAD_VERSION,
-                payload,
+                channel: &valid.channel,
+                payload_version: valid.payload_version,
+                payload: valid.payload,
             },
             now,
         )

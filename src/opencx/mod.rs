@@ -9,9 +9,19 @@
 //!   `custom_data` (the one documented way to put a value on the session).
 //!
 //! Every answer is read up to [`MAX_BODY`] bytes; `Retry-After` is read and clamped as for
-//! every upstream (`outbound::retry_after`). The handoff job does not use it yet (issue 11).
+//! every upstream (`outbound::retry_after`). Clients made by [`OpenCx::client`] share one
+//! pacer per API key ([`PACE_PER_MINUTE`] requests a minute in bursts of at most
+//! [`PACE_BURST`], so no 60-second window holds more than OpenCX's 100); a request the pacer
+//! holds back is not sent and fails with [`OpenCxError::Paced`] and the time to wait.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+
+use crate::domain::catalog::{self, Diagnosis};
 
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -27,9 +37,70 @@ pub const MAX_HISTORY_PAGES: usize = 50;
 /// History items kept at most for one session.
 pub const MAX_HISTORY_ITEMS: usize = 2_000;
 
+/// Requests a minute the bridge sends with one API key, at most: OpenCX allows 100 ("Rate
+/// limits: 100 requests per minute", docs.open.cx API reference); with [`PACE_BURST`] no
+/// 60-second window holds more than 100.
+pub const PACE_PER_MINUTE: u32 = 90;
+/// Requests one API key may send at once after a quiet spell.
+pub const PACE_BURST: u32 = 10;
+
+/// What the bridge's OpenCX calls share: the HTTP client (timeouts, no redirects) and the
+/// pacer of each API key. `Debug` shows neither keys nor their hashes.
+pub struct OpenCx {
+    http: reqwest::Client,
+    /// Keyed by the SHA-256 of the API key, so two orgs sharing a key share its budget.
+    pacer: DefaultKeyedRateLimiter<[u8; 32]>,
+}
+
+impl std::fmt::Debug for OpenCx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenCx").finish_non_exhaustive()
+    }
+}
+
+impl OpenCx {
+    /// Calls over `http` (see `outbound::http_client`), paced per API key at
+    /// [`PACE_PER_MINUTE`].
+    pub fn new(http: reqwest::Client) -> Self {
+        Self::paced(http, PACE_PER_MINUTE)
+    }
+
+    /// Calls over `http`, paced at `per_minute` requests a minute per API key (at least
+    /// 1), in bursts of at most [`PACE_BURST`].
+    pub fn paced(http: reqwest::Client, per_minute: u32) -> Self {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(PACE_BURST.min(per_minute.get())).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        Self {
+            http,
+            pacer: RateLimiter::keyed(quota),
+        }
+    }
+
+    /// A paced client for one org's `base` URL and API key.
+    pub fn client<'a>(&'a self, base: Url, api_key: &'a SecretString) -> OpenCxClient<'a> {
+        let key: [u8; 32] = Sha256::digest(api_key.expose_secret().as_bytes()).into();
+        OpenCxClient {
+            http: &self.http,
+            base,
+            api_key,
+            pacer: Some((&self.pacer, key)),
+        }
+    }
+
+    /// Forgets the pacers of keys that have been quiet for a while (call now and then:
+    /// one entry per API key otherwise stays for the process's life).
+    pub fn forget_quiet_keys(&self) {
+        self.pacer.retain_recent();
+    }
+}
+
 /// Why an OpenCX call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenCxError {
+    /// Not sent: the API key's pacer holds requests back for `wait`.
+    #[error("not sent: the bridge paces each API key under OpenCX's 100 requests a minute; the next request may go in {} ms", wait.as_millis())]
+    Paced { wait: Duration },
     /// No HTTP answer: connect failure, timeout, reset, or the body was cut off.
     #[error("OpenCX request failed: {detail}")]
     Transport {
@@ -54,16 +125,45 @@ impl OpenCxError {
     /// (401/403), an unknown session (404) and other 4xx answers fail the same way again.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Transport { .. } => true,
+            Self::Paced { .. } | Self::Transport { .. } => true,
             Self::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             Self::UnexpectedBody(_) => false,
         }
     }
 
-    /// The answer's `Retry-After`, if it had one.
+    /// The answer's `Retry-After`, if it had one, or the pacer's wait.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
+            Self::Paced { wait } => Some(*wait),
+            _ => None,
+        }
+    }
+
+    /// The catalog's words for this failure (`domain::catalog`), the upstream text as
+    /// detail (never the API key: OpenCX's `message` is at most 300 characters of its
+    /// answer). A 404 is [`OPENCX_SESSION_NOT_FOUND`](catalog::OPENCX_SESSION_NOT_FOUND):
+    /// callers that expect one (the connection check) read the status first.
+    pub fn diagnose(&self) -> Diagnosis {
+        let entry = match self {
+            Self::Paced { .. } => catalog::OPENCX_RATE_LIMITED,
+            Self::Transport { .. } => catalog::OPENCX_UNREACHABLE,
+            Self::Status { status, .. } => match status {
+                401 | 403 => catalog::OPENCX_KEY_REFUSED,
+                404 => catalog::OPENCX_SESSION_NOT_FOUND,
+                429 => catalog::OPENCX_RATE_LIMITED,
+                408 | 500.. => catalog::OPENCX_UNREACHABLE,
+                _ => catalog::OPENCX_UNEXPECTED_ANSWER,
+            },
+            Self::UnexpectedBody(_) => catalog::OPENCX_UNEXPECTED_ANSWER,
+        };
+        entry.diagnose(self.to_string())
+    }
+
+    /// The HTTP status of the answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -85,6 +185,9 @@ pub struct Session {
     /// says so.
     #[serde(default)]
     pub verified: Option<bool>,
+    /// The session's `custom_data` (what `send` merged into it, among others).
+    #[serde(default)]
+    pub custom_data: Option<Map<String, Value>>,
 }
 
 /// `channel {type}`: `web`, `web_voice`, `phone_voice`, `email`, `sms`, `whatsapp`, `api`, or
@@ -106,6 +209,9 @@ pub struct Contact {
     pub phone_number: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Whether the contact was verified, when OpenCX says so.
+    #[serde(default)]
+    pub verified: Option<bool>,
 }
 
 /// `handoff {summary, sentiment}`.
@@ -138,15 +244,18 @@ pub struct OpenCxClient<'a> {
     http: &'a reqwest::Client,
     base: Url,
     api_key: &'a SecretString,
+    pacer: Option<(&'a DefaultKeyedRateLimiter<[u8; 32]>, [u8; 32])>,
 }
 
 impl<'a> OpenCxClient<'a> {
-    /// A client for `base` (e.g. [`DEFAULT_BASE_URL`]; the caller checks its scheme).
+    /// An unpaced client for `base` (e.g. [`DEFAULT_BASE_URL`]; the caller checks its
+    /// scheme). The bridge's own calls use [`OpenCx::client`].
     pub fn new(http: &'a reqwest::Client, base: Url, api_key: &'a SecretString) -> Self {
         Self {
             http,
             base,
             api_key,
+            pacer: None,
         }
     }
 
@@ -167,6 +276,12 @@ impl<'a> OpenCxClient<'a> {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Value, OpenCxError> {
+        if let Some((pacer, key)) = &self.pacer {
+            if let Err(not_until) = pacer.check_key(key) {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                return Err(OpenCxError::Paced { wait });
+            }
+        }
         let mut request = self
             .http
             .request(method, url)
@@ -242,15 +357,17 @@ impl<'a> OpenCxClient<'a> {
         Ok(history)
     }
 
-    /// `POST /chat/sessions/{id}/send` with `message` and `custom_data` (flat: strings,
-    /// numbers, booleans). Returns the new message's id when OpenCX gives one.
+    /// `POST /chat/sessions/{id}/send` as `sender` (`agent` or `contact`) with `message`
+    /// (e.g. `{"type": "text", "text": …}`) and `custom_data` (flat: strings, numbers,
+    /// booleans). Returns the new message's id when OpenCX gives one.
     pub async fn send(
         &self,
         id: &str,
+        sender: &str,
         message: &Value,
         custom_data: &Map<String, Value>,
     ) -> Result<Option<String>, OpenCxError> {
-        let body = json!({ "message": message, "custom_data": custom_data });
+        let body = json!({ "sender": sender, "message": message, "custom_data": custom_data });
         let answer = self
             .call(Method::POST, self.session_url(id, &["send"]), Some(&body))
             .await?;

@@ -70,7 +70,7 @@ struct SandboxState {
     clock: Arc<crate::clock::Clock>,
     /// OpenCX sessions by id (seeded; `send` merges `custom_data` into them).
     opencx_sessions: HashMap<String, opencx::SeededSession>,
-    /// Every message OpenCX's `send` accepted: `{session_id, message_id, message, custom_data}`.
+    /// Every message OpenCX's `send` accepted: `{session_id, sender, message_id, message, custom_data}`.
     opencx_sent: Vec<Value>,
     /// Request times per OpenCX API key in the last minute (its rate limit).
     opencx_window: HashMap<String, std::collections::VecDeque<tokio::time::Instant>>,
@@ -168,7 +168,7 @@ impl Sandbox {
     }
 
     /// Every message OpenCX's `send` accepted, oldest first:
-    /// `{session_id, message_id, message, custom_data}`.
+    /// `{session_id, sender, message_id, message, custom_data}`.
     pub fn opencx_sent(&self) -> Vec<Value> {
         self.state.lock().expect("poisoned").opencx_sent.clone()
     }

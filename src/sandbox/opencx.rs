@@ -201,6 +201,7 @@ pub(super) async fn send(
         let message_id = Uuid::new_v4();
         s.opencx_sent.push(json!({
             "session_id": id,
+            "sender": body["sender"],
             "message_id": message_id,
             "message": body["message"],
             "custom_data": custom,

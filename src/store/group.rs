@@ -273,6 +273,8 @@ mod tests {
                 detail: serde_json::json!({}),
             }],
             callback: None,
+            write_back: None,
+            enriched: None,
             delayed_at: None,
             paused_until: None,
         }

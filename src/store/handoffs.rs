@@ -10,7 +10,7 @@ use super::queue::{Claims, Lease, Queue};
 use super::{col, Store, StoreError};
 use crate::domain::catalog::Diagnosis;
 use crate::domain::{ContactMatch, HandoffState};
-use crate::domain::{Ended, Outcome};
+use crate::domain::{Ended, Outcome, QUEUED_PAYLOAD_VERSION};
 
 /// One stored handoff.
 #[derive(Debug, Clone)]
@@ -242,7 +242,8 @@ pub(super) async fn write_handoff_outcome(
          dynamics365_chat_id = COALESCE($4, dynamics365_chat_id), workstream_id = COALESCE($5, workstream_id), \
          next_attempt_at = COALESCE($6, next_attempt_at), last_error = $7, \
          lease_id = NULL, lease_until = NULL, updated_at = $8, attempts = attempts - $11, \
-         delayed_at = COALESCE(delayed_at, $12) \
+         delayed_at = COALESCE(delayed_at, $12), payload = COALESCE($13, payload), \
+         payload_version = COALESCE($14, payload_version), channel = COALESCE($15, channel) \
          WHERE handoff_id = $9 AND lease_id = $10",
     )
     .bind(outcome.ended.state().as_str())
@@ -257,6 +258,9 @@ pub(super) async fn write_handoff_outcome(
     .bind(lease_id)
     .bind(uncount)
     .bind(outcome.delayed_at)
+    .bind(outcome.enriched.as_ref().map(|e| e.payload.as_str()))
+    .bind(outcome.enriched.as_ref().map(|_| QUEUED_PAYLOAD_VERSION))
+    .bind(outcome.enriched.as_ref().map(|e| e.channel.as_str()))
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -264,7 +268,7 @@ pub(super) async fn write_handoff_outcome(
         return Ok(false);
     }
     insert_events(conn, handoff_id, &outcome.events).await?;
-    if let Some(cb) = &outcome.callback {
+    for cb in outcome.callback.iter().chain(&outcome.write_back) {
         sqlx::query(
             "INSERT INTO callbacks (webhook_id, handoff_id, org_id, event_type, payload, state, attempts, \
              next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6) \

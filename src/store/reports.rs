@@ -14,11 +14,18 @@ pub struct QueueDepth {
     pub oldest_queued_at: Option<i64>,
 }
 
-/// A handoff in a list, with the error of a callback that was given up (`failed`), if any.
+/// A handoff in a list, with the callback that was given up (`failed`) last, if any.
 #[derive(Debug, Clone)]
 pub struct ListedHandoff {
     pub handoff: HandoffRow,
-    pub failed_callback: Option<String>,
+    pub failed_callback: Option<FailedCallback>,
+}
+
+/// An outbox row that was given up: its `event_type` and last error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCallback {
+    pub event_type: String,
+    pub error: String,
 }
 
 impl Store {
@@ -45,7 +52,10 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {HANDOFF_COLUMNS}, (SELECT c.last_error FROM callbacks c \
              WHERE c.handoff_id = handoffs.handoff_id AND c.state = 'failed' \
-             ORDER BY c.created_at DESC LIMIT 1) AS failed_callback \
+             ORDER BY c.created_at DESC LIMIT 1) AS failed_callback, \
+             (SELECT c.event_type FROM callbacks c \
+             WHERE c.handoff_id = handoffs.handoff_id AND c.state = 'failed' \
+             ORDER BY c.created_at DESC LIMIT 1) AS failed_event_type \
              FROM handoffs WHERE org_id = $1 AND ($2 = '' OR state = $2) \
              AND ($4 = '' OR session_id LIKE $4 ESCAPE '\\') \
              ORDER BY created_at DESC, handoff_id DESC LIMIT $3"
@@ -58,9 +68,13 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let error: Option<String> = col(row, "failed_callback")?;
+                let event_type: Option<String> = col(row, "failed_event_type")?;
                 Ok(ListedHandoff {
                     handoff: HandoffRow::from_row(row)?,
-                    failed_callback: col(row, "failed_callback")?,
+                    failed_callback: error
+                        .zip(event_type)
+                        .map(|(error, event_type)| FailedCallback { event_type, error }),
                 })
             })
             .collect()

@@ -12,15 +12,16 @@ pub struct SealedValue {
 }
 
 /// Every column that holds a sealed secret, with its table.
-const SEALED_COLUMNS: [(&str, &str); 3] = [
+const SEALED_COLUMNS: [(&str, &str); 4] = [
     ("orgs", "webhook_secret_enc"),
     ("orgs", "previous_webhook_secret_enc"),
     ("connections", "client_secret_enc"),
+    ("opencx_connections", "api_key_enc"),
 ];
 
 impl Store {
     /// Every sealed secret stored (webhook secrets, previous webhook secrets, client
-    /// secrets).
+    /// secrets, OpenCX API keys).
     pub async fn sealed_values(&self) -> Result<Vec<SealedValue>, StoreError> {
         let mut values = Vec::new();
         for (table, column) in SEALED_COLUMNS {

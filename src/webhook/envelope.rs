@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::handoff::QueuedMessage;
 use crate::domain::{
-    Channel, Customer, EmailAddress, HandoffRequest, OrgId, QueuedHandoff, SessionId, VerifiedEmail,
+    Channel, Customer, EmailAddress, EmailRule, HandoffRequest, OrgId, QueuedHandoff, SessionId,
+    ThinHandoff, VerifiedEmail, CHANNEL_NOT_FETCHED, QUEUED_PAYLOAD_VERSION, THIN_PAYLOAD_VERSION,
 };
 
 /// The one event the bridge acts on; others are acknowledged and ignored.
@@ -38,7 +39,11 @@ pub struct EnvelopeHead {
     pub event: String,
 }
 
-/// A `conversation.handoff_to_human` envelope, as sent.
+/// A `conversation.handoff_to_human` envelope, as sent, in either of its two shapes (README,
+/// "The webhook contract"): OpenCX's own thin event, `data: {conversation_id, timestamp,
+/// customer_id, reason}` (OpenCX's webhook reference, `../shared/OPENCX.md` §3.2), whose
+/// session the worker fetches from OpenCX's API; or `data: {session}`, the whole session
+/// pushed by a backend. With both, `data.session` is used.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Envelope {
     pub event: String,
@@ -46,9 +51,34 @@ pub struct Envelope {
     pub data: EnvelopeData,
 }
 
+/// `data` of either shape; unknown fields are ignored (OpenCX may add some).
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct EnvelopeData {
-    pub session: Session,
+    /// The whole session (pushed shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Session>,
+    /// The OpenCX session id (thin shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// Why the AI handed off, e.g. `ai_decided_to_handoff_the_conversation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When OpenCX handed off (as OpenCX sent it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// A validated envelope as the store keeps it: the session id, the channel (or
+/// [`CHANNEL_NOT_FETCHED`]) and the payload with its version ([`QUEUED_PAYLOAD_VERSION`]
+/// for a pushed session, [`THIN_PAYLOAD_VERSION`] for a thin event).
+#[derive(Debug, Clone)]
+pub struct ValidEnvelope {
+    pub session_id: SessionId,
+    pub channel: String,
+    pub payload_version: i64,
+    pub payload: String,
 }
 
 /// `data.session` as OpenCX sends it. Versions before payload version 2 stored it as the
@@ -191,8 +221,18 @@ impl HandoffRequest {
     /// Checks the content rules of the webhook contract (README) for a session of `org_id`. Every broken field is
     /// reported, each with its JSON Pointer in the envelope.
     pub fn from_session(org_id: &OrgId, session: &Session) -> Result<Self, Vec<FieldError>> {
+        Self::from_session_at(org_id, session, "/data/session/")
+    }
+
+    /// As [`from_session`](Self::from_session), with every pointer under `prefix` (e.g. `/`
+    /// for a session fetched from OpenCX's API).
+    pub fn from_session_at(
+        org_id: &OrgId,
+        session: &Session,
+        prefix: &str,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let at = |field: &str| format!("/data/session/{field}");
+        let at = |field: &str| format!("{prefix}{field}");
 
         let session_id = match session.id.as_deref().map(SessionId::parse) {
             Some(Ok(id)) => Some(id),
@@ -275,9 +315,15 @@ impl HandoffRequest {
                         .and_then(|e| VerifiedEmail::from_contact(e, contact.verified)),
                     email,
                     phone,
+                    email_rule: EmailRule::WebhookFlag,
                 },
                 summary,
                 language: non_empty(&session.language),
+                sentiment: session
+                    .handoff
+                    .as_ref()
+                    .and_then(|h| non_empty(&h.sentiment)),
+                reason: session.handoff.as_ref().and_then(|h| non_empty(&h.reason)),
             }),
             _ => Err(errors),
         }
@@ -286,8 +332,8 @@ impl HandoffRequest {
 
 impl Envelope {
     /// Validates a handoff envelope posted to `path_org`, including that
-    /// `organization_id` names the same org.
-    pub fn validate(&self, path_org: &OrgId) -> Result<HandoffRequest, Vec<FieldError>> {
+    /// `organization_id` names the same org; every broken field is reported.
+    pub fn validate(&self, path_org: &OrgId) -> Result<ValidEnvelope, Vec<FieldError>> {
         let mut errors = Vec::new();
         match self.organization_id.as_deref() {
             Some(org) if org == path_org.as_str() => {}
@@ -297,14 +343,60 @@ impl Envelope {
             )),
             None => errors.push(FieldError::new("/organization_id", "is required")),
         }
-        match HandoffRequest::from_session(path_org, &self.data.session) {
-            Ok(request) if errors.is_empty() => Ok(request),
-            Ok(_) => Err(errors),
-            Err(more) => {
-                errors.extend(more);
-                Err(errors)
-            }
+        let valid = match &self.data.session {
+            Some(session) => match HandoffRequest::from_session(path_org, session) {
+                Ok(request) => Some(ValidEnvelope {
+                    session_id: request.session_id.clone(),
+                    channel: request.channel.as_str().to_owned(),
+                    payload_version: QUEUED_PAYLOAD_VERSION,
+                    payload: serde_json::to_string(&session.queued(&request))
+                        .expect("a queued handoff serializes"),
+                }),
+                Err(more) => {
+                    errors.extend(more);
+                    None
+                }
+            },
+            None => self.data.thin(&mut errors),
+        };
+        match valid {
+            Some(valid) if errors.is_empty() => Ok(valid),
+            _ => Err(errors),
         }
+    }
+}
+
+impl EnvelopeData {
+    /// The thin shape's payload; a missing or broken `conversation_id` goes to `errors`.
+    fn thin(&self, errors: &mut Vec<FieldError>) -> Option<ValidEnvelope> {
+        let session_id = match self.conversation_id.as_deref().map(SessionId::parse) {
+            Some(Ok(id)) => id,
+            Some(Err(why)) => {
+                errors.push(FieldError::new("/data/conversation_id", why));
+                return None;
+            }
+            None => {
+                errors.push(FieldError::new(
+                    "/data/conversation_id",
+                    "is required: OpenCX's event carries the session id here (or push the whole session as /data/session)",
+                ));
+                return None;
+            }
+        };
+        // Kept as sent, bounded: they are shown to admins and passed to the representative.
+        let bounded = |v: &Option<String>| non_empty(v).map(|v| v.chars().take(200).collect());
+        let thin = ThinHandoff {
+            session_id: session_id.as_str().to_owned(),
+            customer_id: bounded(&self.customer_id),
+            reason: bounded(&self.reason),
+            timestamp: bounded(&self.timestamp),
+        };
+        Some(ValidEnvelope {
+            session_id,
+            channel: CHANNEL_NOT_FETCHED.to_owned(),
+            payload_version: THIN_PAYLOAD_VERSION,
+            payload: serde_json::to_string(&thin).expect("a thin handoff serializes"),
+        })
     }
 }
 
@@ -358,9 +450,41 @@ mod tests {
             .validate(&org)
             .unwrap()
         };
-        assert!(make(true).customer.verified_email.is_some());
-        let unverified = make(false);
-        assert!(unverified.customer.verified_email.is_none());
+        let queued =
+            |v: ValidEnvelope| -> QueuedHandoff { serde_json::from_str(&v.payload).unwrap() };
+        assert!(queued(make(true)).customer.email_verified);
+        let unverified = queued(make(false));
+        assert!(!unverified.customer.email_verified);
         assert!(unverified.customer.email.is_some());
+    }
+
+    #[test]
+    fn a_thin_event_is_kept_as_sent_and_needs_its_conversation_id() {
+        let org = OrgId::parse("acme").unwrap();
+        let valid = envelope(
+            r#"{"event":"conversation.handoff_to_human","organization_id":"acme",
+               "data":{"conversation_id":"c-1","timestamp":"2026-11-23T10:00:00Z",
+               "customer_id":"ctc-9","reason":"ai_decided_to_handoff_the_conversation","new":1}}"#,
+        )
+        .validate(&org)
+        .unwrap();
+        assert_eq!(valid.session_id.as_str(), "c-1");
+        assert_eq!(valid.payload_version, THIN_PAYLOAD_VERSION);
+        assert_eq!(valid.channel, CHANNEL_NOT_FETCHED);
+        let thin: ThinHandoff = serde_json::from_str(&valid.payload).unwrap();
+        assert_eq!(thin.customer_id.as_deref(), Some("ctc-9"));
+        assert_eq!(
+            thin.reason.as_deref(),
+            Some("ai_decided_to_handoff_the_conversation")
+        );
+
+        let errors = envelope(
+            r#"{"event":"conversation.handoff_to_human","organization_id":"acme",
+               "data":{"conversation_id":null,"customer_id":"ctc-9"}}"#,
+        )
+        .validate(&org)
+        .unwrap_err();
+        assert_eq!(errors[0].pointer, "/data/conversation_id");
+        assert!(errors[0].message.contains("is required"), "{:?}", errors);
     }
 }

@@ -20,6 +20,8 @@ use crate::helpers::{envelope, find, TestApp, TestOptions};
 enum Surface {
     /// A check of `POST /v1/orgs/{org}/connection/test`.
     TestAndSave,
+    /// A check of `PUT /v1/orgs/{org}/opencx`.
+    OpenCxSave,
     /// `last_error` or `notes` of the handoff record.
     Record,
     /// `GET /v1/status`: the connection card or a recent handoff.
@@ -80,6 +82,16 @@ const EXPECTED: &[(&str, &[Surface])] = &[
     ("connection_secret_unreadable", &[Record, Status]),
     ("retries_exhausted", &[Record, Status]),
     ("chat_expired", &[Record, Status]),
+    ("opencx_api_key_missing", &[OpenCxSave]),
+    ("opencx_base_url_invalid", &[OpenCxSave]),
+    ("opencx_key_refused", &[OpenCxSave, Record, Status]),
+    ("opencx_unreachable", &[OpenCxSave, Record, Status]),
+    ("opencx_rate_limited", &[OpenCxSave, Record, Status]),
+    ("opencx_not_connected", &[Record, Status]),
+    ("opencx_session_not_found", &[Record, Status]),
+    ("opencx_session_incomplete", &[Record, Status]),
+    ("opencx_unexpected_answer", &[Record, Status]),
+    ("opencx_write_back_failed", &[Record, Status]),
     ("callback_failed", &[Record, Status]),
 ];
 
@@ -687,6 +699,170 @@ async fn given_up_handoffs_and_callbacks_are_reported() {
     assert_eq!(record["callbacks"][0]["state"], "failed", "{record}");
 }
 
+/// `PUT /v1/orgs/acme/opencx` against the sandbox with `changes`; asserts that check `name`
+/// fails with `code` and the checks after it are skipped.
+async fn expect_opencx_check(t: &TestApp, changes: Value, name: &str, code: &str) {
+    let mut input = json!({ "api_key": OPENCX_KEY, "base_url": t.sandbox.url() });
+    for (k, v) in changes.as_object().unwrap() {
+        input[k] = v.clone();
+    }
+    let (http, body) = t
+        .admin(Method::PUT, "/v1/orgs/acme/opencx", Some(input))
+        .await;
+    assert_eq!(http, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let check = find(&body["checks"], "name", name);
+    assert_eq!(check["status"], "fail", "{changes}: {check}");
+    assert_entry(
+        check,
+        code,
+        "acme",
+        &format!("OpenCX test-and-save {changes}"),
+    );
+    if name == "input" {
+        assert_eq!(find(&body["checks"], "name", "api_key")["status"], "skip");
+    }
+    observed(code, OpenCxSave);
+}
+
+/// The seed's OpenCX API key.
+const OPENCX_KEY: &str = "ocx_sandbox_key_0123456789abcdef";
+
+/// OpenCX's thin handoff event for `session`, posted and attempted once.
+async fn thin_and_attempt(t: &TestApp, secret: &WebhookSecret, session: &str) {
+    let event = json!({
+        "event": "conversation.handoff_to_human",
+        "organization_id": "acme",
+        "data": { "conversation_id": session, "reason": "ai_decided_to_handoff_the_conversation" },
+    });
+    let (status, body) = t
+        .send("acme", secret, &format!("msg_{session}"), &event)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    t.app.run_due().await.unwrap();
+}
+
+async fn opencx_entries_are_reported_at_its_test_and_save_and_on_the_record() {
+    // More requests than the default pace allows in a burst (pacing has its own test).
+    let (t, secret) = connected(TestOptions {
+        opencx_requests_per_minute: 100_000,
+        ..TestOptions::default()
+    })
+    .await;
+    // Before any OpenCX connection, a thin event waits.
+    thin_and_attempt(&t, &secret, "ocx-web-1").await;
+    expect_handoff(&t, "acme", "ocx-web-1", "queued", "opencx_not_connected").await;
+
+    expect_opencx_check(
+        &t,
+        json!({ "api_key": "  " }),
+        "input",
+        "opencx_api_key_missing",
+    )
+    .await;
+    expect_opencx_check(
+        &t,
+        json!({ "base_url": "ftp://api.open.cx" }),
+        "input",
+        "opencx_base_url_invalid",
+    )
+    .await;
+    expect_opencx_check(
+        &t,
+        json!({ "api_key": "ocx_revoked" }),
+        "api_key",
+        "opencx_key_refused",
+    )
+    .await;
+    fault_once(&t, "opencx_session", 503, None);
+    expect_opencx_check(&t, json!({}), "api_key", "opencx_unreachable").await;
+    fault_once(&t, "opencx_session", 429, Some(5));
+    expect_opencx_check(&t, json!({}), "api_key", "opencx_rate_limited").await;
+    let (http, body) = t
+        .admin(
+            Method::PUT,
+            "/v1/orgs/acme/opencx",
+            Some(json!({
+                "api_key": OPENCX_KEY,
+                "base_url": t.sandbox.url(),
+                "write_back_message": "Someone will join you shortly.",
+            })),
+        )
+        .await;
+    assert_eq!(http, StatusCode::OK, "{body}");
+    t.drain().await;
+
+    thin_and_attempt(&t, &secret, "ocx-gone").await;
+    expect_handoff(&t, "acme", "ocx-gone", "failed", "opencx_session_not_found").await;
+    thin_and_attempt(&t, &secret, "ocx-web-open").await;
+    expect_handoff(
+        &t,
+        "acme",
+        "ocx-web-open",
+        "failed",
+        "opencx_session_incomplete",
+    )
+    .await;
+    t.sandbox.inject(Fault::next(
+        "opencx_session",
+        FaultAction::status(400, None),
+        1,
+    ));
+    thin_and_attempt(&t, &secret, "ocx-api-1").await;
+    expect_handoff(
+        &t,
+        "acme",
+        "ocx-api-1",
+        "failed",
+        "opencx_unexpected_answer",
+    )
+    .await;
+    fault_once(&t, "opencx_session", 502, None);
+    thin_and_attempt(&t, &secret, "ocx-wa-1").await;
+    expect_handoff(&t, "acme", "ocx-wa-1", "queued", "opencx_unreachable").await;
+    t.drain().await;
+    fault_once(&t, "opencx_history", 429, Some(30));
+    thin_and_attempt(&t, &secret, "ocx-web-2").await;
+    expect_handoff(&t, "acme", "ocx-web-2", "queued", "opencx_rate_limited").await;
+
+    // The write-back refused: the work item stands, the note says what is missing.
+    t.sandbox.inject(Fault::next(
+        "opencx_send",
+        FaultAction::status(403, None),
+        1,
+    ));
+    let (_, body) = t
+        .submit(
+            "acme",
+            &secret,
+            json!({ "id": "ocx-sms-1", "channel": { "type": "sms" } }),
+        )
+        .await;
+    assert_eq!(body["state"], "queued", "{body}");
+    t.drain().await;
+    expect_handoff(
+        &t,
+        "acme",
+        "ocx-sms-1",
+        "succeeded",
+        "opencx_write_back_failed",
+    )
+    .await;
+
+    // The key revoked in OpenCX after it was saved.
+    t.sandbox.edit_seed(|s| s.opencx.api_keys.clear());
+    thin_and_attempt(&t, &secret, "ocx-email-1").await;
+    expect_handoff(&t, "acme", "ocx-email-1", "failed", "opencx_key_refused").await;
+}
+
+/// The next request of `kind` answers `status` (with `Retry-After`).
+fn fault_once(t: &TestApp, kind: &str, status: u16, retry_after: Option<u64>) {
+    t.sandbox.inject(Fault::next(
+        kind,
+        FaultAction::status(status, retry_after),
+        1,
+    ));
+}
+
 /// One test runs every scenario, so that what they observed can be compared with
 /// `EXPECTED` at the end (about a second in all).
 #[tokio::test]
@@ -711,6 +887,7 @@ async fn every_catalog_entry_is_reported_where_it_belongs() {
     contact_matches_that_link_no_contact_are_explained().await;
     bridge_side_entries_are_reported_on_the_record_and_the_status().await;
     given_up_handoffs_and_callbacks_are_reported().await;
+    opencx_entries_are_reported_at_its_test_and_save_and_on_the_record().await;
 
     let observed = OBSERVED.lock().unwrap().clone();
     for (code, surfaces) in EXPECTED {

@@ -519,6 +519,8 @@ pub struct TestOptions {
     pub worker_concurrency: usize,
     /// Concurrent Dataverse requests per environment.
     pub dataverse_concurrency: usize,
+    /// OpenCX requests a minute per API key [default: the bridge's, 90].
+    pub opencx_requests_per_minute: u32,
     /// How long a stopping worker lets jobs finish.
     pub shutdown_grace: Duration,
     /// Jobs of one org at once [default: the bridge's default share].
@@ -542,6 +544,7 @@ impl Default for TestOptions {
             request_timeout: Duration::from_secs(5),
             worker_concurrency: 4,
             dataverse_concurrency: 8,
+            opencx_requests_per_minute: handoff_bridge::opencx::PACE_PER_MINUTE,
             shutdown_grace: Duration::from_secs(5),
             org_concurrency: None,
             http_limits: HttpLimits::default(),
@@ -584,6 +587,7 @@ fn test_config(
                 .org_concurrency
                 .unwrap_or_else(|| Settings::default_org_concurrency(options.worker_concurrency)),
             dataverse_concurrency: options.dataverse_concurrency,
+            opencx_requests_per_minute: options.opencx_requests_per_minute,
             shutdown_grace: options.shutdown_grace,
             limits: options.http_limits,
             retention: handoff_bridge::store::DEFAULT_RETENTION,

@@ -22,4 +22,5 @@ mod reliability;
 mod replay;
 mod secrets;
 mod status;
+mod thin;
 mod time_to_human;

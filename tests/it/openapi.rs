@@ -19,6 +19,7 @@ fn annotated_handlers() -> usize {
         include_str!("../../src/http/operations.rs"),
         include_str!("../../src/http/admin/orgs.rs"),
         include_str!("../../src/http/admin/connection.rs"),
+        include_str!("../../src/http/admin/opencx.rs"),
         include_str!("../../src/http/admin/sessions.rs"),
     ]
     .iter()

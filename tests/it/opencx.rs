@@ -2,7 +2,7 @@
 //! `send` with `custom_data`, the rate limit, injected faults), and the bridge's OpenCX
 //! client against it.
 
-use handoff_bridge::opencx::{OpenCxClient, OpenCxError, MAX_HISTORY_PAGES};
+use handoff_bridge::opencx::{OpenCx, OpenCxClient, OpenCxError, MAX_HISTORY_PAGES};
 use handoff_bridge::sandbox::{Fault, FaultAction, Sandbox, Seed};
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -205,6 +205,7 @@ async fn the_client_reads_a_session_its_whole_history_and_sends_with_custom_data
     let id = opencx
         .send(
             "ocx-web-1",
+            "agent",
             &json!({ "type": "text", "text": "Hi" }),
             &custom,
         )
@@ -215,6 +216,7 @@ async fn the_client_reads_a_session_its_whole_history_and_sends_with_custom_data
         sandbox.opencx_sent()[0]["custom_data"]["dynamics365_chat_id"],
         "9f3c"
     );
+    assert_eq!(sandbox.opencx_sent()[0]["sender"], "agent");
 
     // An id is one path segment, whatever it holds.
     match opencx.session("a/b?c").await {
@@ -270,4 +272,33 @@ async fn the_client_says_which_failures_may_pass_and_bounds_the_history() {
     let reset = opencx.session("ocx-web-1").await.unwrap_err();
     assert!(matches!(reset, OpenCxError::Transport { .. }) && reset.is_transient());
     assert!(!reset.to_string().contains(KEY));
+}
+
+#[tokio::test]
+async fn the_pacer_holds_requests_back_per_api_key_without_sending_them() {
+    let (sandbox, http) = sandbox().await;
+    let pacing = OpenCx::paced(http, 2);
+    let key = SecretString::from(KEY.to_owned());
+    let other = SecretString::from("ocx_other_key".to_owned());
+    let base = reqwest::Url::parse(&sandbox.url()).unwrap();
+    let client = pacing.client(base.clone(), &key);
+    assert!(client.session("ocx-web-1").await.is_ok());
+    assert!(client.session("ocx-web-1").await.is_ok());
+    match client.session("ocx-web-1").await {
+        Err(OpenCxError::Paced { wait }) => {
+            assert!(
+                wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(30),
+                "{wait:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sandbox.requests().len(), 2, "the third was not sent");
+    // Another key has its own budget (the sandbox refuses it: it was sent).
+    let status = pacing.client(base, &other).session("ocx-web-1").await;
+    assert!(
+        matches!(status, Err(OpenCxError::Status { status: 401, .. })),
+        "{status:?}"
+    );
+    assert_eq!(sandbox.requests().len(), 3);
 }

@@ -101,7 +101,7 @@ pub async fn list_sessions(
         .await?;
     let sessions = rows
         .iter()
-        .map(|r| HandoffSummary::new(&r.handoff, r.failed_callback.as_deref()))
+        .map(|r| HandoffSummary::new(&r.handoff, r.failed_callback.as_ref()))
         .collect();
     Ok(Json(SessionList { sessions }))
 }
