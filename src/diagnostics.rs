@@ -12,7 +12,7 @@ use crate::connection::{Check, CheckStatus};
 use crate::domain::catalog::{self, Diagnosis, Failure};
 use crate::domain::{outbox_failure, ContactMatch, HandoffState};
 use crate::domain::{QueuedHandoff, QUEUED_PAYLOAD_VERSION};
-use crate::store::{FailedCallback, HandoffRow, OrgRow, Store, StoreError};
+use crate::store::{FailedCallback, HandoffRow, OpenCxConnectionRow, OrgRow, Store, StoreError};
 
 /// Filters of the recent-handoffs list.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +39,10 @@ pub struct OrgStatus {
     pub org_id: String,
     pub name: String,
     pub connection: ConnectionCard,
+    /// The OpenCX connection (thin events' sessions, the write-back).
+    pub opencx: OpenCxCard,
+    /// How `dynamics365_chat_id` gets back to OpenCX.
+    pub write_back: WriteBackPaths,
     /// Handoffs received in the last 24 hours, by their state now.
     pub counts_24h: Counts,
     pub queue: QueueView,
@@ -103,6 +107,53 @@ pub struct ConnectionCard {
     pub failing_check: Option<Check>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<Check>,
+}
+
+/// The OpenCX connection card: `Active` / `Failing` / `Not connected`, the last check and
+/// the check that failed with its hint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenCxCard {
+    pub status: CardStatus,
+    /// `Active`, `Failing` or `Not connected`.
+    pub label: &'static str,
+    /// What not having one means and how to connect, without a connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
+    /// Whether OpenCX contact emails without a verified flag count as verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_emails_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_check: Option<Check>,
+}
+
+/// The ways `dynamics365_chat_id` reaches OpenCX, and the same in a sentence.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WriteBackPaths {
+    /// Signed callbacks go to the org's `callback_url`.
+    pub callback: bool,
+    /// The write-back message puts the id on the OpenCX session.
+    pub opencx_session: bool,
+    pub summary: String,
+}
+
+impl WriteBackPaths {
+    fn new(callback: bool, opencx_session: bool) -> Self {
+        let summary = match (callback, opencx_session) {
+            (true, true) => "dynamics365_chat_id reaches OpenCX twice: in the signed callback to the org's callback_url, and on the OpenCX session through the write-back message.",
+            (true, false) => "dynamics365_chat_id reaches OpenCX in the signed callback to the org's callback_url; the OpenCX session does not carry it (no write_back_message on the OpenCX connection).",
+            (false, true) => "dynamics365_chat_id is put on the OpenCX session through the write-back message; no signed callbacks are sent (the org has no callback_url).",
+            (false, false) => "dynamics365_chat_id is only recorded here: the org has no callback_url and no OpenCX write-back, so OpenCX's troubleshooting rule will not find it on the session.",
+        };
+        Self {
+            callback,
+            opencx_session,
+            summary: summary.to_owned(),
+        }
+    }
 }
 
 /// One recent handoff on the status page.
@@ -273,6 +324,37 @@ async fn connection_card(store: &Store, org_id: &str) -> Result<ConnectionCard, 
     })
 }
 
+fn opencx_card(org_id: &str, conn: Option<&OpenCxConnectionRow>) -> OpenCxCard {
+    let Some(conn) = conn else {
+        return OpenCxCard {
+            status: CardStatus::NotConnected,
+            label: "Not connected",
+            hint: Some(format!(
+                "Only needed for OpenCX's own handoff event (thin: the session is fetched from OpenCX) and the write-back; pushed sessions do not need it. {}",
+                catalog::OPENCX_NOT_CONNECTED.hint_for_org(org_id)
+            )),
+            base_url: None,
+            last_checked_at: None,
+            contact_emails_verified: None,
+            failing_check: None,
+        };
+    };
+    let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
+    let status = ConnectionStatus::stored(&conn.status);
+    OpenCxCard {
+        status: status.into(),
+        label: match status {
+            ConnectionStatus::Active => "Active",
+            ConnectionStatus::Failing => "Failing",
+        },
+        hint: None,
+        base_url: Some(conn.base_url.clone()),
+        last_checked_at: Some(rfc3339(conn.last_checked_at)),
+        contact_emails_verified: Some(conn.contact_emails_verified),
+        failing_check: checks.into_iter().find(|c| c.status == CheckStatus::Fail),
+    }
+}
+
 async fn org_status(
     store: &Store,
     org: &OrgRow,
@@ -301,10 +383,16 @@ async fn org_status(
             filter.limit,
         )
         .await?;
+    let opencx = store.opencx_connection(&org.org_id).await?;
     Ok(OrgStatus {
         org_id: org.org_id.clone(),
         name: org.name.clone(),
         connection: connection_card(store, &org.org_id).await?,
+        opencx: opencx_card(&org.org_id, opencx.as_ref()),
+        write_back: WriteBackPaths::new(
+            org.callback_url.is_some(),
+            opencx.is_some_and(|c| c.write_back_message.is_some()),
+        ),
         counts_24h: counts,
         queue: QueueView {
             depth,

@@ -118,38 +118,36 @@ pub fn validate_input(input: &OpenCxInput, allow_insecure: bool) -> Result<Valid
     })
 }
 
-/// Runs the checks on `input` for `org_id` (hints name its routes): `input`, then
-/// `api_key` (one `GET /chat/sessions/{PROBE_SESSION_ID}`: `404` means OpenCX took the
-/// key). Returns the checks and, when the input was valid, the parsed settings.
-pub async fn run_checks(
+/// Runs the `api_key` check on a saved connection's settings (`input` passes: they were
+/// valid when saved, and `base_url` was just parsed again).
+pub async fn check_saved(
     opencx: &OpenCx,
-    input: &OpenCxInput,
+    base_url: Url,
+    api_key: &SecretString,
     org_id: &str,
-    allow_insecure: bool,
-) -> (Vec<Check>, Option<ValidOpenCx>) {
+) -> Vec<Check> {
     let started = Instant::now();
-    let valid = match validate_input(input, allow_insecure) {
-        Ok(valid) => valid,
-        Err(diag) => {
-            let diag = diag.for_org(org_id);
-            let checks = vec![
-                Check::diagnosed("input", CheckStatus::Fail, diag, started),
-                Check::skipped("api_key", "input"),
-            ];
-            return (checks, None);
-        }
-    };
-    let mut checks = vec![Check::pass(
+    let input = Check::pass(
         "input",
-        format!(
-            "The settings are well formed; OpenCX API at {}.",
-            valid.base_url
-        ),
+        format!("The saved settings are well formed; OpenCX API at {base_url}."),
         started,
-    )];
+    );
+    vec![input, probe(opencx, base_url, api_key, org_id).await]
+}
+
+/// The checks when the `input` check fails with `diag`: that failure, `api_key` skipped.
+pub fn failed_input(diag: Diagnosis, started: Instant) -> Vec<Check> {
+    vec![
+        Check::diagnosed("input", CheckStatus::Fail, diag, started),
+        Check::skipped("api_key", "input"),
+    ]
+}
+
+/// The `api_key` check: one `GET /chat/sessions/{PROBE_SESSION_ID}`.
+async fn probe(opencx: &OpenCx, base_url: Url, api_key: &SecretString, org_id: &str) -> Check {
     let started = Instant::now();
-    let client = opencx.client(valid.base_url.clone(), &valid.api_key);
-    checks.push(match client.session(PROBE_SESSION_ID).await {
+    let client = opencx.client(base_url, api_key);
+    match client.session(PROBE_SESSION_ID).await {
         Ok(_) => Check::pass("api_key", "OpenCX accepted the API key.".into(), started),
         Err(OpenCxError::Status {
             status: status @ (400 | 404 | 422),
@@ -167,7 +165,32 @@ pub async fn run_checks(
             err.diagnose().for_org(org_id),
             started,
         ),
-    });
+    }
+}
+
+/// Runs the checks on `input` for `org_id` (hints name its routes): `input`, then
+/// `api_key` (one `GET /chat/sessions/{PROBE_SESSION_ID}`: `404` means OpenCX took the
+/// key). Returns the checks and, when the input was valid, the parsed settings.
+pub async fn run_checks(
+    opencx: &OpenCx,
+    input: &OpenCxInput,
+    org_id: &str,
+    allow_insecure: bool,
+) -> (Vec<Check>, Option<ValidOpenCx>) {
+    let started = Instant::now();
+    let valid = match validate_input(input, allow_insecure) {
+        Ok(valid) => valid,
+        Err(diag) => return (failed_input(diag.for_org(org_id), started), None),
+    };
+    let mut checks = vec![Check::pass(
+        "input",
+        format!(
+            "The settings are well formed; OpenCX API at {}.",
+            valid.base_url
+        ),
+        started,
+    )];
+    checks.push(probe(opencx, valid.base_url.clone(), &valid.api_key, org_id).await);
     (checks, Some(valid))
 }
 

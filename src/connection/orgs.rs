@@ -399,6 +399,40 @@ impl OrgRules<'_> {
     }
 }
 
+impl OrgRules<'_> {
+    /// Runs the OpenCX checks again on a saved connection (e.g. after the key was revoked
+    /// and replaced in OpenCX) and records the verdict on it; when they pass, the org's
+    /// queued handoffs are due now (the caller wakes the worker).
+    pub async fn check_opencx_again(
+        &self,
+        conn: &OpenCxConnectionRow,
+        now: i64,
+    ) -> Result<(ConnectionStatus, Vec<Check>), StoreError> {
+        let checks = match opencx_access(self.vault, conn, self.allow_insecure) {
+            Ok((base, key)) => {
+                super::opencx::check_saved(self.opencx, base, &key, &conn.org_id).await
+            }
+            Err(diag) => super::opencx::failed_input(diag, Instant::now()),
+        };
+        let status = ConnectionStatus::of(&checks);
+        self.store
+            .record_opencx_check(
+                &conn.org_id,
+                status.as_str(),
+                &serde_json::to_string(&checks).expect("checks serialize"),
+                now,
+            )
+            .await?;
+        if status == ConnectionStatus::Active {
+            let reason = "the OpenCX connection passed its checks";
+            self.store
+                .wake_queued(&conn.org_id, None, reason, now)
+                .await?;
+        }
+        Ok((status, checks))
+    }
+}
+
 /// Reads a saved OpenCX connection back into its base URL and API key (opened).
 pub fn opencx_access(
     vault: &Vault,

@@ -55,6 +55,7 @@ fn route_table() -> RouteTable {
             admin::get_opencx,
             admin::delete_opencx
         ))
+        .routes(routes!(admin::check_opencx))
         .routes(routes!(admin::list_sessions))
         .routes(routes!(admin::get_session))
         .routes(routes!(admin::retry_session))

@@ -92,6 +92,28 @@ impl Store {
         Ok(())
     }
 
+    /// Records the result of checking a saved OpenCX connection again: `active` or
+    /// `failing`, the checks (JSON), and when.
+    pub async fn record_opencx_check(
+        &self,
+        org_id: &str,
+        status: &str,
+        checks: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE opencx_connections SET status = $1, checks = $2, last_checked_at = $3, \
+             updated_at = $3 WHERE org_id = $4",
+        )
+        .bind(status)
+        .bind(checks)
+        .bind(now)
+        .bind(org_id)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
     /// Deletes the org's OpenCX connection; `false` if there was none.
     pub async fn delete_opencx_connection(&self, org_id: &str) -> Result<bool, StoreError> {
         let deleted = sqlx::query("DELETE FROM opencx_connections WHERE org_id = $1")

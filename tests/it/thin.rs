@@ -444,3 +444,69 @@ async fn a_write_back_opencx_refuses_is_reported_and_the_work_item_stands() {
         "opencx_write_back_failed"
     );
 }
+
+#[tokio::test]
+async fn the_status_shows_the_opencx_card_and_how_the_id_reaches_opencx() {
+    let t = TestApp::start().await;
+    t.connected_org("acme").await;
+    let org = org_status(&t).await;
+    assert_eq!(org["opencx"]["status"], "not_connected", "{org}");
+    assert!(org["opencx"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("PUT /v1/orgs/acme/opencx"));
+    assert_eq!(org["write_back"]["callback"], false);
+    assert_eq!(org["write_back"]["opencx_session"], false);
+    assert!(org["write_back"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("only recorded here"));
+
+    let (status_code, body) =
+        connect_opencx(&t, "acme", json!({ "write_back_message": WRITE_BACK })).await;
+    assert_eq!(status_code, StatusCode::OK, "{body}");
+    let org = org_status(&t).await;
+    assert_eq!(org["opencx"]["status"], "active", "{org}");
+    assert_eq!(org["opencx"]["contact_emails_verified"], false);
+    assert_eq!(org["write_back"]["opencx_session"], true);
+    assert!(!org.to_string().contains(KEY), "the key is never shown");
+
+    // The key revoked in OpenCX: checking again says so on the card.
+    t.sandbox.edit_seed(|s| s.opencx.api_keys.clear());
+    let (code, body) = t
+        .admin(Method::POST, "/v1/orgs/acme/opencx/check", None)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "failing");
+    let org = org_status(&t).await;
+    assert_eq!(org["opencx"]["label"], "Failing");
+    assert_eq!(org["opencx"]["failing_check"]["code"], "opencx_key_refused");
+
+    let page = t
+        .http
+        .get(format!("{}/status", t.url))
+        .bearer_auth(&t.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("OpenCX connection:"), "{page}");
+    assert!(page.contains("opencx_key_refused"));
+    assert!(page.contains("through the write-back message"));
+
+    // A new key in OpenCX: checking again makes the card active.
+    t.sandbox
+        .edit_seed(|s| s.opencx.api_keys.push(KEY.to_owned()));
+    let (_, body) = t
+        .admin(Method::POST, "/v1/orgs/acme/opencx/check", None)
+        .await;
+    assert_eq!(body["status"], "active", "{body}");
+}
+
+/// `acme` in `GET /v1/status`.
+async fn org_status(t: &TestApp) -> Value {
+    let (_, body) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    body["orgs"][0].clone()
+}

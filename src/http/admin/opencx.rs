@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::connection::{CheckList, Verdict};
+use super::connection::{CheckList, Rechecked, Verdict};
 use crate::clock::rfc3339;
 use crate::connection::opencx::OpenCxInput;
 use crate::connection::orgs::{ConnectionStatus, SaveOutcome};
@@ -73,6 +73,32 @@ pub async fn save_opencx(
             ))
         }
     }
+}
+
+/// `POST /v1/orgs/{org_id}/opencx/check`: runs the checks again on the saved OpenCX
+/// connection and records the verdict: `active` when they pass (the org's waiting handoffs
+/// go at once), `failing` otherwise. 404 `opencx_not_connected` without one.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/opencx/check", tag = "connection", params(("org_id" = String, Path, description = ORG_ID_DOC)),
+    responses((status = 200, description = "The checks of the saved OpenCX connection; its card becomes `active` or `failing`", body = Rechecked), PathProblems),
+    security(("admin_token" = [])))]
+pub async fn check_opencx(
+    State(ctx): State<Arc<AppState>>,
+    OrgIdPath(id): OrgIdPath,
+) -> Result<Json<Rechecked>, ApiError> {
+    let org = existing_org(&ctx, &id).await?;
+    let conn = ctx
+        .store
+        .opencx_connection(&org.org_id)
+        .await?
+        .ok_or_else(|| ApiError::OpenCxNotConnected(org.org_id.clone()))?;
+    let now = ctx.clock.now_ms();
+    let (status, checks) = ctx.org_rules().check_opencx_again(&conn, now).await?;
+    ctx.wake.notify_one();
+    Ok(Json(Rechecked {
+        status,
+        last_checked_at: rfc3339(now),
+        checks,
+    }))
 }
 
 /// `GET /v1/orgs/{org_id}/opencx`: status and settings, never the API key.
