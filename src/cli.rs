@@ -118,11 +118,14 @@ pub struct ServeArgs {
     /// allows 52 per user; stay well under).
     #[arg(long, env = "HANDOFF_DATAVERSE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=52))]
     pub dataverse_concurrency: u16,
-    /// OpenCX API requests a minute per API key (fetching thin events' sessions, the
-    /// write-back), in bursts of at most 10. OpenCX documents 100 a minute; raise it only if
-    /// your OpenCX plan allows more.
+    /// OpenCX API requests a minute per API key, sustained (fetching thin events' sessions,
+    /// the write-back). OpenCX documents 100 a minute; keep this plus the burst at or under
+    /// your plan's limit.
     #[arg(long, env = "HANDOFF_OPENCX_REQUESTS_PER_MINUTE", default_value_t = crate::opencx::PACE_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub opencx_requests_per_minute: u32,
+    /// OpenCX API requests one API key may send at once after a quiet spell.
+    #[arg(long, env = "HANDOFF_OPENCX_BURST", default_value_t = crate::opencx::PACE_BURST, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub opencx_burst: u32,
     /// On SIGTERM/Ctrl-C, seconds that handoffs in flight may take before they are given back
     /// to the queue.
     #[arg(long, env = "HANDOFF_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
@@ -286,6 +289,7 @@ pub fn serve_config(
             ),
             dataverse_concurrency: args.dataverse_concurrency as usize,
             opencx_requests_per_minute: args.opencx_requests_per_minute,
+            opencx_burst: args.opencx_burst,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             limits: HttpLimits {
                 max_connections: args.http_max_connections as usize,
@@ -392,6 +396,7 @@ pub async fn serve(args: ServeArgs) -> CliResult<()> {
     let server = tokio::spawn(app.serve(listener, shutdown.clone()));
     if let Some(sandbox) = &sandbox_setup {
         let secret = crate::demo::connect_demo_org(&bridge_url, &admin_token, sandbox).await?;
+        crate::demo::connect_demo_opencx(&bridge_url, &admin_token, sandbox).await?;
         println!("handoff-bridge with sandbox");
         println!("  bridge:          {bridge_url}");
         println!("  sandbox:         {}", sandbox.url());

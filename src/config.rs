@@ -44,9 +44,13 @@ pub struct Settings {
     pub org_concurrency: usize,
     /// Concurrent Dataverse requests per environment from this process (default 8).
     pub dataverse_concurrency: usize,
-    /// OpenCX API requests a minute per API key from this process (default
-    /// [`opencx::PACE_PER_MINUTE`](crate::opencx::PACE_PER_MINUTE), under OpenCX's 100).
+    /// OpenCX API requests a minute per API key from this process, sustained (default
+    /// [`opencx::PACE_PER_MINUTE`](crate::opencx::PACE_PER_MINUTE)).
     pub opencx_requests_per_minute: u32,
+    /// OpenCX API requests one API key may send at once (default
+    /// [`opencx::PACE_BURST`](crate::opencx::PACE_BURST)); with the rate, no minute holds
+    /// more than their sum, kept at OpenCX's 100 by default.
+    pub opencx_burst: u32,
     /// On shutdown, how long jobs in flight may take before they are given back.
     pub shutdown_grace: Duration,
     /// Limits on inbound HTTP connections and request reads.

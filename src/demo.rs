@@ -1,7 +1,9 @@
 //! `demo`: bridge and sandbox in-process on free loopback ports; every fixture session goes
 //! through the real HTTP path, signed; one line per session; exit 0 when every outcome is
-//! the one its `NAME.expected.json` records. Also the signed post `send` uses and the demo org
-//! `serve --sandbox` connects.
+//! the one its `NAME.expected.json` records. A fixture that is OpenCX's thin event (only
+//! `data.conversation_id`) is fetched from the sandbox's OpenCX API, and its line says what
+//! was fetched and how the work item id went back to the session. Also the signed post
+//! `send` uses and the demo org `serve --sandbox` connects.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,8 +52,13 @@ pub struct Fixture {
     pub name: String,
     pub body: Vec<u8>,
     pub session_id: String,
+    /// Whether it is OpenCX's thin event (the session is fetched from OpenCX).
+    pub thin: bool,
     pub expected: Expected,
 }
+
+/// The visitor-facing message the demo org's OpenCX write-back sends.
+pub const DEMO_WRITE_BACK_MESSAGE: &str = "A member of our team will join you shortly.";
 
 /// Reads `DIR/*.json` (not `*.expected.json`), sorted by name, with their expectations.
 pub fn load_fixtures(dir: &Path) -> CliResult<Vec<Fixture>> {
@@ -76,10 +83,13 @@ pub fn load_fixtures(dir: &Path) -> CliResult<Vec<Fixture>> {
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let body = crate::webhook::send::envelope_for(&text, DEMO_ORG)?;
             let value: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-            let session_id = value["data"]["session"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let thin = value["data"]["session"].is_null();
+            let session_id = if thin {
+                &value["data"]["conversation_id"]
+            } else {
+                &value["data"]["session"]["id"]
+            };
+            let session_id = session_id.as_str().unwrap_or_default().to_owned();
             let expected_path = path.with_file_name(format!("{name}.expected.json"));
             let expected_text = std::fs::read_to_string(&expected_path).map_err(|e| {
                 format!(
@@ -93,6 +103,7 @@ pub fn load_fixtures(dir: &Path) -> CliResult<Vec<Fixture>> {
                 name,
                 body,
                 session_id,
+                thin,
                 expected,
             })
         })
@@ -116,8 +127,8 @@ pub async fn post_signed(
     Ok((status, response.text().await.unwrap_or_default()))
 }
 
-/// Creates org `demo` through the admin API and connects it to the sandbox with the seed's
-/// demo credentials. Returns the org's webhook secret.
+/// Creates org `demo` through the admin API and connects it to the sandbox's Dynamics with
+/// the seed's demo credentials. Returns the org's webhook secret.
 pub async fn connect_demo_org(
     bridge_url: &str,
     admin_token: &str,
@@ -159,6 +170,37 @@ pub async fn connect_demo_org(
     Ok(secret)
 }
 
+/// Connects org `demo` to the sandbox's OpenCX API with the seed's first API key, the
+/// write-back on ([`DEMO_WRITE_BACK_MESSAGE`]). Nothing to do for a seed without a key.
+pub async fn connect_demo_opencx(
+    bridge_url: &str,
+    admin_token: &str,
+    sandbox: &Sandbox,
+) -> CliResult<()> {
+    let Some(api_key) = sandbox.demo_opencx_api_key() else {
+        return Ok(());
+    };
+    let saved = reqwest::Client::new()
+        .put(format!("{bridge_url}/v1/orgs/{DEMO_ORG}/opencx"))
+        .bearer_auth(admin_token)
+        .json(&json!({
+            "api_key": api_key,
+            "base_url": sandbox.url(),
+            "write_back_message": DEMO_WRITE_BACK_MESSAGE,
+        }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if saved.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "connecting the demo org to OpenCX failed: {}",
+            saved.text().await.unwrap_or_default()
+        ))
+    }
+}
+
 /// A bridge configuration for an in-process run against `sandbox`: a SQLite file in `dir`,
 /// the given admin token, a fresh encryption key, loopback HTTP allowed, default retries.
 pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Config {
@@ -179,6 +221,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
             org_concurrency: Settings::default_org_concurrency(4),
             dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,
             opencx_requests_per_minute: crate::opencx::PACE_PER_MINUTE,
+            opencx_burst: crate::opencx::PACE_BURST,
             shutdown_grace: Duration::from_secs(5),
             limits: crate::http::server::HttpLimits::default(),
             retention: crate::store::DEFAULT_RETENTION,
@@ -217,13 +260,21 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
     );
     let http = reqwest::Client::new();
     let mut failures = 0;
+    let mut opencx_connected = false;
     let mut settle_ms = Vec::new();
     for fixture in &fixtures {
-        let before = sandbox
-            .requests()
-            .iter()
-            .filter(|r| r.kind != "token")
-            .count();
+        // The pushed sessions need Dynamics only; OpenCX's own thin event needs the OpenCX
+        // connection, saved the way an admin would, before the first one.
+        if fixture.thin && !opencx_connected {
+            connect_demo_opencx(&bridge_url, &admin_token, &sandbox).await?;
+            println!(
+                "{:<28} PUT /v1/orgs/{DEMO_ORG}/opencx: active (write-back on)",
+                ""
+            );
+            opencx_connected = true;
+        }
+        let before = dataverse_requests(&sandbox);
+        let opencx_before = sandbox.requests().len() - before;
         let webhook_id = format!("msg_demo_{}", fixture.name);
         let url = format!("{bridge_url}/v1/webhooks/{DEMO_ORG}");
         let (status, answer) =
@@ -234,12 +285,7 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
             continue;
         }
         let record = wait_settled(&http, &bridge_url, &admin_token, &fixture.session_id).await?;
-        let requests = sandbox
-            .requests()
-            .iter()
-            .filter(|r| r.kind != "token")
-            .count()
-            - before;
+        let requests = dataverse_requests(&sandbox) - before;
         let got = Expected {
             state: record["state"].as_str().unwrap_or_default().to_owned(),
             contact_match: record["contact_match"].as_str().map(str::to_owned),
@@ -264,6 +310,17 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
             requests,
             if ok { "ok".to_owned() } else { format!("EXPECTED {:?}", fixture.expected) },
         );
+        if fixture.thin {
+            let written =
+                written_back(&http, &bridge_url, &admin_token, &fixture.session_id).await?;
+            let opencx_requests =
+                sandbox.requests().len() - dataverse_requests(&sandbox) - opencx_before;
+            println!(
+                "{:<28} {}",
+                "",
+                thin_line(&record, &written, &sandbox, opencx_requests)
+            );
+        }
     }
     settle_ms.sort_unstable();
     if !settle_ms.is_empty() {
@@ -287,6 +344,76 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
     }
 }
 
+/// Requests the sandbox saw that went to Dataverse (not Entra ID's token endpoint, not
+/// OpenCX's API).
+fn dataverse_requests(sandbox: &Sandbox) -> usize {
+    sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.kind != "token" && !r.kind.starts_with("opencx_"))
+        .count()
+}
+
+/// What a thin fixture's record says about the fetch, and the write-back that followed.
+fn thin_line(
+    record: &Value,
+    write_back: &Value,
+    sandbox: &Sandbox,
+    opencx_requests: usize,
+) -> String {
+    let enriched = record["events"]
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["kind"] == "enriched"));
+    let fetched = match enriched {
+        Some(e) => format!(
+            "fetched from OpenCX: channel={} history_messages={} email_rule={}",
+            e["detail"]["channel"].as_str().unwrap_or("-"),
+            e["detail"]["history_items"],
+            e["detail"]["email_rule"].as_str().unwrap_or("-"),
+        ),
+        None => "nothing fetched from OpenCX".to_owned(),
+    };
+    let session = record["session_id"].as_str().unwrap_or_default();
+    let on_session = sandbox
+        .opencx_session(session)
+        .map(|s| s["custom_data"]["dynamics365_chat_id"].clone())
+        .filter(|v| !v.is_null());
+    let written = match (write_back["state"].as_str(), on_session) {
+        (Some("delivered"), Some(id)) => {
+            format!("write-back: sent once, session custom_data.dynamics365_chat_id={id}")
+        }
+        (Some(state), _) => format!("write-back: {state}"),
+        (None, _) => "write-back: none (no work item)".to_owned(),
+    };
+    format!("↳ {fetched}; {written}; opencx_requests={opencx_requests}")
+}
+
+/// The record's `opencx.write_back` outbox row once it is no longer pending (at most 10 s),
+/// or `null` when the handoff has none.
+async fn written_back(
+    http: &reqwest::Client,
+    bridge: &str,
+    token: &str,
+    session: &str,
+) -> CliResult<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let record = fetch_record(http, bridge, token, session).await?;
+        let row = record["callbacks"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["event"] == crate::domain::WRITE_BACK_EVENT)
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+        if row["state"] != "pending" || Instant::now() > deadline {
+            return Ok(row);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn millis_between(from: &str, to: &str) -> i64 {
     let parse = |t: &str| {
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -303,20 +430,8 @@ async fn wait_settled(
     session: &str,
 ) -> CliResult<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let url = format!(
-        "{bridge}/v1/orgs/{DEMO_ORG}/sessions/{}",
-        percent_encoding::utf8_percent_encode(session, percent_encoding::NON_ALPHANUMERIC)
-    );
     loop {
-        let record: Value = http
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let record = fetch_record(http, bridge, token, session).await?;
         if matches!(
             record["state"].as_str(),
             Some("succeeded" | "failed" | "skipped")
@@ -330,4 +445,25 @@ async fn wait_settled(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The demo org's record of `session`.
+async fn fetch_record(
+    http: &reqwest::Client,
+    bridge: &str,
+    token: &str,
+    session: &str,
+) -> CliResult<Value> {
+    let url = format!(
+        "{bridge}/v1/orgs/{DEMO_ORG}/sessions/{}",
+        percent_encoding::utf8_percent_encode(session, percent_encoding::NON_ALPHANUMERIC)
+    );
+    http.get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
 }

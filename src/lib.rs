@@ -77,6 +77,7 @@ impl App {
         let opencx = Arc::new(opencx::OpenCx::paced(
             outbound::http_client(config.request_timeout),
             config.settings.opencx_requests_per_minute,
+            config.settings.opencx_burst,
         ));
         let vault = Vault::new(Keyring::new(
             config.encryption_key,

@@ -11,8 +11,9 @@
 //! Every answer is read up to [`MAX_BODY`] bytes; `Retry-After` is read and clamped as for
 //! every upstream (`outbound::retry_after`). Clients made by [`OpenCx::client`] share one
 //! pacer per API key ([`PACE_PER_MINUTE`] requests a minute in bursts of at most
-//! [`PACE_BURST`], so no 60-second window holds more than OpenCX's 100); a request the pacer
-//! holds back is not sent and fails with [`OpenCxError::Paced`] and the time to wait.
+//! [`PACE_BURST`], so no 60-second window holds more than OpenCX's 100); a request waits
+//! for its turn up to [`MAX_PACE_SLEEP`], past which it is not sent and fails with
+//! [`OpenCxError::Paced`] and the time to wait.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -37,12 +38,16 @@ pub const MAX_HISTORY_PAGES: usize = 50;
 /// History items kept at most for one session.
 pub const MAX_HISTORY_ITEMS: usize = 2_000;
 
-/// Requests a minute the bridge sends with one API key, at most: OpenCX allows 100 ("Rate
+/// Requests a minute the bridge sends with one API key, sustained: OpenCX allows 100 ("Rate
 /// limits: 100 requests per minute", docs.open.cx API reference); with [`PACE_BURST`] no
-/// 60-second window holds more than 100.
-pub const PACE_PER_MINUTE: u32 = 90;
-/// Requests one API key may send at once after a quiet spell.
-pub const PACE_BURST: u32 = 10;
+/// 60-second window holds more than 70 + 30 = 100.
+pub const PACE_PER_MINUTE: u32 = 70;
+/// Requests one API key may send at once after a quiet spell (a burst of handoffs is
+/// fetched without waiting: about seven thin events at four requests each).
+pub const PACE_BURST: u32 = 30;
+/// The longest a request waits for its API key's pacer; past it the request is not sent
+/// and fails with [`OpenCxError::Paced`] (the attempt waits outside the worker's slots).
+pub const MAX_PACE_SLEEP: Duration = Duration::from_secs(5);
 
 /// What the bridge's OpenCX calls share: the HTTP client (timeouts, no redirects) and the
 /// pacer of each API key. `Debug` shows neither keys nor their hashes.
@@ -60,16 +65,17 @@ impl std::fmt::Debug for OpenCx {
 
 impl OpenCx {
     /// Calls over `http` (see `outbound::http_client`), paced per API key at
-    /// [`PACE_PER_MINUTE`].
+    /// [`PACE_PER_MINUTE`] in bursts of [`PACE_BURST`].
     pub fn new(http: reqwest::Client) -> Self {
-        Self::paced(http, PACE_PER_MINUTE)
+        Self::paced(http, PACE_PER_MINUTE, PACE_BURST)
     }
 
-    /// Calls over `http`, paced at `per_minute` requests a minute per API key (at least
-    /// 1), in bursts of at most [`PACE_BURST`].
-    pub fn paced(http: reqwest::Client, per_minute: u32) -> Self {
+    /// Calls over `http`, paced at `per_minute` requests a minute per API key in bursts of
+    /// at most `burst` (each at least 1): no 60-second window holds more than
+    /// `per_minute + burst`.
+    pub fn paced(http: reqwest::Client, per_minute: u32, burst: u32) -> Self {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(PACE_BURST.min(per_minute.get())).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_minute(per_minute).allow_burst(burst);
         Self {
             http,
@@ -85,6 +91,7 @@ impl OpenCx {
             base,
             api_key,
             pacer: Some((&self.pacer, key)),
+            max_pace_sleep: MAX_PACE_SLEEP,
         }
     }
 
@@ -245,6 +252,8 @@ pub struct OpenCxClient<'a> {
     base: Url,
     api_key: &'a SecretString,
     pacer: Option<(&'a DefaultKeyedRateLimiter<[u8; 32]>, [u8; 32])>,
+    /// How long a request may wait for the pacer before it fails as `Paced`.
+    max_pace_sleep: Duration,
 }
 
 impl<'a> OpenCxClient<'a> {
@@ -256,6 +265,7 @@ impl<'a> OpenCxClient<'a> {
             base,
             api_key,
             pacer: None,
+            max_pace_sleep: Duration::ZERO,
         }
     }
 
@@ -276,11 +286,18 @@ impl<'a> OpenCxClient<'a> {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Value, OpenCxError> {
-        if let Some((pacer, key)) = &self.pacer {
-            if let Err(not_until) = pacer.check_key(key) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+        // Waiting here keeps what the attempt already fetched: giving up after the session
+        // read would spend its budget again on the next attempt, and a fetch that needs more
+        // requests than refill between attempts would never finish.
+        while let Some((pacer, key)) = &self.pacer {
+            let Err(not_until) = pacer.check_key(key) else {
+                break;
+            };
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            if wait > self.max_pace_sleep {
                 return Err(OpenCxError::Paced { wait });
             }
+            tokio::time::sleep(wait).await;
         }
         let mut request = self
             .http

@@ -145,6 +145,12 @@ impl Sandbox {
         self.state.lock().expect("poisoned").seed.demo.clone()
     }
 
+    /// The OpenCX API key the demo org connects with: the seed's first.
+    pub fn demo_opencx_api_key(&self) -> Option<String> {
+        let s = self.state.lock().expect("poisoned");
+        s.seed.opencx.api_keys.first().cloned()
+    }
+
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.state.lock().expect("poisoned").requests.clone()

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use handoff_bridge::demo::{load_fixtures, DEMO_ORG};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
@@ -13,6 +13,8 @@ use crate::helpers::TestApp;
 async fn every_fixture_has_its_expected_outcome() {
     let t = TestApp::start().await;
     let secret = t.connected_org(DEMO_ORG).await;
+    let (status, body) = t.connect_opencx(DEMO_ORG, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let fixtures = load_fixtures(Path::new("fixtures/sessions")).unwrap();
     assert!(
         fixtures.len() >= 12,

@@ -355,6 +355,25 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// `PUT /v1/orgs/{org}/opencx` with the seed's API key against the sandbox, changed by
+    /// `changes`; returns the status and body.
+    pub async fn connect_opencx(&self, org: &str, changes: Value) -> (StatusCode, Value) {
+        let key = self
+            .sandbox
+            .demo_opencx_api_key()
+            .expect("the seed has an API key");
+        let mut input = json!({ "api_key": key, "base_url": self.sandbox.url() });
+        for (k, v) in changes.as_object().unwrap() {
+            input[k] = v.clone();
+        }
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/v1/orgs/{org}/opencx"),
+            Some(input),
+        )
+        .await
+    }
+
     /// Posts a signed webhook with `webhook_id`; returns status and JSON body.
     pub async fn send(
         &self,
@@ -519,8 +538,9 @@ pub struct TestOptions {
     pub worker_concurrency: usize,
     /// Concurrent Dataverse requests per environment.
     pub dataverse_concurrency: usize,
-    /// OpenCX requests a minute per API key [default: the bridge's, 90].
+    /// OpenCX requests a minute per API key, and at once [default: the bridge's].
     pub opencx_requests_per_minute: u32,
+    pub opencx_burst: u32,
     /// How long a stopping worker lets jobs finish.
     pub shutdown_grace: Duration,
     /// Jobs of one org at once [default: the bridge's default share].
@@ -545,6 +565,7 @@ impl Default for TestOptions {
             worker_concurrency: 4,
             dataverse_concurrency: 8,
             opencx_requests_per_minute: handoff_bridge::opencx::PACE_PER_MINUTE,
+            opencx_burst: handoff_bridge::opencx::PACE_BURST,
             shutdown_grace: Duration::from_secs(5),
             org_concurrency: None,
             http_limits: HttpLimits::default(),
@@ -588,6 +609,7 @@ fn test_config(
                 .unwrap_or_else(|| Settings::default_org_concurrency(options.worker_concurrency)),
             dataverse_concurrency: options.dataverse_concurrency,
             opencx_requests_per_minute: options.opencx_requests_per_minute,
+            opencx_burst: options.opencx_burst,
             shutdown_grace: options.shutdown_grace,
             limits: options.http_limits,
             retention: handoff_bridge::store::DEFAULT_RETENTION,

@@ -277,7 +277,7 @@ async fn the_client_says_which_failures_may_pass_and_bounds_the_history() {
 #[tokio::test]
 async fn the_pacer_holds_requests_back_per_api_key_without_sending_them() {
     let (sandbox, http) = sandbox().await;
-    let pacing = OpenCx::paced(http, 2);
+    let pacing = OpenCx::paced(http, 2, 2);
     let key = SecretString::from(KEY.to_owned());
     let other = SecretString::from("ocx_other_key".to_owned());
     let base = reqwest::Url::parse(&sandbox.url()).unwrap();
@@ -301,4 +301,18 @@ async fn the_pacer_holds_requests_back_per_api_key_without_sending_them() {
         "{status:?}"
     );
     assert_eq!(sandbox.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_request_waits_its_turn_when_the_wait_is_short() {
+    let (sandbox, http) = sandbox().await;
+    // A request every 100 ms after a burst of 10: the 11th and 12th wait their turn.
+    let pacing = OpenCx::paced(http, 600, 10);
+    let key = SecretString::from(KEY.to_owned());
+    let client = pacing.client(reqwest::Url::parse(&sandbox.url()).unwrap(), &key);
+    for i in 0..12 {
+        let session = client.session("ocx-web-1").await;
+        assert!(session.is_ok(), "request {i}: {session:?}");
+    }
+    assert_eq!(sandbox.requests().len(), 12);
 }

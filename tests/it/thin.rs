@@ -46,12 +46,7 @@ async fn post_thin(
 
 /// Saves the org's OpenCX connection against the sandbox, with `changes`.
 async fn connect_opencx(t: &TestApp, org: &str, changes: Value) -> (StatusCode, Value) {
-    let mut input = json!({ "api_key": KEY, "base_url": t.sandbox.url() });
-    for (k, v) in changes.as_object().unwrap() {
-        input[k] = v.clone();
-    }
-    t.admin(Method::PUT, &format!("/v1/orgs/{org}/opencx"), Some(input))
-        .await
+    t.connect_opencx(org, changes).await
 }
 
 /// `acme`, connected to Dynamics and to OpenCX (with `changes`); its webhook secret.
@@ -509,4 +504,32 @@ async fn the_status_shows_the_opencx_card_and_how_the_id_reaches_opencx() {
 async fn org_status(t: &TestApp) -> Value {
     let (_, body) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
     body["orgs"][0].clone()
+}
+
+#[tokio::test]
+async fn thin_events_beyond_the_burst_wait_their_turn_and_all_go() {
+    // Two requests a second after a burst of ten: the connection check and four thin
+    // events (a session and history pages each) need more than the burst.
+    let t = TestApp::start_with(crate::helpers::TestOptions {
+        opencx_requests_per_minute: 120,
+        opencx_burst: 10,
+        ..Default::default()
+    })
+    .await;
+    let secret = acme(&t, json!({})).await;
+    for session in ["ocx-web-1", "ocx-web-2", "ocx-wa-1", "ocx-api-1"] {
+        let (status, body) = post_thin(&t, "acme", &secret, session).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    t.drain().await;
+    for session in ["ocx-web-1", "ocx-web-2", "ocx-wa-1"] {
+        let record = t.record("acme", session).await;
+        assert_eq!(record["state"], "succeeded", "{record}");
+    }
+    assert_eq!(t.record("acme", "ocx-api-1").await["state"], "skipped");
+    assert_eq!(
+        t.requests_of("opencx_session").len(),
+        5,
+        "each session read once"
+    );
 }
