@@ -1,4 +1,6 @@
-//! Signed callbacks to the widget backend: `handoff.succeeded` and `handoff.failed`.
+//! Signed callbacks to the widget backend (`handoff.succeeded`, `handoff.failed`,
+//! `handoff.delayed`), and the write-back to the OpenCX session (`opencx.write_back`, sent
+//! with the org's OpenCX connection instead of signed), from the same outbox.
 //!
 //! Each event is written to the `callbacks` outbox in the same transaction as the handoff's
 //! outcome, then delivered by the worker, signed per Standard Webhooks with the org's current

@@ -557,6 +557,8 @@ async fn a_revoked_previous_secret_stops_verifying_at_once() {
 async fn a_key_rotation_keeps_every_secret_readable_and_rekey_reseals_them() {
     let t = TestApp::start().await;
     let secret = t.connected_org("acme").await;
+    let (status, body) = t.connect_opencx("acme", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let old_key = t.encryption_key().to_owned();
     let new_key = EncryptionKey::generate_base64();
     let rekey = |previous: &str| {
@@ -573,15 +575,23 @@ async fn a_key_rotation_keeps_every_secret_readable_and_rekey_reseals_them() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("2 secret(s) open with none of the keys"),
+        stderr.contains("3 secret(s) open with none of the keys"),
         "{stderr}"
     );
     assert!(!stderr.contains(&old_key) && !stderr.contains(&new_key));
 
-    // A handoff received before the rotation, handled after it.
+    // Handoffs received before the rotation, handled after it: a pushed session, and
+    // OpenCX's thin event (its session fetched with the OpenCX API key).
     let (status, _) = t
         .submit("acme", &secret, json!({ "id": "after-rekey" }))
         .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let thin = json!({
+        "event": "conversation.handoff_to_human",
+        "organization_id": "acme",
+        "data": { "conversation_id": "ocx-web-1" },
+    });
+    let (status, _) = t.send("acme", &secret, "msg_thin", &thin).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     let out = rekey(&old_key);
@@ -592,16 +602,18 @@ async fn a_key_rotation_keeps_every_secret_readable_and_rekey_reseals_them() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("re-sealed 2 secret(s); 0 already"),
+        stdout.contains("re-sealed 3 secret(s); 0 already"),
         "{stdout}"
     );
     let out = rekey(&old_key);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 0 secret(s); 2 already"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 0 secret(s); 3 already"));
 
     // A process with only the new key handles the org: its client secret opens.
     let new_only = t.replica_with_keys(&new_key, &[]).await;
     new_only.run_due().await.unwrap();
     assert_eq!(t.record("acme", "after-rekey").await["state"], "succeeded");
+    // The OpenCX API key opens with it too: the thin event's session was fetched.
+    assert_eq!(t.record("acme", "ocx-web-1").await["state"], "succeeded");
     // And the webhook secret opens with it too.
     let ctx = new_only.worker();
     let org = ctx.store.org("acme").await.unwrap().unwrap();

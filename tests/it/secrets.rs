@@ -51,6 +51,28 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
             .1,
     );
     responses.push(t.admin(Method::GET, "/v1/orgs/acme", None).await.1);
+    // The OpenCX API key: saved, refused, read back, checked again, used for a thin event and
+    // the write-back.
+    let opencx_key = t.sandbox.demo_opencx_api_key().unwrap();
+    let opencx = json!({ "write_back_message": "Someone will join you shortly." });
+    responses.push(t.connect_opencx("acme", opencx).await.1);
+    responses.push(
+        t.connect_opencx("acme", json!({ "api_key": format!("{opencx_key}-wrong") }))
+            .await
+            .1,
+    );
+    responses.push(t.admin(Method::GET, "/v1/orgs/acme/opencx", None).await.1);
+    responses.push(
+        t.admin(Method::POST, "/v1/orgs/acme/opencx/check", None)
+            .await
+            .1,
+    );
+    let thin = json!({
+        "event": "conversation.handoff_to_human",
+        "organization_id": "acme",
+        "data": { "conversation_id": "ocx-web-1" },
+    });
+    responses.push(t.send("acme", &webhook_secret, "msg_thin", &thin).await.1);
 
     let session = json!({ "id": "leak-check", "contact": { "name": "Ada", "email": "ada@example.com", "verified": true } });
     let body = envelope("acme", session);
@@ -61,6 +83,7 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
     t.hand_off("acme", &webhook_secret, json!({ "id": "leak-check-2" }))
         .await;
     responses.push(t.record("acme", "leak-check").await);
+    responses.push(t.record("acme", "ocx-web-1").await);
     responses.push(t.admin(Method::GET, "/v1/orgs/acme/sessions", None).await.1);
     responses.push(t.admin(Method::GET, "/v1/status", None).await.1);
     let html = t
@@ -113,6 +136,7 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
                 .to_owned(),
         ),
         ("admin token", t.admin_token.clone()),
+        ("OpenCX API key", opencx_key.clone()),
     ];
     for token in &access_tokens {
         secrets.push(("access token", token.clone()));
