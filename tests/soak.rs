@@ -13,8 +13,14 @@
 //! with about 30 % transient faults (503, 500, resets, 429 with `Retry-After: 1`, creates
 //! committed and then dropped), every webhook delivered twice at the same moment, and check:
 //! exactly one work item per session, every handoff `succeeded`, one callback event per
-//! session. They print the time-to-work-item distribution (each record's `created_at` to its
-//! `work_item_created` event): the figure the waiting visitor feels.
+//! session. Half the handoffs are OpenCX's thin event (the session fetched from the
+//! sandbox's OpenCX API) and the org has the write-back on, so they also check exactly one
+//! write-back message per session carrying its work item id (OpenCX's sends meet the same
+//! faults, and 10 % are handled and then dropped). OpenCX pacing is raised there
+//! (`HANDOFF_OPENCX_REQUESTS_PER_MINUTE`; the sandbox allows it) so it does not set the pace;
+//! everything else runs at the defaults. They print the time-to-work-item distribution (each
+//! record's `created_at` to its `work_item_created` event): the figure the waiting visitor
+//! feels.
 
 use std::collections::HashSet;
 use std::net::TcpListener as StdListener;
@@ -150,8 +156,18 @@ async fn start_sandbox_with(dir: &Path, http: &reqwest::Client, faults: bool) ->
             { "kind": "any", "action": "reset", "probability": 0.05, "count": 0 },
             { "kind": "any", "action": "status", "status": 429, "retry_after_secs": 1, "probability": throttled_share(), "count": 0 },
             { "kind": "create_work_item", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
+            { "kind": "opencx_send", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
         ]);
     }
+    // Any session id is an OpenCX session (a verified web chat), and the key's limit is
+    // far above what a soak sends.
+    seed["opencx"]["any_session"] = json!({
+        "status": "open", "channel": { "type": "web" }, "verified": true,
+        "contact": { "id": "ctc-ada", "email": "ada@example.com", "name": "Ada Lovelace" },
+        "language": "en", "handoff": { "summary": "Soak: fetched from OpenCX", "sentiment": "neutral" },
+        "custom_data": {},
+    });
+    seed["opencx"]["requests_per_minute"] = json!(1_000_000);
     let seed_path = dir.join("seed.json");
     std::fs::write(&seed_path, seed.to_string()).unwrap();
     let port = free_port();
@@ -291,6 +307,9 @@ struct Report {
     callback_events: usize,
     callback_sessions: usize,
     peak_concurrency: u64,
+    /// Write-back messages OpenCX accepted, the sessions they went to, and how many carried
+    /// another id than the session's work item (`None` when the run had no write-back).
+    write_backs: Option<(usize, usize, usize)>,
     /// Requests the sandbox received, and how many it answered 429.
     requests: u64,
     throttled: u64,
@@ -298,6 +317,19 @@ struct Report {
     /// Each session's time from its record's `created_at` (the webhook committed) to its
     /// first `work_item_created` event, sorted.
     to_work_item: Vec<Duration>,
+}
+
+/// Every message the sandbox's OpenCX `send` accepted.
+async fn write_backs(http: &reqwest::Client, sandbox: &Sandbox) -> Vec<Value> {
+    let sent: Value = http
+        .get(format!("{}/_sandbox/opencx/sent", sandbox.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    sent["value"].as_array().cloned().unwrap_or_default()
 }
 
 /// Unix milliseconds of an RFC 3339 time the bridge wrote.
@@ -413,6 +445,12 @@ fn new_bridge(dir: &Path, name: &str, sandbox: &Sandbox, db: &str) -> Bridge {
             "true".to_owned(),
         ),
         ("HANDOFF_LOG".to_owned(), "warn".to_owned()),
+        // The sandbox's OpenCX allows it: pacing is not what a soak measures.
+        (
+            "HANDOFF_OPENCX_REQUESTS_PER_MINUTE".to_owned(),
+            "100000".to_owned(),
+        ),
+        ("HANDOFF_OPENCX_BURST".to_owned(), "100000".to_owned()),
         // Everything else (lease, retry schedule, concurrency, timeouts) as a new user
         // runs it: the defaults.
     ];
@@ -471,6 +509,12 @@ impl Report {
             "one logical callback event per session"
         );
         assert_eq!(self.callback_sessions, self.handoffs, "no callback missing");
+        if let Some((sent, sessions, wrong)) = self.write_backs {
+            println!("write-back: {sent} messages to {sessions} sessions, {wrong} with another id");
+            assert_eq!(sessions, self.handoffs, "every session was written back");
+            assert_eq!(sent, self.handoffs, "one write-back message per session");
+            assert_eq!(wrong, 0, "each carries its session's work item id");
+        }
     }
 }
 
@@ -486,16 +530,18 @@ where
     F: FnOnce(Arc<tokio::sync::Mutex<Vec<Bridge>>>, Arc<std::sync::atomic::AtomicBool>) -> Fut,
     Fut: std::future::Future<Output = usize> + Send + 'static,
 {
-    run_spread(http, sandbox, bridges, chaos, Duration::from_secs(10)).await
+    run_spread(http, sandbox, bridges, chaos, Duration::from_secs(10), true).await
 }
 
-/// [`run`], with the deliveries spread over `spread` (zero: all at once).
+/// [`run`], with the deliveries spread over `spread` (zero: all at once); with `opencx`, half
+/// the handoffs are OpenCX's thin event and the org has the write-back on.
 async fn run_spread<F, Fut>(
     http: &reqwest::Client,
     sandbox: &Sandbox,
     bridges: Arc<tokio::sync::Mutex<Vec<Bridge>>>,
     chaos: F,
     spread: Duration,
+    opencx: bool,
 ) -> Report
 where
     F: FnOnce(Arc<tokio::sync::Mutex<Vec<Bridge>>>, Arc<std::sync::atomic::AtomicBool>) -> Fut,
@@ -531,6 +577,21 @@ where
         Some(connection),
     )
     .await;
+    if opencx {
+        let key = handoff_bridge::sandbox::Seed::builtin().opencx.api_keys[0].clone();
+        admin(
+            http,
+            &urls,
+            token,
+            reqwest::Method::PUT,
+            "/v1/orgs/soak/opencx",
+            Some(json!({
+                "api_key": key, "base_url": sandbox.url,
+                "write_back_message": "A member of our team will join you shortly.",
+            })),
+        )
+        .await;
+    }
 
     let n = handoffs();
     let started = Instant::now();
@@ -553,10 +614,14 @@ where
         } else {
             json!({ "email": emails[i % emails.len()], "verified": true })
         };
+        let data = if opencx && i % 2 == 1 {
+            json!({ "conversation_id": session, "reason": "ai_decided_to_handoff_the_conversation" })
+        } else {
+            json!({ "session": { "id": session, "channel": { "type": channel },
+                "contact": contact, "handoff": { "summary": format!("Soak handoff {i}") } } })
+        };
         let body = serde_json::to_vec(&json!({
-            "event": "conversation.handoff_to_human", "organization_id": "soak",
-            "data": { "session": { "id": session, "channel": { "type": channel },
-                "contact": contact, "handoff": { "summary": format!("Soak handoff {i}") } } }
+            "event": "conversation.handoff_to_human", "organization_id": "soak", "data": data,
         }))
         .unwrap();
         let (http, urls, secret, limit) =
@@ -605,7 +670,15 @@ where
             .iter()
             .map(|(_, s)| s.clone())
             .collect();
-        if stats["distinct_sessions"].as_u64() == Some(n as u64) && sessions.len() >= n {
+        let written = if opencx {
+            write_backs(http, sandbox).await.len()
+        } else {
+            n
+        };
+        if stats["distinct_sessions"].as_u64() == Some(n as u64)
+            && sessions.len() >= n
+            && written >= n
+        {
             break stats;
         }
         assert!(
@@ -630,6 +703,7 @@ where
         .collect();
     let mut succeeded = 0;
     let mut to_work_item = Vec::with_capacity(n);
+    let mut chat_ids = std::collections::HashMap::new();
     for i in 0..n {
         let record = admin(
             http,
@@ -643,6 +717,10 @@ where
         if record["state"] == "succeeded" {
             succeeded += 1;
         }
+        chat_ids.insert(
+            format!("soak-{i:05}"),
+            record["dynamics365_chat_id"].clone(),
+        );
         let created = record["events"]
             .as_array()
             .into_iter()
@@ -659,7 +737,25 @@ where
     let callbacks = callbacks.lock().unwrap().clone();
     let events: HashSet<&String> = callbacks.iter().map(|(id, _)| id).collect();
     let sessions: HashSet<&String> = callbacks.iter().map(|(_, s)| s).collect();
+    let write_backs = if opencx {
+        let sent = write_backs(http, sandbox).await;
+        let to: HashSet<&str> = sent
+            .iter()
+            .filter_map(|m| m["session_id"].as_str())
+            .collect();
+        let wrong = sent
+            .iter()
+            .filter(|m| {
+                let session = m["session_id"].as_str().unwrap_or_default();
+                chat_ids.get(session) != Some(&m["custom_data"]["dynamics365_chat_id"])
+            })
+            .count();
+        Some((sent.len(), to.len(), wrong))
+    } else {
+        None
+    };
     Report {
+        write_backs,
         handoffs: n,
         work_items: stats["work_items"].as_u64().unwrap(),
         distinct_sessions: stats["distinct_sessions"].as_u64().unwrap(),
@@ -690,7 +786,15 @@ async fn burst_without_faults() {
     let mut bridge = new_bridge(dir.path(), "a", &sandbox, &db);
     bridge.start(&http).await;
     let bridges = Arc::new(tokio::sync::Mutex::new(vec![bridge]));
-    let report = run_spread(&http, &sandbox, bridges, |_, _| async { 0 }, Duration::ZERO).await;
+    let report = run_spread(
+        &http,
+        &sandbox,
+        bridges,
+        |_, _| async { 0 },
+        Duration::ZERO,
+        false,
+    )
+    .await;
     report.check();
 }
 

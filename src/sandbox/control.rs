@@ -83,6 +83,12 @@ pub(crate) async fn admin_work_items(State(state): State<Shared>) -> Json<Value>
     )
 }
 
+/// `{"value": [{session_id, sender, message_id, message, custom_data}]}`: every message
+/// OpenCX's `send` accepted, oldest first.
+pub(crate) async fn admin_opencx_sent(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({ "value": state.lock().expect("poisoned").opencx_sent }))
+}
+
 /// `{"requests", "throttled", "work_items", "distinct_sessions", "peak_concurrency"}`: counts
 /// for soak runs (`throttled`: requests answered 429), without transferring every row.
 pub(crate) async fn admin_stats(State(state): State<Shared>) -> Json<Value> {

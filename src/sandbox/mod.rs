@@ -275,6 +275,7 @@ fn router(state: Shared) -> Router {
         .route("/_sandbox/faults", post(admin_fault))
         .route("/_sandbox/limits", post(admin_limits))
         .route("/_sandbox/stats", get(admin_stats))
+        .route("/_sandbox/opencx/sent", get(admin_opencx_sent))
         .with_state(state)
 }
 

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{respond, DropSwitch, Handled, RequestMeta, Shared};
+use super::{respond, DropSwitch, Handled, RequestMeta, SandboxState, Shared};
 
 /// OpenCX's documented rate limit: requests per minute per API key.
 pub const REQUESTS_PER_MINUTE: usize = 100;
@@ -42,6 +42,33 @@ pub struct OpenCxSeed {
     /// Sessions with their history.
     #[serde(default)]
     pub sessions: Vec<SeededSession>,
+    /// When set, a session id the seed does not have reads as a copy of this session with
+    /// that id (soak runs hand off thousands of sessions); `send` then creates it.
+    #[serde(default)]
+    pub any_session: Option<Value>,
+    /// Requests a minute per API key before `429` (default 100, OpenCX's documented limit).
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_minute: usize,
+}
+
+fn default_requests_per_minute() -> usize {
+    REQUESTS_PER_MINUTE
+}
+
+impl SandboxState {
+    /// The session `id`: a seeded (or sent-to) one, or one made from `any_session`.
+    fn opencx_session(&mut self, id: &str) -> Option<&mut SeededSession> {
+        if !self.opencx_sessions.contains_key(id) {
+            let mut session = self.seed.opencx.any_session.clone()?;
+            session["id"] = json!(id);
+            let seeded = SeededSession {
+                session,
+                history: Vec::new(),
+            };
+            self.opencx_sessions.insert(id.to_owned(), seeded);
+        }
+        self.opencx_sessions.get_mut(id)
+    }
 }
 
 /// A session and its history items (`{created_at, event}`), oldest first.
@@ -70,7 +97,7 @@ pub(super) fn is_opencx(kind: &str) -> bool {
 
 /// The answer that refuses a request: `401` when `Authorization: Bearer <key>` names no
 /// key of the seed, `429` with `Retry-After` (seconds until the key is under its rate limit
-/// again) past 100 requests a minute; `None` to handle it.
+/// again) past the seed's `requests_per_minute` (100 by default); `None` to handle it.
 fn refusal(state: &Shared, parts: &axum::http::request::Parts) -> Option<Handled> {
     let key = parts
         .headers
@@ -83,9 +110,10 @@ fn refusal(state: &Shared, parts: &axum::http::request::Parts) -> Option<Handled
         return Some(error(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
     let now = s.clock.instant();
-    let window = s.opencx_window.entry(key.to_owned()).or_default();
     let minute = std::time::Duration::from_secs(60);
-    if let Some(wait) = super::control::window_wait(window, now, minute, REQUESTS_PER_MINUTE) {
+    let limit = s.seed.opencx.requests_per_minute;
+    let window = s.opencx_window.entry(key.to_owned()).or_default();
+    if let Some(wait) = super::control::window_wait(window, now, minute, limit) {
         let mut refused = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
         if let Ok(v) = wait.to_string().parse() {
             refused.response.headers_mut().insert("retry-after", v);
@@ -126,8 +154,8 @@ pub(super) async fn session(
     req: Request,
 ) -> Response {
     serve(state, "opencx_session", req, |state, _| {
-        let s = state.lock().expect("poisoned");
-        match s.opencx_sessions.get(&id) {
+        let mut s = state.lock().expect("poisoned");
+        match s.opencx_session(&id) {
             Some(seeded) => Handled::json(StatusCode::OK, seeded.session.clone()),
             None => error(StatusCode::NOT_FOUND, "Session not found"),
         }
@@ -147,8 +175,9 @@ pub(super) async fn history(
     req: Request,
 ) -> Response {
     serve(state, "opencx_history", req, |state, _| {
-        let s = state.lock().expect("poisoned");
-        let Some(seeded) = s.opencx_sessions.get(&id) else {
+        let mut guard = state.lock().expect("poisoned");
+        let page = guard.seed.opencx.history_page_size.max(1);
+        let Some(seeded) = guard.opencx_session(&id) else {
             return error(StatusCode::NOT_FOUND, "Session not found");
         };
         let start = match query.cursor.as_deref().map(str::parse::<usize>) {
@@ -156,7 +185,6 @@ pub(super) async fn history(
             Some(Ok(n)) if n <= seeded.history.len() => n,
             Some(_) => return error(StatusCode::BAD_REQUEST, "Invalid cursor"),
         };
-        let page = s.seed.opencx.history_page_size.max(1);
         let end = (start + page).min(seeded.history.len());
         let next = (end < seeded.history.len()).then(|| end.to_string());
         Handled::json(
@@ -175,9 +203,9 @@ pub(super) async fn send(
     serve(state, "opencx_send", req, |state, body| {
         let mut guard = state.lock().expect("poisoned");
         let s = &mut *guard;
-        let Some(seeded) = s.opencx_sessions.get_mut(&id) else {
+        if s.opencx_session(&id).is_none() {
             return error(StatusCode::NOT_FOUND, "Session not found");
-        };
+        }
         let Some(body) = body.filter(Value::is_object) else {
             return error(StatusCode::BAD_REQUEST, "The body must be a JSON object");
         };
@@ -206,6 +234,9 @@ pub(super) async fn send(
             "message": body["message"],
             "custom_data": custom,
         }));
+        let Some(seeded) = s.opencx_sessions.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, "Session not found");
+        };
         let session = &mut seeded.session;
         if !session["custom_data"].is_object() {
             session["custom_data"] = json!({});
