@@ -78,6 +78,17 @@ pub enum CardStatus {
     NotConnected,
 }
 
+impl CardStatus {
+    /// The card's label: `Active`, `Failing` or `Not connected`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::Failing => "Failing",
+            Self::NotConnected => "Not connected",
+        }
+    }
+}
+
 impl From<ConnectionStatus> for CardStatus {
     fn from(status: ConnectionStatus) -> Self {
         match status {
@@ -297,7 +308,7 @@ async fn connection_card(store: &Store, org_id: &str) -> Result<ConnectionCard, 
     let Some(conn) = store.connection(org_id).await? else {
         return Ok(ConnectionCard {
             status: CardStatus::NotConnected,
-            label: "Not connected",
+            label: CardStatus::NotConnected.label(),
             hint: Some(catalog::NOT_CONNECTED.hint_for_org(org_id)),
             environment_url: None,
             workstream_id: None,
@@ -308,13 +319,10 @@ async fn connection_card(store: &Store, org_id: &str) -> Result<ConnectionCard, 
     };
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
     let with = |status| checks.iter().find(|c| c.status == status).cloned();
-    let status = ConnectionStatus::stored(&conn.status);
+    let status = CardStatus::from(ConnectionStatus::stored(&conn.status));
     Ok(ConnectionCard {
-        status: status.into(),
-        label: match status {
-            ConnectionStatus::Active => "Active",
-            ConnectionStatus::Failing => "Failing",
-        },
+        status,
+        label: status.label(),
         hint: None,
         failing_check: with(CheckStatus::Fail),
         warning: with(CheckStatus::Warn),
@@ -328,7 +336,7 @@ fn opencx_card(org_id: &str, conn: Option<&OpenCxConnectionRow>) -> OpenCxCard {
     let Some(conn) = conn else {
         return OpenCxCard {
             status: CardStatus::NotConnected,
-            label: "Not connected",
+            label: CardStatus::NotConnected.label(),
             hint: Some(format!(
                 "Only needed for OpenCX's own handoff event (thin: the session is fetched from OpenCX) and the write-back; pushed sessions do not need it. {}",
                 catalog::OPENCX_NOT_CONNECTED.hint_for_org(org_id)
@@ -340,13 +348,10 @@ fn opencx_card(org_id: &str, conn: Option<&OpenCxConnectionRow>) -> OpenCxCard {
         };
     };
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
-    let status = ConnectionStatus::stored(&conn.status);
+    let status = CardStatus::from(ConnectionStatus::stored(&conn.status));
     OpenCxCard {
-        status: status.into(),
-        label: match status {
-            ConnectionStatus::Active => "Active",
-            ConnectionStatus::Failing => "Failing",
-        },
+        status,
+        label: status.label(),
         hint: None,
         base_url: Some(conn.base_url.clone()),
         last_checked_at: Some(rfc3339(conn.last_checked_at)),

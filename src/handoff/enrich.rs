@@ -11,7 +11,6 @@ use crate::domain::handoff::QueuedMessage;
 pub use crate::domain::WRITE_BACK_EVENT;
 use crate::domain::{EmailRule, HandoffRequest, OrgId, QueuedHandoff, ThinHandoff};
 use crate::opencx::{self, History, OpenCxClient, OpenCxError};
-use crate::store::OpenCxConnectionRow;
 use crate::webhook::envelope::{ChannelRef, HandoffInfo, Session, SessionContact};
 
 /// The most transcript text kept from a fetched history, in bytes (as much as a pushed
@@ -57,25 +56,6 @@ pub struct Fetched {
     pub channel: String,
     pub history_items: usize,
     pub history_truncated: bool,
-}
-
-/// Fetches the session and its whole history (`GET /chat/sessions/{id}` and `…/history`
-/// through its `next` cursor) and validates them like a pushed session.
-pub(super) async fn fetch(
-    client: &OpenCxClient<'_>,
-    org_id: &OrgId,
-    thin: &ThinHandoff,
-    conn: &OpenCxConnectionRow,
-) -> Result<Fetched, Stop> {
-    let session = client
-        .session(&thin.session_id)
-        .await
-        .map_err(|e| Stop::of(&e))?;
-    let history = client
-        .history(&thin.session_id)
-        .await
-        .map_err(|e| Stop::of(&e))?;
-    fetched(org_id, thin, session, history, conn.contact_emails_verified).map_err(Stop::Fail)
 }
 
 /// The fetched `session` and `history` as the bridge's payload. The verified flag is the

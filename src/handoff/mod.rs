@@ -279,7 +279,20 @@ async fn fetch_session<C>(
         .map_err(|why| Stop::Fail(catalog::PAYLOAD_UNREADABLE.diagnose(why)))?;
     let client = ctx.opencx.client(base, &key);
     let started = Instant::now();
-    match enrich::fetch(&client, &org_id, thin, conn).await {
+    let id = thin.session_id.as_str();
+    let fetched = async {
+        let policy = &ctx.retry;
+        let session = quickly(policy, "opencx_session", progress, || client.session(id))
+            .await
+            .map_err(|e| Stop::of(&e))?;
+        let history = quickly(policy, "opencx_history", progress, || client.history(id))
+            .await
+            .map_err(|e| Stop::of(&e))?;
+        let verified = conn.contact_emails_verified;
+        enrich::fetched(&org_id, thin, session, history, verified).map_err(Stop::Fail)
+    }
+    .await;
+    match fetched {
         Ok(fetched) => {
             progress.event(
                 EventKind::Enriched,
@@ -416,15 +429,16 @@ async fn resolve_contact(
 /// Sends an idempotent request, and sends it again (at most `policy.quick_retries` times,
 /// after `policy.quick_delay`) while it fails transiently without a `Retry-After`: a blip
 /// costs a fraction of a second instead of a backoff step. Each resend is on the timeline.
-async fn quickly<T, F, Fut>(
+async fn quickly<T, E, F, Fut>(
     policy: &RetryPolicy,
     step: &'static str,
     progress: &mut Progress<'_>,
     mut request: F,
-) -> Result<T, DataverseError>
+) -> Result<T, E>
 where
+    E: QuickResend,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, DataverseError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut resent = 0;
     loop {
@@ -432,22 +446,56 @@ where
             Ok(answer) => return Ok(answer),
             Err(err) => err,
         };
-        let explained = err.explain();
-        let quick = matches!(explained.class, RetryClass::Transient { retry_after: None });
-        let Some(delay) = policy.quick_delay(resent).filter(|_| quick) else {
+        let Some(delay) = policy.quick_delay(resent).filter(|_| err.resend_quickly()) else {
             return Err(err);
         };
         progress.event(
             EventKind::RequestRetried,
             json!({
                 "step": step,
-                "code": explained.diagnosis.code,
-                "http_status": err.status(),
+                "code": err.code(),
+                "http_status": err.http_status(),
                 "delay_ms": delay.as_millis() as u64,
             }),
         );
         tokio::time::sleep(delay).await;
         resent += 1;
+    }
+}
+
+/// A failure [`quickly`] may resend after: transient, and without a `Retry-After` (a
+/// service that names a time is waited for between attempts instead).
+trait QuickResend {
+    fn resend_quickly(&self) -> bool;
+    /// The catalog code, for the timeline.
+    fn code(&self) -> String;
+    fn http_status(&self) -> Option<u16>;
+}
+
+impl QuickResend for DataverseError {
+    fn resend_quickly(&self) -> bool {
+        matches!(
+            self.explain().class,
+            RetryClass::Transient { retry_after: None }
+        )
+    }
+    fn code(&self) -> String {
+        self.explain().diagnosis.code
+    }
+    fn http_status(&self) -> Option<u16> {
+        self.status()
+    }
+}
+
+impl QuickResend for crate::opencx::OpenCxError {
+    fn resend_quickly(&self) -> bool {
+        self.is_transient() && self.retry_after().is_none()
+    }
+    fn code(&self) -> String {
+        self.diagnose().code
+    }
+    fn http_status(&self) -> Option<u16> {
+        self.status()
     }
 }
 

@@ -533,3 +533,41 @@ async fn thin_events_beyond_the_burst_wait_their_turn_and_all_go() {
         "each session read once"
     );
 }
+
+#[tokio::test]
+async fn an_opencx_blip_is_resent_within_the_attempt() {
+    let t = TestApp::start_with(crate::helpers::TestOptions {
+        quick_retries: 2,
+        ..Default::default()
+    })
+    .await;
+    let secret = acme(&t, json!({})).await;
+    t.sandbox.inject(Fault::next(
+        "opencx_session",
+        FaultAction::status(503, None),
+        1,
+    ));
+    t.sandbox
+        .inject(Fault::next("opencx_history", FaultAction::Reset, 1));
+    post_thin(&t, "acme", &secret, "ocx-web-1").await;
+    t.drain().await;
+    let record = t.record("acme", "ocx-web-1").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(record["attempts"], 1, "no backoff: {record}");
+    let resent: Vec<_> = events(&record, "request_retried")
+        .iter()
+        .map(|e| {
+            (
+                e["detail"]["step"].as_str().unwrap().to_owned(),
+                e["detail"]["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        resent,
+        [
+            ("opencx_session".to_owned(), "opencx_unreachable".to_owned()),
+            ("opencx_history".to_owned(), "opencx_unreachable".to_owned()),
+        ]
+    );
+}

@@ -103,23 +103,26 @@ pub async fn save_connection(
     ApiJson(input): ApiJson<ConnectionInput>,
 ) -> Result<(StatusCode, Json<CheckList>), ApiError> {
     let org = existing_org(&ctx, &id).await?;
-    match ctx
+    let saved = ctx
         .org_rules()
         .save_connection(&org, &input, ctx.clock.now_ms())
-        .await?
-    {
+        .await?;
+    Ok(save_answer(&ctx, saved))
+}
+
+/// The answer to a test-and-save: `200 active` (and the worker woken: handoffs waiting for
+/// the connection can go now), or `422 failed` with the checks.
+pub(super) fn save_answer(ctx: &AppState, saved: SaveOutcome) -> (StatusCode, Json<CheckList>) {
+    match saved {
         SaveOutcome::Saved(checks) => {
-            // Handoffs waiting for a connection can go now.
             ctx.wake.notify_one();
             let status = Verdict::Active;
-            Ok((StatusCode::OK, Json(CheckList { status, checks })))
+            (StatusCode::OK, Json(CheckList { status, checks }))
         }
         SaveOutcome::Refused(checks) => {
             let status = Verdict::Failed;
-            Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(CheckList { status, checks }),
-            ))
+            let list = Json(CheckList { status, checks });
+            (StatusCode::UNPROCESSABLE_ENTITY, list)
         }
     }
 }

@@ -8,10 +8,10 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::connection::{CheckList, Rechecked, Verdict};
+use super::connection::{save_answer, CheckList, Rechecked};
 use crate::clock::rfc3339;
 use crate::connection::opencx::OpenCxInput;
-use crate::connection::orgs::{ConnectionStatus, SaveOutcome};
+use crate::connection::orgs::ConnectionStatus;
 use crate::connection::Check;
 use crate::diagnostics::CardStatus;
 use crate::http::error::ApiError;
@@ -58,21 +58,8 @@ pub async fn save_opencx(
 ) -> Result<(StatusCode, Json<CheckList>), ApiError> {
     let org = existing_org(&ctx, &id).await?;
     let now = ctx.clock.now_ms();
-    match ctx.org_rules().save_opencx(&org, &input, now).await? {
-        SaveOutcome::Saved(checks) => {
-            // Thin events waiting for the connection can go now.
-            ctx.wake.notify_one();
-            let status = Verdict::Active;
-            Ok((StatusCode::OK, Json(CheckList { status, checks })))
-        }
-        SaveOutcome::Refused(checks) => {
-            let status = Verdict::Failed;
-            Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(CheckList { status, checks }),
-            ))
-        }
-    }
+    let saved = ctx.org_rules().save_opencx(&org, &input, now).await?;
+    Ok(save_answer(&ctx, saved))
 }
 
 /// `POST /v1/orgs/{org_id}/opencx/check`: runs the checks again on the saved OpenCX
