@@ -74,8 +74,15 @@ impl App {
             metrics.clone(),
             clock.clone(),
         );
+        // OpenCX's base URL is the admin's to set: its client keeps the callbacks' address
+        // policy (public addresses only, checked when it connects).
         let opencx = Arc::new(opencx::OpenCx::paced(
-            outbound::http_client(config.request_timeout),
+            webhook::address::callback_client(
+                config.request_timeout,
+                webhook::address::AddressPolicy {
+                    allow_loopback: config.settings.allow_insecure_dynamics,
+                },
+            ),
             config.settings.opencx_requests_per_minute,
             config.settings.opencx_burst,
         ));

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::{Check, CheckStatus};
 use crate::domain::catalog::{self, Diagnosis};
-use crate::domain::is_loopback_host;
 use crate::opencx::{OpenCx, OpenCxError, DEFAULT_BASE_URL};
+use crate::webhook::address::{check_target, AddressPolicy, TargetRefused};
 use crate::webhook::FieldError;
 
 /// The names of the OpenCX checks, in the order they run.
@@ -56,17 +56,25 @@ pub struct ValidOpenCx {
 }
 
 /// The base URL: `raw` (default [`DEFAULT_BASE_URL`]) as an `https://` URL (or `http://`
-/// on a loopback host when `allow_insecure`) with a host, no credentials, query or
+/// on a loopback host when `allow_insecure`) with a host that is not an IP literal of a
+/// private, loopback or reserved address (the callbacks' policy, `webhook::address`; the
+/// client refuses such addresses again when it connects), no credentials, query or
 /// fragment; a trailing `/` is dropped.
 pub fn base_url(raw: Option<&str>, allow_insecure: bool) -> Result<Url, String> {
     let raw = raw.map(str::trim).filter(|r| !r.is_empty());
     let raw = raw.unwrap_or(DEFAULT_BASE_URL);
     let url = Url::parse(raw).map_err(|e| format!("base_url '{raw}' is not a URL ({e})"))?;
-    let insecure_ok = allow_insecure && url.scheme() == "http" && is_loopback_host(&url);
-    if url.scheme() != "https" && !insecure_ok {
-        return Err(format!("base_url '{raw}' must start with https://"));
+    let policy = AddressPolicy {
+        allow_loopback: allow_insecure,
+    };
+    match check_target(&url, policy) {
+        Ok(()) => {}
+        Err(TargetRefused::NotHttps) => {
+            return Err(format!("base_url '{raw}' must start with https://"))
+        }
+        Err(why) => return Err(format!("base_url '{raw}' {why}")),
     }
-    if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
             "base_url '{raw}' must name a host and carry no credentials"
         ));
@@ -216,6 +224,9 @@ mod tests {
         assert!(base_url(Some("https://u:p@api.open.cx"), false).is_err());
         assert!(base_url(Some("https://api.open.cx/?a=1"), false).is_err());
         assert!(base_url(Some("api.open.cx"), false).is_err());
+        let private = base_url(Some("https://10.0.0.7"), false).unwrap_err();
+        assert!(private.contains("private"), "{private}");
+        assert!(base_url(Some("https://169.254.169.254/latest"), true).is_err());
     }
 
     #[test]
