@@ -76,16 +76,19 @@ impl App {
         );
         // OpenCX's base URL is the admin's to set: its client keeps the callbacks' address
         // policy (public addresses only, checked when it connects).
-        let opencx = Arc::new(opencx::OpenCx::paced(
-            webhook::address::callback_client(
-                config.request_timeout,
-                webhook::address::AddressPolicy {
-                    allow_loopback: config.settings.allow_insecure_dynamics,
-                },
-            ),
-            config.settings.opencx_requests_per_minute,
-            config.settings.opencx_burst,
-        ));
+        let opencx = Arc::new(
+            opencx::OpenCx::paced(
+                webhook::address::callback_client(
+                    config.request_timeout,
+                    webhook::address::AddressPolicy {
+                        allow_loopback: config.settings.allow_insecure_dynamics,
+                    },
+                ),
+                config.settings.opencx_requests_per_minute,
+                config.settings.opencx_burst,
+            )
+            .with_metrics(metrics.clone()),
+        );
         let vault = Vault::new(Keyring::new(
             config.encryption_key,
             config.previous_encryption_keys,

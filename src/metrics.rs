@@ -12,6 +12,8 @@
 //! | `handoff_attempt_duration_seconds` | histogram | `outcome` |
 //! | `handoff_dataverse_requests_total` | counter | `kind` (`whoami`, `contacts`, `create_contact`, `workstream`, `queue`, `create_work_item`, `get_work_item`), `status` (HTTP status, or `transport_error`) |
 //! | `handoff_dataverse_request_duration_seconds` | histogram | `kind` |
+//! | `handoff_opencx_requests_total` | counter | `kind` (`session`, `history`, `send`), `status` (HTTP status, `transport_error`, or `paced`: held back by the bridge's pacing, not sent) |
+//! | `handoff_opencx_request_duration_seconds` | histogram | `kind` |
 //! | `handoff_token_requests_total` | counter | `outcome` (`issued`, or the catalog code of the failure) |
 //! | `handoff_token_request_duration_seconds` | histogram | — |
 //! | `handoff_callbacks_total` | counter | `outcome` (`delivered`, `retry_scheduled`, `failed`) |
@@ -87,6 +89,8 @@ pub struct Metrics {
     attempt_duration: Histograms<OutcomeLabel>,
     dataverse_requests: Family<RequestLabels, Counter>,
     dataverse_duration: Histograms<KindLabel>,
+    opencx_requests: Family<RequestLabels, Counter>,
+    opencx_duration: Histograms<KindLabel>,
     token_requests: Family<OutcomeLabel, Counter>,
     token_duration: Histogram,
     callbacks: Family<OutcomeLabel, Counter>,
@@ -138,6 +142,18 @@ impl Metrics {
                 &mut registry,
                 "dataverse_request_duration_seconds",
                 "Duration of one Dataverse request, answer read",
+                Family::new_with_constructor(duration_histogram),
+            ),
+            opencx_requests: register(
+                &mut registry,
+                "opencx_requests",
+                "OpenCX API requests, by kind and HTTP status (paced: held back, not sent)",
+                Family::default(),
+            ),
+            opencx_duration: register(
+                &mut registry,
+                "opencx_request_duration_seconds",
+                "Duration of one OpenCX API request, answer read",
                 Family::new_with_constructor(duration_histogram),
             ),
             token_requests: register(
@@ -213,6 +229,24 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// An OpenCX API request of `kind` answered with `status` (`transport_error`: no
+    /// answer; `paced`: not sent, no duration observed).
+    pub fn opencx_request(&self, kind: &str, status: &str, seconds: Option<f64>) {
+        self.opencx_requests
+            .get_or_create(&RequestLabels {
+                kind: kind.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+        if let Some(seconds) = seconds {
+            self.opencx_duration
+                .get_or_create(&KindLabel {
+                    kind: kind.to_owned(),
+                })
+                .observe(seconds);
+        }
     }
 
     /// An Entra ID token request: `outcome` is `issued` or a catalog code.

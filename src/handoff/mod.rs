@@ -268,10 +268,10 @@ async fn fetch_session<C>(
     progress: &mut Progress<'_>,
 ) -> Result<HandoffRequest, Stop> {
     let Some(conn) = conn else {
-        let reason = catalog::OPENCX_NOT_CONNECTED
-            .diagnose(None)
-            .for_org(&org.org_id);
-        return Err(Stop::Wait(reason, None));
+        return Err(Stop::Wait(
+            catalog::OPENCX_NOT_CONNECTED.diagnose(None),
+            None,
+        ));
     };
     let (base, key) = crate::connection::orgs::opencx_access(ctx.vault, conn, ctx.allow_insecure)
         .map_err(Stop::Fail)?;

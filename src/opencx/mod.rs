@@ -16,6 +16,7 @@
 //! [`OpenCxError::Paced`] and the time to wait.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -23,6 +24,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
 use crate::domain::catalog::{self, Diagnosis};
+use crate::metrics::Metrics;
 
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -55,6 +57,8 @@ pub struct OpenCx {
     http: reqwest::Client,
     /// Keyed by the SHA-256 of the API key, so two orgs sharing a key share its budget.
     pacer: DefaultKeyedRateLimiter<[u8; 32]>,
+    /// Where requests are counted (`handoff_opencx_requests_total`), if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for OpenCx {
@@ -79,8 +83,15 @@ impl OpenCx {
         let quota = Quota::per_minute(per_minute).allow_burst(burst);
         Self {
             http,
+            metrics: None,
             pacer: RateLimiter::keyed(quota),
         }
+    }
+
+    /// These calls, counted in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// A paced client for one org's `base` URL and API key.
@@ -92,6 +103,7 @@ impl OpenCx {
             api_key,
             pacer: Some((&self.pacer, key)),
             max_pace_sleep: MAX_PACE_SLEEP,
+            metrics: self.metrics.as_deref(),
         }
     }
 
@@ -254,6 +266,7 @@ pub struct OpenCxClient<'a> {
     pacer: Option<(&'a DefaultKeyedRateLimiter<[u8; 32]>, [u8; 32])>,
     /// How long a request may wait for the pacer before it fails as `Paced`.
     max_pace_sleep: Duration,
+    metrics: Option<&'a Metrics>,
 }
 
 impl<'a> OpenCxClient<'a> {
@@ -266,6 +279,7 @@ impl<'a> OpenCxClient<'a> {
             api_key,
             pacer: None,
             max_pace_sleep: Duration::ZERO,
+            metrics: None,
         }
     }
 
@@ -279,9 +293,12 @@ impl<'a> OpenCxClient<'a> {
         url
     }
 
-    /// Sends one request and reads the success answer as JSON.
+    /// Takes the API key's turn (waiting up to `max_pace_sleep`), sends one request of
+    /// `kind` (`session`, `history`, `send`; the metrics' label), and reads the success
+    /// answer as JSON.
     async fn call(
         &self,
+        kind: &'static str,
         method: Method,
         url: Url,
         body: Option<&Value>,
@@ -295,10 +312,35 @@ impl<'a> OpenCxClient<'a> {
             };
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             if wait > self.max_pace_sleep {
+                self.observe(kind, "paced", None);
                 return Err(OpenCxError::Paced { wait });
             }
             tokio::time::sleep(wait).await;
         }
+        let started = std::time::Instant::now();
+        let result = self.exchange(method, url, body).await;
+        let status = match &result {
+            Ok((status, _)) | Err((Some(status), _)) => status.to_string(),
+            Err((None, _)) => "transport_error".to_owned(),
+        };
+        self.observe(kind, &status, Some(started.elapsed().as_secs_f64()));
+        result.map(|(_, value)| value).map_err(|(_, err)| err)
+    }
+
+    fn observe(&self, kind: &str, status: &str, seconds: Option<f64>) {
+        if let Some(metrics) = self.metrics {
+            metrics.opencx_request(kind, status, seconds);
+        }
+    }
+
+    /// One request and its answer: the HTTP status with the JSON of a success, or the
+    /// status (`None` without an answer) with the error.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), (Option<u16>, OpenCxError)> {
         let mut request = self
             .http
             .request(method, url)
@@ -311,15 +353,15 @@ impl<'a> OpenCxClient<'a> {
             detail: crate::outbound::describe_transport_error(&source),
             source,
         };
-        let mut response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(|e| (None, transport(e)))?;
         let status = response.status();
+        let code = Some(status.as_u16());
         let retry_after = crate::outbound::retry_after(response.headers());
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| (code, transport(e)))? {
             if bytes.len() + chunk.len() > MAX_BODY {
-                return Err(OpenCxError::UnexpectedBody(format!(
-                    "the answer is over {MAX_BODY} bytes"
-                )));
+                let over = format!("the answer is over {MAX_BODY} bytes");
+                return Err((code, OpenCxError::UnexpectedBody(over)));
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -329,19 +371,23 @@ impl<'a> OpenCxClient<'a> {
                 .ok()
                 .and_then(|v| v["message"].as_str().map(|m| m.chars().take(300).collect()))
                 .unwrap_or_else(|| reason(status));
-            return Err(OpenCxError::Status {
+            let err = OpenCxError::Status {
                 status: status.as_u16(),
                 message,
                 retry_after,
-            });
+            };
+            return Err((code, err));
         }
-        parsed.map_err(|e| OpenCxError::UnexpectedBody(e.to_string()))
+        match parsed {
+            Ok(value) => Ok((status.as_u16(), value)),
+            Err(e) => Err((code, OpenCxError::UnexpectedBody(e.to_string()))),
+        }
     }
 
     /// `GET /chat/sessions/{id}`.
     pub async fn session(&self, id: &str) -> Result<Session, OpenCxError> {
         let value = self
-            .call(Method::GET, self.session_url(id, &[]), None)
+            .call("session", Method::GET, self.session_url(id, &[]), None)
             .await?;
         serde_json::from_value(value).map_err(|e| OpenCxError::UnexpectedBody(e.to_string()))
     }
@@ -355,7 +401,7 @@ impl<'a> OpenCxClient<'a> {
             if let Some(cursor) = &cursor {
                 url.query_pairs_mut().append_pair("cursor", cursor);
             }
-            let value = self.call(Method::GET, url, None).await?;
+            let value = self.call("history", Method::GET, url, None).await?;
             let page: HistoryPage = serde_json::from_value(value)
                 .map_err(|e| OpenCxError::UnexpectedBody(e.to_string()))?;
             let room = MAX_HISTORY_ITEMS - history.items.len();
@@ -386,7 +432,12 @@ impl<'a> OpenCxClient<'a> {
     ) -> Result<Option<String>, OpenCxError> {
         let body = json!({ "sender": sender, "message": message, "custom_data": custom_data });
         let answer = self
-            .call(Method::POST, self.session_url(id, &["send"]), Some(&body))
+            .call(
+                "send",
+                Method::POST,
+                self.session_url(id, &["send"]),
+                Some(&body),
+            )
             .await?;
         Ok(answer["data"]["message"]["id"].as_str().map(str::to_owned))
     }

@@ -114,3 +114,53 @@ async fn metrics_count_webhooks_attempts_requests_tokens_and_the_queue() {
     expect("handoff_queue_depth{org_id=\"acme\"}", 0.0);
     assert!(sample(&text, "handoff_queue_oldest_age_seconds{org_id=\"beta\"}").unwrap() >= 0.0);
 }
+
+#[tokio::test]
+async fn metrics_count_opencx_requests_by_kind_and_status() {
+    let t = TestApp::start_with(crate::helpers::TestOptions {
+        opencx_requests_per_minute: 1,
+        opencx_burst: 6,
+        ..Default::default()
+    })
+    .await;
+    let acme = t.connected_org("acme").await;
+    let (status, body) = t
+        .connect_opencx(
+            "acme",
+            json!({ "write_back_message": "Someone joins you soon." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let thin = |session: &str| {
+        json!({
+            "event": "conversation.handoff_to_human",
+            "organization_id": "acme",
+            "data": { "conversation_id": session },
+        })
+    };
+    t.send("acme", &acme, "m1", &thin("ocx-web-1")).await;
+    t.drain().await;
+    // The burst of six is spent (the check, a session, three history pages, the send): the
+    // next thin event's read is held back, not sent.
+    t.send("acme", &acme, "m2", &thin("ocx-web-2")).await;
+    t.app.run_due().await.unwrap();
+    let text = t
+        .http
+        .get(format!("{}/metrics", t.url))
+        .bearer_auth(&t.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |labels: &str| {
+        sample(&text, &format!("handoff_opencx_requests_total{{{labels}}}")).unwrap_or(0.0)
+    };
+    assert_eq!(count(r#"kind="session",status="404""#), 1.0, "{text}");
+    assert_eq!(count(r#"kind="session",status="200""#), 1.0, "{text}");
+    assert_eq!(count(r#"kind="history",status="200""#), 3.0, "{text}");
+    assert_eq!(count(r#"kind="send",status="201""#), 1.0, "{text}");
+    assert_eq!(count(r#"kind="session",status="paced""#), 1.0, "{text}");
+    assert!(text.contains("handoff_opencx_request_duration_seconds_count{kind=\"history\"} 3"));
+}
