@@ -109,6 +109,17 @@ pub fn create_body(
     if let Some(phone) = &customer.phone {
         items.push(context_item("customerPhone", phone));
     }
+    // For the representative and for routing rules (issue 12): how the visitor feels, why
+    // the AI handed off, and the conversation's language, when OpenCX gave them.
+    for (name, value) in [
+        ("sentiment", &request.sentiment),
+        ("reason", &request.reason),
+        ("language", &request.language),
+    ] {
+        if let Some(value) = value {
+            items.push(context_item(name, value));
+        }
+    }
 
     LiveWorkItemCreate {
         activityid,

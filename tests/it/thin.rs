@@ -102,6 +102,24 @@ async fn a_thin_event_is_enriched_from_opencx_and_becomes_exactly_one_work_item(
         "Wants to change the delivery address of order 1042."
     );
     assert!(body["msdyn_channel"].is_string(), "{body}");
+    // What OpenCX said about the handoff reaches the representative as context items.
+    let items =
+        &body["msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid"];
+    let item = |name: &str| {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["msdyn_name"] == name)
+            .map(|c| c["msdyn_value"].clone())
+    };
+    assert_eq!(item("sentiment"), Some(json!("angry")), "{items}");
+    assert_eq!(
+        item("reason"),
+        Some(json!("ai_decided_to_handoff_the_conversation"))
+    );
+    assert_eq!(item("language"), Some(json!("en")));
+    assert_eq!(item("customerEmail"), Some(json!("ada@example.com")));
     // Five history items in pages of two: three pages, one session read.
     assert_eq!(opencx_requests(&t, "opencx_session", "ocx-web-1"), 1);
     assert_eq!(opencx_requests(&t, "opencx_history", "ocx-web-1"), 3);
