@@ -12,13 +12,13 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::enrich::{self, WRITE_BACK_EVENT};
+use super::enrich;
 use super::work_item::KEY_NAMESPACE;
 use super::worker::Worker;
 use crate::clock::rfc3339;
 use crate::connection::orgs::opencx_access;
 use crate::domain::catalog::Diagnosis;
-use crate::domain::{outbox_failure, ContactMatch};
+use crate::domain::{outbox_failure, ContactMatch, WRITE_BACK_EVENT};
 use crate::domain::{EventKind, WorkstreamId};
 use crate::domain::{NewCallback, NewEvent};
 use crate::dynamics::RetryClass;

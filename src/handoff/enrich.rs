@@ -1,6 +1,7 @@
-//! Thin events: fetching the session and its history from OpenCX (with the org's OpenCX
-//! connection), turning them into the bridge's own [`QueuedHandoff`], and the write-back
-//! that puts `dynamics365_chat_id` on the session.
+//! Thin events: turning the session and history fetched from OpenCX (`handoff::attempt`
+//! reads them with the org's OpenCX connection) into the bridge's own [`QueuedHandoff`], and
+//! what a failed fetch means for the attempt ([`Stop`]); and the write-back that puts
+//! `dynamics365_chat_id` on the session.
 
 use std::time::Duration;
 
@@ -8,7 +9,6 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::catalog::{self, Diagnosis};
 use crate::domain::handoff::QueuedMessage;
-pub use crate::domain::WRITE_BACK_EVENT;
 use crate::domain::{EmailRule, HandoffRequest, OrgId, QueuedHandoff, ThinHandoff};
 use crate::opencx::{self, History, OpenCxClient, OpenCxError};
 use crate::webhook::envelope::{ChannelRef, HandoffInfo, Session, SessionContact};
@@ -195,4 +195,41 @@ pub async fn write_back(
         .send(session_id, sender, &body["message"], &custom)
         .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(sender: &str, text: &str) -> Value {
+        json!({ "created_at": "2026-11-23T10:00:00Z",
+                "event": { "type": "message", "sender": sender, "text": text } })
+    }
+
+    #[test]
+    fn the_transcript_keeps_messages_only_and_the_newest_within_its_bound() {
+        let items = vec![
+            item("contact", "hello"),
+            json!({ "created_at": "2026-11-23T10:00:01Z", "event": { "type": "human_agent_comment", "text": "internal" } }),
+            item("ai", "hi"),
+        ];
+        let (messages, cut) = transcript(&items);
+        assert!(!cut);
+        let texts: Vec<_> = messages
+            .iter()
+            .map(|m| m.text.as_deref().unwrap())
+            .collect();
+        assert_eq!(texts, ["hello", "hi"], "no internal comment");
+
+        let long = "x".repeat(MAX_TRANSCRIPT_BYTES / 2);
+        let items = vec![
+            item("contact", "oldest"),
+            item("ai", &long),
+            item("contact", &long),
+        ];
+        let (messages, cut) = transcript(&items);
+        assert!(cut);
+        assert_eq!(messages.len(), 1, "only the newest fits");
+        assert_eq!(messages[0].sender.as_deref(), Some("contact"));
+    }
 }

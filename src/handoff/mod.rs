@@ -699,8 +699,8 @@ fn succeeded(
 ) -> Outcome {
     let session_id = &claim.handoff.session_id;
     progress.write_back = write_back.map(|message| NewCallback {
-        webhook_id: callback::webhook_id(&org.org_id, session_id, enrich::WRITE_BACK_EVENT),
-        event_type: enrich::WRITE_BACK_EVENT,
+        webhook_id: callback::webhook_id(&org.org_id, session_id, crate::domain::WRITE_BACK_EVENT),
+        event_type: crate::domain::WRITE_BACK_EVENT,
         payload: enrich::write_back_payload(session_id, &message, &chat_id.to_string()),
     });
     progress.event(
