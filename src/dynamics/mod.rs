@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 pub use choices::StreamSource;
 pub use client::{CreateOutcome, DataverseClient, DataverseError, Workstream};
 pub use failure::{Explained, RetryClass};
-pub use tables::{ContactCreate, ContextItemCreate, LiveWorkItemCreate};
+pub use tables::{AnnotationCreate, ContactCreate, ContextItemCreate, LiveWorkItemCreate};
 pub use throttle::{Gates, Paused};
 pub use token::{Credentials, TokenError, TokenProvider};
 

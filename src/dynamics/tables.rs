@@ -41,6 +41,23 @@ pub struct LiveWorkItemCreate {
         rename = "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid"
     )]
     pub context_items: Vec<ContextItemCreate>,
+    /// Notes created in the same transaction (the transcript), through the conversation's
+    /// notes relationship `msdyn_ocliveworkitem_Annotations` (`../shared/DATAVERSE.md`
+    /// part 2, §2.1).
+    #[serde(
+        rename = "msdyn_ocliveworkitem_Annotations",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub notes: Vec<AnnotationCreate>,
+}
+
+/// One `annotation` (note), deep-inserted with its parent: a client-chosen `annotationid`,
+/// `subject` (String(500), required) and `notetext` (Memo(100,000), rich text: HTML).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnnotationCreate {
+    pub annotationid: Uuid,
+    pub subject: String,
+    pub notetext: String,
 }
 
 /// One `msdyn_ocliveworkitemcontextitem`, deep-inserted with its live work item.

@@ -52,6 +52,8 @@ impl Stop {
 /// event's on the row.
 pub struct Fetched {
     pub request: HandoffRequest,
+    /// The messages kept (also in `payload`), for the transcript note.
+    pub history: Vec<QueuedMessage>,
     pub payload: String,
     pub channel: String,
     pub history_items: usize,
@@ -118,11 +120,12 @@ pub fn fetched(
     request.customer.email_rule = rule;
     let history_items = messages.len();
     let history_truncated = history.truncated || cut;
-    let mut queued = QueuedHandoff::new(&request, messages);
+    let mut queued = QueuedHandoff::new(&request, messages.clone());
     queued.history_truncated = history_truncated;
     Ok(Fetched {
         channel: request.channel.as_str().to_owned(),
         payload: serde_json::to_string(&queued).expect("a queued handoff serializes"),
+        history: messages,
         request,
         history_items,
         history_truncated,

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::clock::{millis, Clock};
 use crate::domain::catalog::{self, Diagnosis};
+use crate::domain::handoff::QueuedMessage;
 use crate::domain::{ContactMatch, EventKind};
 use crate::domain::{Ended, Enrichment, NewCallback, NewEvent, Outcome};
 use crate::domain::{HandoffRequest, QueuedHandoff, ThinHandoff};
@@ -123,11 +124,11 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         Some(_) => Err("the session was removed when its retention period ended".to_owned()),
         None => decode(handoff.payload_version, &handoff.org_id, &handoff.payload),
     };
-    let request = match decoded {
-        Ok(Stored::Ready(request)) => request,
+    let (request, history) = match decoded {
+        Ok(Stored::Ready(request, history)) => (request, history),
         Ok(Stored::Thin(thin)) => {
             match fetch_session(ctx, &org, opencx.as_ref(), &thin, &mut progress).await {
-                Ok(request) => request,
+                Ok(fetched) => fetched,
                 Err(stop) => return stopped(ctx, claim, &org, progress, stop),
             }
         }
@@ -203,6 +204,7 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         activityid,
         workstream,
         progress.contact_id,
+        &history,
     );
     let started = Instant::now();
     let created = quickly(&ctx.retry, "work_item", &mut progress, || {
@@ -231,8 +233,8 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
 
 /// A stored payload, read back.
 enum Stored {
-    /// The bridge's own [`QueuedHandoff`], as a validated request.
-    Ready(HandoffRequest),
+    /// The bridge's own [`QueuedHandoff`], as a validated request and its transcript.
+    Ready(HandoffRequest, Vec<QueuedMessage>),
     /// A thin event whose session is still to be fetched from OpenCX.
     Thin(ThinHandoff),
 }
@@ -243,10 +245,12 @@ enum Stored {
 fn decode(version: i64, org_id: &str, payload: &str) -> Result<Stored, String> {
     let org = OrgId::parse(org_id)?;
     match version {
-        QUEUED_PAYLOAD_VERSION => serde_json::from_str::<QueuedHandoff>(payload)
-            .map_err(|e| e.to_string())?
-            .into_request(&org)
-            .map(Stored::Ready),
+        QUEUED_PAYLOAD_VERSION => {
+            let mut queued: QueuedHandoff =
+                serde_json::from_str(payload).map_err(|e| e.to_string())?;
+            let history = std::mem::take(&mut queued.history);
+            Ok(Stored::Ready(queued.into_request(&org)?, history))
+        }
         THIN_PAYLOAD_VERSION => serde_json::from_str::<ThinHandoff>(payload)
             .map(Stored::Thin)
             .map_err(|e| e.to_string()),
@@ -266,7 +270,7 @@ async fn fetch_session<C>(
     conn: Option<&OpenCxConnectionRow>,
     thin: &ThinHandoff,
     progress: &mut Progress<'_>,
-) -> Result<HandoffRequest, Stop> {
+) -> Result<(HandoffRequest, Vec<QueuedMessage>), Stop> {
     let Some(conn) = conn else {
         return Err(Stop::Wait(
             catalog::OPENCX_NOT_CONNECTED.diagnose(None),
@@ -308,7 +312,7 @@ async fn fetch_session<C>(
                 payload: fetched.payload,
                 channel: fetched.channel,
             });
-            Ok(fetched.request)
+            Ok((fetched.request, fetched.history))
         }
         Err(stop) => {
             if let Stop::Retry(diag, _) | Stop::Fail(diag) = &stop {

@@ -1,10 +1,13 @@
 //! The `msdyn_ocliveworkitem` create body (ARCHITECTURE.md, "One handoff", step 7) and its deterministic key.
 
+use minijinja::HtmlEscape;
 use uuid::Uuid;
 
+use crate::domain::handoff::QueuedMessage;
 use crate::domain::HandoffRequest;
 use crate::domain::{Channel, OrgId, SessionId, WorkstreamId};
-use crate::dynamics::{ContactCreate, ContextItemCreate, LiveWorkItemCreate, StreamSource};
+use crate::dynamics::{AnnotationCreate, ContactCreate, ContextItemCreate};
+use crate::dynamics::{LiveWorkItemCreate, StreamSource};
 
 /// Namespace of the UUIDv5 keys the bridge chooses for Dataverse rows. Fixed forever: changing
 /// it would let a replay create a second live work item for a session.
@@ -48,6 +51,84 @@ const SUBJECT_MAX: usize = 200;
 const TITLE_MAX: usize = 4000;
 const DESCRIPTION_MAX: usize = 2000;
 const CONTEXT_VALUE_MAX: usize = 4000;
+/// `annotation.subject`: String(500).
+const NOTE_SUBJECT_MAX: usize = 500;
+/// `annotation.notetext`: Memo(100,000), in UTF-16 code units.
+pub const NOTE_TEXT_MAX: usize = 100_000;
+
+/// The transcript note's deterministic `annotationid` for a session: created with its
+/// live work item, so a retry that finds the work item finds the note too.
+pub fn transcript_note_id(org: &OrgId, session: &SessionId) -> Uuid {
+    Uuid::new_v5(
+        &KEY_NAMESPACE,
+        format!("transcript:{org}/{session}").as_bytes(),
+    )
+}
+
+/// The transcript as a note for the representative, `None` without a message: one
+/// paragraph per message (time, who, text; HTML-escaped, the note is rich text), the newest
+/// kept within [`NOTE_TEXT_MAX`] with a first line saying earlier ones were left out.
+pub fn transcript_note(
+    request: &HandoffRequest,
+    history: &[QueuedMessage],
+) -> Option<AnnotationCreate> {
+    let customer = request.customer.name.as_deref().unwrap_or("Customer");
+    let lines: Vec<String> = history
+        .iter()
+        .filter_map(|m| {
+            let text = m.text.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
+            let who = match m.sender.as_deref() {
+                Some("contact") => customer,
+                Some("ai") => "AI",
+                Some("human_agent") => "Agent",
+                Some(other) => other,
+                None => "?",
+            };
+            let at = m.created_at.as_deref().unwrap_or("");
+            Some(format!(
+                "<p>{} <b>{}</b>: {}</p>",
+                HtmlEscape(at),
+                HtmlEscape(who),
+                HtmlEscape(text).to_string().replace('\n', "<br>")
+            ))
+        })
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let units = |s: &str| s.encode_utf16().count();
+    let cut_line = format!(
+        "<p><i>Earlier messages are not shown: the transcript is longer than a note holds ({NOTE_TEXT_MAX} characters).</i></p>"
+    );
+    let mut room = NOTE_TEXT_MAX - units(&cut_line);
+    let mut kept = Vec::new();
+    for line in lines.iter().rev() {
+        let size = units(line);
+        if size > room {
+            break;
+        }
+        room -= size;
+        kept.push(line.as_str());
+    }
+    let mut notetext = String::new();
+    if kept.len() < lines.len() {
+        notetext.push_str(&cut_line);
+    }
+    for line in kept.iter().rev() {
+        notetext.push_str(line);
+    }
+    Some(AnnotationCreate {
+        annotationid: transcript_note_id(&request.org_id, &request.session_id),
+        subject: cut(
+            &format!(
+                "AI conversation transcript (OpenCX session {})",
+                request.session_id.as_str()
+            ),
+            NOTE_SUBJECT_MAX,
+        ),
+        notetext,
+    })
+}
 /// The `msdyn_streamsource` a channel's live work item carries; `None` for channels the
 /// bridge does not hand off as chats (web → Live chat, sms → SMS, whatsapp → WhatsApp).
 pub fn stream_source(channel: &Channel) -> Option<StreamSource> {
@@ -69,6 +150,7 @@ pub fn create_body(
     activityid: Uuid,
     workstream: WorkstreamId,
     contact: Option<Uuid>,
+    history: &[QueuedMessage],
 ) -> LiveWorkItemCreate {
     let customer = &request.customer;
 
@@ -130,6 +212,7 @@ pub fn create_body(
         workstream: workstream.uuid(),
         contact,
         context_items: items,
+        notes: transcript_note(request, history).into_iter().collect(),
     }
 }
 
@@ -167,6 +250,72 @@ mod tests {
         assert_eq!(cut("a😀b", 2), "a", "the emoji needs two units");
         assert_eq!(cut("a😀b", 3), "a😀");
         assert_eq!(cut("日本語", 10), "日本語");
+    }
+
+    fn request() -> HandoffRequest {
+        HandoffRequest {
+            org_id: OrgId::parse("acme").unwrap(),
+            session_id: SessionId::parse("s1").unwrap(),
+            channel: Channel::parse("web"),
+            customer: crate::domain::Customer {
+                name: Some("Ada <Lovelace>".into()),
+                ..Default::default()
+            },
+            summary: "help".into(),
+            language: None,
+            sentiment: None,
+            reason: None,
+        }
+    }
+
+    fn message(sender: &str, text: &str) -> QueuedMessage {
+        QueuedMessage {
+            created_at: Some("2026-11-23T09:00:05Z".into()),
+            sender: Some(sender.into()),
+            text: Some(text.into()),
+        }
+    }
+
+    #[test]
+    fn the_transcript_note_is_escaped_html_with_a_stable_id() {
+        assert!(
+            transcript_note(&request(), &[]).is_none(),
+            "no messages, no note"
+        );
+        let note = transcript_note(
+            &request(),
+            &[
+                message("contact", "<script>alert(1)</script>\nsecond line"),
+                message("ai", "Let me get a colleague & check."),
+                message("contact", "   "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            note.notetext,
+            "<p>2026-11-23T09:00:05Z <b>Ada &lt;Lovelace&gt;</b>: &lt;script&gt;alert(1)&lt;&#x2f;script&gt;<br>second line</p>\
+             <p>2026-11-23T09:00:05Z <b>AI</b>: Let me get a colleague &amp; check.</p>"
+        );
+        assert_eq!(
+            note.annotationid,
+            transcript_note_id(&request().org_id, &request().session_id)
+        );
+        assert!(note.subject.contains("s1"));
+    }
+
+    #[test]
+    fn a_long_transcript_keeps_its_newest_messages_within_the_note_limit() {
+        let long = "é".repeat(30_000);
+        let history: Vec<_> = (0..5)
+            .map(|i| message("ai", &format!("{i}{long}")))
+            .collect();
+        let note = transcript_note(&request(), &history).unwrap();
+        assert!(note.notetext.encode_utf16().count() <= NOTE_TEXT_MAX);
+        assert!(note
+            .notetext
+            .starts_with("<p><i>Earlier messages are not shown"));
+        assert!(note.notetext.contains("<b>AI</b>: 4"), "the newest is kept");
+        assert!(!note.notetext.contains("<b>AI</b>: 0"), "the oldest is cut");
     }
 
     #[test]

@@ -13,6 +13,8 @@ use super::schema::{
 };
 use super::{odata, respond, DropSwitch, Handled, RequestMeta, SandboxState, Shared};
 
+/// The conversation's notes relationship (deep insert of `annotation` rows).
+const NOTES: &str = "msdyn_ocliveworkitem_Annotations";
 const CONTEXT_ITEMS: &str =
     "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid";
 
@@ -365,9 +367,30 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
             "A record with matching key values already exists.".into(),
         ));
     }
+    let mut notes = Vec::new();
+    for (nav, rows) in nested.iter().filter(|(nav, _)| nav == NOTES) {
+        for note in rows {
+            let note_id = match note.get("annotationid").and_then(Value::as_str) {
+                Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
+                None => Uuid::new_v4(),
+            };
+            if s.annotations.contains_key(&note_id) || notes.iter().any(|(n, _)| *n == note_id) {
+                return Err((
+                    412,
+                    "0x80040237",
+                    format!("A record with matching key values already exists ({nav})."),
+                ));
+            }
+            let mut note = note.clone();
+            note["annotationid"] = json!(note_id);
+            note["_objectid_value"] = json!(id);
+            note["objecttypecode"] = json!("msdyn_ocliveworkitem");
+            notes.push((note_id, note));
+        }
+    }
     let mut row = Map::new();
     for (k, v) in body.as_object().expect("checked as an object") {
-        if !k.ends_with("@odata.bind") && k != CONTEXT_ITEMS {
+        if !k.ends_with("@odata.bind") && k != CONTEXT_ITEMS && k != NOTES {
             row.insert(k.clone(), v.clone());
         }
     }
@@ -384,6 +407,7 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
     }
     let items: Vec<Value> = nested
         .into_iter()
+        .filter(|(nav, _)| nav == CONTEXT_ITEMS)
         .flat_map(|(_, rows)| rows)
         .map(|mut item| {
             item["msdyn_ocliveworkitemcontextitemid"] = json!(Uuid::new_v4());
@@ -393,6 +417,7 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
         .collect();
     row.insert(CONTEXT_ITEMS.into(), Value::Array(items));
     s.work_items.insert(id, Value::Object(row));
+    s.annotations.extend(notes);
     Ok(created(&s.url, "msdyn_ocliveworkitems", id))
 }
 

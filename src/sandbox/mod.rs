@@ -56,6 +56,8 @@ struct SandboxState {
     tokens: HashMap<String, IssuedToken>,
     contacts: Vec<Value>,
     work_items: BTreeMap<Uuid, Value>,
+    /// Notes (`annotation` rows) by `annotationid`, each with `_objectid_value`.
+    annotations: BTreeMap<Uuid, Value>,
     requests: Vec<LoggedRequest>,
     faults: Vec<Fault>,
     next_seq: u64,
@@ -112,6 +114,7 @@ impl Sandbox {
             tokens: HashMap::new(),
             contacts,
             work_items: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             requests: Vec::new(),
             faults,
             next_seq: 1,
@@ -143,6 +146,13 @@ impl Sandbox {
     /// The seed's ready-made connection for the demo org.
     pub fn demo_connection(&self) -> DemoConnection {
         self.state.lock().expect("poisoned").seed.demo.clone()
+    }
+
+    /// Every note (`annotation`) created, by `annotationid`, each with `_objectid_value`
+    /// (its parent's id) and `objecttypecode`.
+    pub fn annotations(&self) -> Vec<Value> {
+        let s = self.state.lock().expect("poisoned");
+        s.annotations.values().cloned().collect()
     }
 
     /// The OpenCX API key the demo org connects with: the seed's first.

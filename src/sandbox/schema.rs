@@ -65,6 +65,27 @@ pub static CONTEXT_ITEM: Table = Table {
     collections: &[],
 };
 
+/// `annotation` (note), as deep-inserted with its parent (`../shared/DATAVERSE.md` part 2,
+/// §2.1): `subject` is required, `notetext` holds 100,000 characters.
+pub static ANNOTATION: Table = Table {
+    name: "annotation",
+    columns: &[
+        ("annotationid", Column::Guid),
+        ("subject", Column::Text(500)),
+        ("notetext", Column::Text(100_000)),
+        ("isdocument", Column::Bool),
+        ("filename", Column::Text(255)),
+        ("mimetype", Column::Text(256)),
+    ],
+    required: &["subject"],
+    lookups: &[
+        ("objectid_msdyn_ocliveworkitem", "msdyn_ocliveworkitems"),
+        ("objectid_incident", "incidents"),
+        ("objectid_contact", "contacts"),
+    ],
+    collections: &[],
+};
+
 pub static LIVE_WORK_ITEM: Table = Table {
     name: "msdyn_ocliveworkitem",
     columns: &[
@@ -100,10 +121,13 @@ pub static LIVE_WORK_ITEM: Table = Table {
         ),
         ("ownerid_msdyn_ocliveworkitem", "systemusers"),
     ],
-    collections: &[(
-        "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid",
-        &CONTEXT_ITEM,
-    )],
+    collections: &[
+        (
+            "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid",
+            &CONTEXT_ITEM,
+        ),
+        ("msdyn_ocliveworkitem_Annotations", &ANNOTATION),
+    ],
 };
 
 pub static CONTACT: Table = Table {

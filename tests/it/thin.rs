@@ -589,3 +589,38 @@ async fn an_opencx_blip_is_resent_within_the_attempt() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_transcript_becomes_one_note_on_the_conversation_even_when_the_create_is_retried() {
+    let t = TestApp::start().await;
+    let secret = acme(&t, json!({})).await;
+    // The create is committed but its answer lost: the retry finds the work item, and the
+    // note that came with it.
+    t.sandbox.inject(Fault::next(
+        "create_work_item",
+        FaultAction::DropAfterCommit,
+        1,
+    ));
+    post_thin(&t, "acme", &secret, "ocx-web-1").await;
+    t.drain().await;
+    let record = t.record("acme", "ocx-web-1").await;
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(t.requests_of("create_work_item").len(), 2, "sent twice");
+    let notes = t.sandbox.annotations();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = &notes[0];
+    assert_eq!(note["_objectid_value"], record["dynamics365_chat_id"]);
+    assert_eq!(note["objecttypecode"], "msdyn_ocliveworkitem");
+    let text = note["notetext"].as_str().unwrap();
+    assert!(
+        text.contains("My order 1042 is going to the wrong address."),
+        "{text}"
+    );
+    assert!(text.contains("<b>Ada Lovelace</b>"), "{text}");
+    assert!(text.contains("<b>AI</b>"), "{text}");
+    assert!(
+        !text.contains("internal"),
+        "the agent's internal comment is left out"
+    );
+    assert!(note["subject"].as_str().unwrap().contains("ocx-web-1"));
+}
