@@ -26,7 +26,8 @@ pub struct Filter {
     pub limit: i64,
 }
 
-/// The facts of `GET /v1/status`: every org (or the one asked for), as of `generated_at`.
+/// The facts of `GET /v1/status`: every org (or the one asked for), as of `generated_at`;
+/// the orgs that need attention first, then by name.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusReport {
     pub generated_at: String,
@@ -38,6 +39,9 @@ pub struct StatusReport {
 pub struct OrgStatus {
     pub org_id: String,
     pub name: String,
+    /// Whether an admin should look: the Dynamics connection is not active, the OpenCX one
+    /// is failing, or a handoff failed in the last 24 hours. Such orgs are listed first.
+    pub needs_attention: bool,
     pub connection: ConnectionCard,
     /// The OpenCX connection (thin events' sessions, the write-back).
     pub opencx: OpenCxCard,
@@ -389,11 +393,16 @@ async fn org_status(
         )
         .await?;
     let opencx = store.opencx_connection(&org.org_id).await?;
+    let connection = connection_card(store, &org.org_id).await?;
+    let opencx_card = opencx_card(&org.org_id, opencx.as_ref());
     Ok(OrgStatus {
         org_id: org.org_id.clone(),
         name: org.name.clone(),
-        connection: connection_card(store, &org.org_id).await?,
-        opencx: opencx_card(&org.org_id, opencx.as_ref()),
+        needs_attention: connection.status != CardStatus::Active
+            || opencx_card.status == CardStatus::Failing
+            || counts.failed > 0,
+        connection,
+        opencx: opencx_card,
         write_back: WriteBackPaths::new(
             org.callback_url.is_some(),
             opencx.is_some_and(|c| c.write_back_message.is_some()),
@@ -434,6 +443,7 @@ pub async fn status(store: &Store, filter: &Filter, now: i64) -> Result<StatusRe
         }
         orgs.push(org_status(store, &org, filter, now).await?);
     }
+    orgs.sort_by_cached_key(|o| (!o.needs_attention, o.name.to_lowercase(), o.org_id.clone()));
     Ok(StatusReport {
         generated_at: rfc3339(now),
         orgs,

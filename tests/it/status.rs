@@ -211,3 +211,43 @@ async fn the_page_asks_a_browser_to_sign_in_and_shows_the_facts() {
     let (status, _, _) = page(&t, "/status/acme/sessions/acme-ok", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn orgs_that_need_attention_come_first_then_by_name() {
+    let t = TestApp::start().await;
+    // Healthy orgs whose names sort first, then one with a failed handoff and one without a
+    // connection.
+    for org in ["aaa", "bbb"] {
+        let secret = t.connected_org(org).await;
+        t.hand_off(org, &secret, json!({ "id": format!("{org}_ok") }))
+            .await;
+    }
+    let failing = t.connected_org("yyy").await;
+    t.refuse_next_create(403, None);
+    t.hand_off("yyy", &failing, json!({ "id": "denied" })).await;
+    t.create_org("xxx", None).await;
+
+    let (_, body) = t.admin(Method::GET, "/v1/status", None).await;
+    let order: Vec<(&str, bool)> = body["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["org_id"].as_str().unwrap(), o["needs_attention"] == true))
+        .collect();
+    assert_eq!(
+        order,
+        [("xxx", true), ("yyy", true), ("aaa", false), ("bbb", false)]
+    );
+    let page = t
+        .http
+        .get(format!("{}/status", t.url))
+        .bearer_auth(&t.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = |org: &str| page.find(&format!("id=\"org-{org}\"")).unwrap();
+    assert!(at("xxx") < at("yyy") && at("yyy") < at("aaa") && at("aaa") < at("bbb"));
+}
