@@ -15,9 +15,6 @@ use crate::opencx::{OpenCx, OpenCxError, DEFAULT_BASE_URL};
 use crate::webhook::address::{check_target, AddressPolicy, TargetRefused};
 use crate::webhook::FieldError;
 
-/// The names of the OpenCX checks, in the order they run.
-pub const OPENCX_CHECK_NAMES: [&str; 2] = ["input", "api_key"];
-
 /// The longest write-back message, in characters.
 pub const MAX_WRITE_BACK_MESSAGE: usize = 1_000;
 
@@ -52,7 +49,6 @@ pub struct ValidOpenCx {
     pub base_url: Url,
     pub api_key: SecretString,
     pub contact_emails_verified: bool,
-    pub write_back_message: Option<String>,
 }
 
 /// The base URL: `raw` (default [`DEFAULT_BASE_URL`]) as an `https://` URL (or `http://`
@@ -122,7 +118,6 @@ pub fn validate_input(input: &OpenCxInput, allow_insecure: bool) -> Result<Valid
         base_url,
         api_key: SecretString::from(api_key.expose_secret().trim().to_owned()),
         contact_emails_verified: input.contact_emails_verified,
-        write_back_message: None,
     })
 }
 

@@ -99,7 +99,7 @@ pub enum EventKind {
     DuplicateDelivery,
     AttemptStarted,
     /// A thin event's session and history were fetched from OpenCX and stored in place of
-    /// the event (`{channel, history_items, history_truncated, requests, duration_ms}`).
+    /// the event (`{channel, history_items, history_truncated, email_rule, duration_ms}`).
     Enriched,
     ContactResolved,
     WorkItemCreated,

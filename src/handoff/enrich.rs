@@ -56,7 +56,6 @@ pub struct Fetched {
     pub history: Vec<QueuedMessage>,
     pub payload: String,
     pub channel: String,
-    pub history_items: usize,
     pub history_truncated: bool,
 }
 
@@ -118,7 +117,6 @@ pub fn fetched(
             ))
         })?;
     request.customer.email_rule = rule;
-    let history_items = messages.len();
     let history_truncated = history.truncated || cut;
     let mut queued = QueuedHandoff::new(&request, messages.clone());
     queued.history_truncated = history_truncated;
@@ -127,7 +125,6 @@ pub fn fetched(
         payload: serde_json::to_string(&queued).expect("a queued handoff serializes"),
         history: messages,
         request,
-        history_items,
         history_truncated,
     })
 }

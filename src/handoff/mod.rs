@@ -302,7 +302,7 @@ async fn fetch_session<C>(
                 EventKind::Enriched,
                 json!({
                     "channel": fetched.channel,
-                    "history_items": fetched.history_items,
+                    "history_items": fetched.history.len(),
                     "history_truncated": fetched.history_truncated,
                     "email_rule": fetched.request.customer.email_rule,
                     "duration_ms": started.elapsed().as_millis() as u64,

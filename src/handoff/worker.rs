@@ -472,6 +472,8 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             if let Err(e) = enforce_retention(&worker, worker.clock.now_ms()).await {
                 tracing::warn!(error = %e, "could not redact expired sessions; trying again later");
             }
+            // One pacer entry per OpenCX API key would otherwise stay for the process's life.
+            worker.opencx.forget_quiet_keys();
         }
         let wait = match running.fill(&worker).await {
             Ok((_, None)) => None,

@@ -107,8 +107,8 @@ impl OpenCx {
         }
     }
 
-    /// Forgets the pacers of keys that have been quiet for a while (call now and then:
-    /// one entry per API key otherwise stays for the process's life).
+    /// Forgets the pacers of keys whose budget is full again (the worker calls it hourly:
+    /// one entry per API key would otherwise stay for the process's life).
     pub fn forget_quiet_keys(&self) {
         self.pacer.retain_recent();
     }

@@ -178,7 +178,8 @@ impl CallbackUrl {
     }
 }
 
-/// The HTTP client that delivers callbacks: its own connection pool, the address policy at
+/// The HTTP client that delivers callbacks (and calls OpenCX, whose base URL an admin
+/// sets): its own connection pool, the address policy at
 /// connect time, `timeout` per request, no redirects, no proxy from the environment (a
 /// proxy would resolve the name itself, out of the policy's reach).
 pub fn callback_client(timeout: Duration, policy: AddressPolicy) -> reqwest::Client {

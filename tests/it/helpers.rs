@@ -490,6 +490,20 @@ impl TestApp {
         panic!("the queue did not drain in 50 rounds");
     }
 
+    /// The text of `GET {path}` with the admin token as a Bearer token (`/status`,
+    /// `/metrics`).
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The handoff record of a session.
     pub async fn record(&self, org: &str, session: &str) -> Value {
         let (status, body) = self

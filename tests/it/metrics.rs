@@ -144,16 +144,7 @@ async fn metrics_count_opencx_requests_by_kind_and_status() {
     // next thin event's read is held back, not sent.
     t.send("acme", &acme, "m2", &thin("ocx-web-2")).await;
     t.app.run_due().await.unwrap();
-    let text = t
-        .http
-        .get(format!("{}/metrics", t.url))
-        .bearer_auth(&t.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.admin_text("/metrics").await;
     let count = |labels: &str| {
         sample(&text, &format!("handoff_opencx_requests_total{{{labels}}}")).unwrap_or(0.0)
     };

@@ -98,16 +98,7 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
         .unwrap();
     assert!(html.contains("leak-check"), "the status page was read");
     responses.push(serde_json::Value::String(html));
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.url))
-        .bearer_auth(&t.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.admin_text("/metrics").await;
     assert!(
         metrics.contains("handoff_token_requests_total{outcome=\"issued\"}"),
         "the metrics were read: {metrics}"

@@ -238,16 +238,7 @@ async fn orgs_that_need_attention_come_first_then_by_name() {
         order,
         [("xxx", true), ("yyy", true), ("aaa", false), ("bbb", false)]
     );
-    let page = t
-        .http
-        .get(format!("{}/status", t.url))
-        .bearer_auth(&t.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = t.admin_text("/status").await;
     let at = |org: &str| page.find(&format!("id=\"org-{org}\"")).unwrap();
     assert!(at("xxx") < at("yyy") && at("yyy") < at("aaa") && at("aaa") < at("bbb"));
 }
