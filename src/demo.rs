@@ -157,6 +157,7 @@ pub async fn connect_demo_org(
             "client_secret": demo.client_secret,
             "environment_url": sandbox.url(),
             "default_queue_id": demo.default_queue_id,
+            "incidents": demo.incidents,
         }))
         .send()
         .await

@@ -179,6 +179,9 @@ pub struct RecentHandoff {
     pub state: HandoffState,
     pub contact_match: Option<ContactMatch>,
     pub dynamics365_chat_id: Option<String>,
+    /// The incident of a non-chat session and its case number.
+    pub dynamics365_incident_id: Option<String>,
+    pub dynamics365_ticket_number: Option<String>,
     pub attempts: i64,
     pub last_error: Option<Diagnosis>,
     pub notes: Vec<Diagnosis>,
@@ -219,6 +222,15 @@ pub struct Explanation {
 pub fn explain(h: &HandoffRow) -> Explanation {
     let error = h.last_error.as_ref();
     let (summary, hint, side) = match h.state {
+        HandoffState::Succeeded if h.dynamics365_incident_id.is_some() => (
+            format!(
+                "The incident exists in Dynamics (case {}, incidentid {}).",
+                h.dynamics365_ticket_number.as_deref().unwrap_or("?"),
+                h.dynamics365_incident_id.as_deref().unwrap_or("?")
+            ),
+            "If nobody picked the case up, the problem is on the Dynamics side: check the routing rules for incidents (or the queue they land in) and the representatives' capacity.".to_owned(),
+            Side::DynamicsRouting,
+        ),
         HandoffState::Succeeded => (
             format!(
                 "The live work item exists in Dynamics (activityid {}) on workstream {}.",
@@ -233,7 +245,7 @@ pub fn explain(h: &HandoffRow) -> Explanation {
             (
                 error.map(|e| e.message.clone()).unwrap_or_default(),
                 if unsupported {
-                    format!("The session's channel is '{}': only web, sms and whatsapp become live chats; this is why such a handoff lands as an incident or not at all.", h.channel)
+                    format!("The session's channel is '{}': only web, sms and whatsapp become live chats, and the org's connection has incidents turned off, so nothing was created.", h.channel)
                 } else {
                     error.map(|e| e.hint.clone()).unwrap_or_default()
                 },
@@ -302,7 +314,9 @@ fn side_of(code: Option<&str>) -> Side {
         {
             Side::DynamicsService
         }
-        Some(catalog::Step::Dataverse | catalog::Step::WorkItem) => Side::Configuration,
+        Some(catalog::Step::Dataverse | catalog::Step::WorkItem | catalog::Step::Incident) => {
+            Side::Configuration
+        }
         Some(catalog::Step::Callback) => Side::WidgetBackend,
         _ => Side::Bridge,
     }
@@ -422,6 +436,8 @@ async fn org_status(
                     state: h.state,
                     contact_match: h.contact_match,
                     dynamics365_chat_id: h.dynamics365_chat_id.clone(),
+                    dynamics365_incident_id: h.dynamics365_incident_id.clone(),
+                    dynamics365_ticket_number: h.dynamics365_ticket_number.clone(),
                     attempts: h.attempts,
                     last_error: h.last_error.clone(),
                     notes: notes(h, listed.failed_callback.as_ref()),

@@ -1,11 +1,13 @@
 //! Connection test-and-save: the checks an admin runs on pasted Dynamics credentials
 //! (README, "Setting up an org"), and encryption of the stored secrets.
 //!
-//! Checks run in order — `input`, `token`, `dataverse`, `workstream` — and a failed check
-//! skips the ones after it. `input` runs before any request, so nothing is ever sent to a
-//! host outside the Dynamics allow-list.
+//! Checks run in order — `input`, `token`, `dataverse`, `workstream`, `privileges`,
+//! `incidents` — and a failed check skips the ones after it (a warning does not). `input`
+//! runs before any request, so nothing is ever sent to a host outside the Dynamics
+//! allow-list.
 
 pub mod crypto;
+pub mod incidents;
 pub mod opencx;
 pub mod orgs;
 pub mod rekey;
@@ -18,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::catalog::{self, Diagnosis, Failure};
+use crate::domain::incident::IncidentSettings;
 use crate::domain::{parse_guid, EnvironmentUrl, WorkstreamId};
 use crate::dynamics::choices::WORK_DISTRIBUTION_PICK;
 use crate::dynamics::{Credentials, Dataverse, StreamSource, Workstream};
@@ -37,6 +40,9 @@ pub struct ConnectionInput {
     pub default_queue_id: Option<String>,
     #[serde(default)]
     pub create_contact_if_missing: bool,
+    /// What sessions on channels that are not chats become (default: incidents, bound to the
+    /// linked contact; see `incidents::IncidentsInput`).
+    pub incidents: Option<incidents::IncidentsInput>,
 }
 
 /// Input that passed the `input` check.
@@ -45,6 +51,7 @@ pub struct ValidConnection {
     pub credentials: Credentials,
     pub workstream: WorkstreamId,
     pub create_contact_if_missing: bool,
+    pub incidents: IncidentSettings,
 }
 
 /// `pass`, `fail`, `warn` (passes, with advice) or `skip` (not run: an earlier check failed).
@@ -109,7 +116,14 @@ impl Check {
 }
 
 /// The names of the checks, in the order they run.
-pub const CHECK_NAMES: [&str; 4] = ["input", "token", "dataverse", "workstream"];
+pub const CHECK_NAMES: [&str; 6] = [
+    "input",
+    "token",
+    "dataverse",
+    "workstream",
+    "privileges",
+    "incidents",
+];
 
 /// Whether every required check passed (warnings allowed).
 pub fn all_passed(checks: &[Check]) -> bool {
@@ -158,6 +172,7 @@ pub fn validate_input(
     let workstream = WorkstreamId::parse(&field(&input.default_queue_id)).map_err(|why| {
         catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}"))
     })?;
+    let incidents = incidents::validate(input.incidents.as_ref())?;
     Ok(ValidConnection {
         credentials: Credentials {
             tenant_id,
@@ -167,6 +182,7 @@ pub fn validate_input(
         },
         workstream,
         create_contact_if_missing: input.create_contact_if_missing,
+        incidents,
     })
 }
 
@@ -195,7 +211,8 @@ pub fn failed_input(diag: Diagnosis, started: Instant) -> Vec<Check> {
 }
 
 /// Runs the checks on a connection whose input is valid (a new one, or a saved one being
-/// checked again): `input` passes, then `token`, `dataverse`, `workstream`.
+/// checked again): `input` passes, then `token`, `dataverse`, `workstream`, `privileges`
+/// and `incidents`, each skipped after a failure.
 pub async fn check_valid(
     dataverse: &Arc<Dataverse>,
     valid: &ValidConnection,
@@ -244,15 +261,18 @@ pub async fn check_valid(
 
     let client = dataverse.client(valid.credentials.clone());
     let started = Instant::now();
-    match client.who_am_i().await {
-        Ok(me) => checks.push(Check::pass(
-            "dataverse",
-            format!(
-                "Dataverse accepted the application user (user id {}).",
-                me.user_id
-            ),
-            started,
-        )),
+    let me = match client.who_am_i().await {
+        Ok(me) => {
+            checks.push(Check::pass(
+                "dataverse",
+                format!(
+                    "Dataverse accepted the application user (user id {}).",
+                    me.user_id
+                ),
+                started,
+            ));
+            me
+        }
         Err(err) => {
             checks.push(Check::diagnosed(
                 "dataverse",
@@ -263,11 +283,11 @@ pub async fn check_valid(
             checks_after(&mut checks, "dataverse");
             return checks;
         }
-    }
+    };
 
     let started = Instant::now();
     let id = valid.workstream.uuid();
-    let check = match client.workstream(id).await {
+    let mut check = match client.workstream(id).await {
         Ok(Some(ws)) => judge_workstream(&ws, started),
         Ok(None) => {
             let entry = match client.queue_exists(id).await {
@@ -288,6 +308,19 @@ pub async fn check_valid(
             started,
         ),
     };
+    for next in ["privileges", "incidents"] {
+        if check.status == CheckStatus::Fail {
+            let failed = check.name.clone();
+            checks.push(check);
+            checks_after(&mut checks, &failed);
+            return checks;
+        }
+        checks.push(check);
+        check = match next {
+            "privileges" => incidents::check_privileges(&client, valid, me.user_id).await,
+            _ => incidents::check_incidents(&client, &valid.incidents).await,
+        };
+    }
     checks.push(check);
     checks
 }

@@ -306,6 +306,9 @@ impl OrgRules<'_> {
                 environment_url: creds.environment_url.to_string(),
                 workstream_id: valid.workstream.to_string(),
                 create_contact_if_missing: valid.create_contact_if_missing,
+                incidents: Some(
+                    serde_json::to_string(&valid.incidents).expect("incident settings serialize"),
+                ),
                 status: ConnectionStatus::Active.as_str().to_owned(),
                 checks: serde_json::to_string(&checks).expect("checks serialize"),
                 last_checked_at: now,
@@ -329,12 +332,15 @@ impl OrgRules<'_> {
         now: i64,
     ) -> Result<(ConnectionStatus, Vec<Check>), StoreError> {
         let started = Instant::now();
-        let checks = match credentials(self.vault, conn, self.allow_insecure) {
-            Ok((credentials, workstream)) => {
+        let saved = credentials(self.vault, conn, self.allow_insecure)
+            .and_then(|c| Ok((c, super::incidents::stored(conn.incidents.as_deref())?)));
+        let checks = match saved {
+            Ok(((credentials, workstream), incidents)) => {
                 let valid = ValidConnection {
                     credentials,
                     workstream,
                     create_contact_if_missing: conn.create_contact_if_missing,
+                    incidents,
                 };
                 check_valid(self.dataverse, &valid, started).await
             }

@@ -18,6 +18,8 @@ pub enum Step {
     Workstream,
     Contact,
     WorkItem,
+    /// A non-chat session's incident: its settings, its customer, its create and routing.
+    Incident,
     Callback,
     Handoff,
     /// OpenCX's API: its test-and-save, fetching a thin event's session, the write-back.
@@ -133,11 +135,32 @@ catalog! {
         "The visitor's email is not verified, so it was not used to find a contact.",
         "Nothing to change: only verified emails link contacts, so a visitor cannot claim someone else's record.");
     UNSUPPORTED_CHANNEL = ("unsupported_channel", Handoff,
-        "The session's channel is not web, sms or whatsapp, so it is not handed off as a live chat (a later version routes these as incidents).",
-        "Nothing to change in the bridge; if the handoff was expected to arrive as a chat, check the widget's channel.");
+        "The session's channel is not web, sms or whatsapp, and the org's connection has incidents turned off (incidents.enabled = false), so nothing was created in Dynamics.",
+        "To make such sessions cases, save the connection with incidents.enabled = true (the default); if the handoff was expected to arrive as a chat, check the widget's channel.");
     WORK_ITEM_REJECTED = ("work_item_rejected", WorkItem,
         "Dataverse refused to create the live work item.",
         "Read the Dataverse error in the detail; it names the column or rule that failed.");
+    INCIDENT_SETTINGS_INVALID = ("incident_settings_invalid", Input,
+        "The connection's incident settings are not valid (the detail names the field); nothing was sent.",
+        "Fix the field the detail names: incidents.priority is high, normal or low; fallback_customer is {\"table\": \"account\" or \"contact\", \"id\": GUID}; owner is {\"table\": \"systemuser\" or \"team\", \"id\": GUID}; case_origin maps a channel to a caseorigincode; routing is on_create or routing_rule.");
+    FALLBACK_CUSTOMER_MISSING = ("fallback_customer_missing", Incident,
+        "Incidents are on but no fallback customer is set: a non-chat session whose visitor has no linked contact cannot become an incident, because Dataverse requires a customer on every case (0x80044410).",
+        "Set incidents.fallback_customer to an account (or contact) such as \"Unidentified visitor\" and save the connection again; sessions whose verified email links a contact become incidents without it.");
+    FALLBACK_CUSTOMER_NOT_FOUND = ("fallback_customer_not_found", Incident,
+        "The fallback customer does not exist in this environment, or the application user cannot read it (0x80040217).",
+        "Set incidents.fallback_customer to the GUID of an active account or contact (open the record in Dynamics: the id is in the URL) and check that the application user's role can read accounts and contacts.");
+    INCIDENT_OWNER_NOT_FOUND = ("incident_owner_not_found", Incident,
+        "The user or team given as the incidents' owner does not exist in this environment (0x80040217).",
+        "Set incidents.owner to the GUID of an enabled user or a team (Power Platform admin center > Users or Teams), or leave it out so the application user owns new incidents until routing assigns them.");
+    INCIDENT_CUSTOMER_MISSING = ("incident_customer_missing", Incident,
+        "No incident was created: the visitor has no linked contact and the connection has no fallback customer, and Dataverse requires a customer on every case (0x80044410).",
+        "Set incidents.fallback_customer on the connection (PUT /v1/orgs/{org}/connection), then replay the handoff (POST /v1/orgs/{org}/sessions/{session_id}/retry).");
+    INCIDENT_REJECTED = ("incident_rejected", Incident,
+        "Dataverse refused to create the incident.",
+        "Read the Dataverse error in the detail; it names the column or rule that failed, e.g. a column the org made required, or a case origin value the org does not have (incidents.case_origin).");
+    INCIDENT_ROUTING_FAILED = ("incident_routing_failed", Incident,
+        "The incident exists, but unified routing's action msdyn_ApplyRoutingRuleEntityRecord refused to route it, so no representative or queue has it yet.",
+        "Check that incidents are set up for unified routing (a record workstream with routing rules for incidents), or set incidents.routing to on_create to let Dataverse route on create; replaying the handoff routes the same incident again.");
     NOT_CONNECTED = ("not_connected", Handoff,
         "The org has no Dynamics connection, so the handoff waits.",
         "Connect Dynamics with PUT /v1/orgs/{org}/connection; waiting handoffs are then delivered.");

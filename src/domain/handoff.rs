@@ -103,6 +103,13 @@ pub enum EventKind {
     Enriched,
     ContactResolved,
     WorkItemCreated,
+    /// A non-chat session's incident was created or found (`{incidentid, ticketnumber,
+    /// already_existed, customer, fallback_customer, caseorigincode, transcript_note,
+    /// duration_ms}`).
+    IncidentCreated,
+    /// The incident was routed with `msdyn_ApplyRoutingRuleEntityRecord` (`{incidentid,
+    /// action, duration_ms}`).
+    IncidentRouted,
     AttemptFailed,
     /// A request that failed transiently was sent again within the attempt
     /// (`{step, code, delay_ms}`).
@@ -141,6 +148,8 @@ impl EventKind {
             Self::Enriched => "enriched",
             Self::ContactResolved => "contact_resolved",
             Self::WorkItemCreated => "work_item_created",
+            Self::IncidentCreated => "incident_created",
+            Self::IncidentRouted => "incident_routed",
             Self::AttemptFailed => "attempt_failed",
             Self::RequestRetried => "request_retried",
             Self::AttemptPanicked => "attempt_panicked",

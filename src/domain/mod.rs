@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod handoff;
+pub mod incident;
 pub mod outcome;
 
 pub use handoff::{
@@ -290,7 +291,7 @@ pub enum Channel {
     Sms,
     Whatsapp,
     /// Any other channel (`email`, `phone_voice`, `web_voice`, `api`, or one OpenCX adds later):
-    /// not a live chat, recorded as skipped.
+    /// not a live chat; it becomes an incident (`domain::incident`).
     Other(String),
 }
 
@@ -302,6 +303,12 @@ impl Channel {
             "whatsapp" => Self::Whatsapp,
             other => Self::Other(other.to_owned()),
         }
+    }
+
+    /// Whether sessions on this channel become live work items (web, sms, whatsapp); any
+    /// other becomes an incident.
+    pub fn is_chat(&self) -> bool {
+        !matches!(self, Self::Other(_))
     }
 
     pub fn as_str(&self) -> &str {

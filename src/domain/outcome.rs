@@ -56,7 +56,13 @@ pub enum Ended {
         dynamics365_chat_id: Uuid,
         workstream_id: Uuid,
     },
-    /// Nothing to hand off (a channel that is not a chat), with why.
+    /// The incident of a non-chat session exists: its `incidentid` and case number
+    /// (`ticketnumber`, read back on create; `None` only if Dataverse gave none).
+    IncidentCreated {
+        dynamics365_incident_id: Uuid,
+        dynamics365_ticket_number: Option<String>,
+    },
+    /// Nothing to hand off (a non-chat channel with incidents turned off), with why.
     Skipped(Diagnosis),
     /// A transient failure: back to `queued` until `next_attempt_at` (Unix ms).
     RetryScheduled {
@@ -75,7 +81,7 @@ impl Ended {
     /// The handoff's state after this ending.
     pub fn state(&self) -> HandoffState {
         match self {
-            Self::Succeeded { .. } => HandoffState::Succeeded,
+            Self::Succeeded { .. } | Self::IncidentCreated { .. } => HandoffState::Succeeded,
             Self::Skipped(_) => HandoffState::Skipped,
             Self::RetryScheduled { .. } | Self::Waiting { .. } => HandoffState::Queued,
             Self::Failed(_) => HandoffState::Failed,
@@ -85,7 +91,7 @@ impl Ended {
     /// The diagnosis recorded as the handoff's `last_error`, if any.
     pub fn error(&self) -> Option<&Diagnosis> {
         match self {
-            Self::Succeeded { .. } => None,
+            Self::Succeeded { .. } | Self::IncidentCreated { .. } => None,
             Self::Skipped(d)
             | Self::Failed(d)
             | Self::RetryScheduled { error: d, .. }

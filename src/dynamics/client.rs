@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::odata;
-use super::tables::{ContactCreate, LiveWorkItemCreate};
+use super::tables::{ContactCreate, IncidentCreate, LiveWorkItemCreate};
 use super::token::{Credentials, TokenError};
 use super::{Dataverse, Paused};
 
@@ -83,6 +83,26 @@ pub struct WhoAmI {
     pub organization_id: Uuid,
 }
 
+/// An incident as read back: its key and case number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IncidentRef {
+    pub incidentid: Uuid,
+    /// The case number Dataverse generated, e.g. `CAS-01234-X1Y2Z3` (String(100)).
+    pub ticketnumber: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PrivilegesAnswer {
+    #[serde(rename = "RolePrivileges")]
+    role_privileges: Vec<RolePrivilege>,
+}
+
+#[derive(Deserialize)]
+struct RolePrivilege {
+    #[serde(rename = "PrivilegeName")]
+    privilege_name: Option<String>,
+}
+
 /// A contact found by email.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ContactRef {
@@ -121,6 +141,14 @@ pub enum RequestKind {
     Queue,
     CreateWorkItem,
     GetWorkItem,
+    CreateIncident,
+    GetIncident,
+    /// `msdyn_ApplyRoutingRuleEntityRecord`.
+    RouteRecord,
+    /// `RetrieveUserPrivileges`.
+    Privileges,
+    /// A row read by id at test-and-save (the fallback customer, the incident owner).
+    ReadRecord,
 }
 
 impl RequestKind {
@@ -133,6 +161,11 @@ impl RequestKind {
             Self::Queue => "queue",
             Self::CreateWorkItem => "create_work_item",
             Self::GetWorkItem => "get_work_item",
+            Self::CreateIncident => "create_incident",
+            Self::GetIncident => "get_incident",
+            Self::RouteRecord => "route_record",
+            Self::Privileges => "privileges",
+            Self::ReadRecord => "read_record",
         }
     }
 }
@@ -174,6 +207,7 @@ impl DataverseClient {
         method: Method,
         path_and_query: &str,
         body: Option<&Value>,
+        prefer: Option<&'static str>,
     ) -> Result<bytes::Bytes, DataverseError> {
         let url = self.creds.environment_url.api(path_and_query);
         let mut token = self.shared.tokens.token(&self.creds).await?;
@@ -190,6 +224,9 @@ impl DataverseClient {
                 .header("Accept", "application/json")
                 .header("OData-MaxVersion", "4.0")
                 .header("OData-Version", "4.0");
+            if let Some(prefer) = prefer {
+                request = request.header("Prefer", prefer);
+            }
             if let Some(body) = body {
                 request = request
                     .header("Content-Type", "application/json; charset=utf-8")
@@ -260,7 +297,9 @@ impl DataverseClient {
         kind: RequestKind,
         path_and_query: &str,
     ) -> Result<T, DataverseError> {
-        let bytes = self.send(kind, Method::GET, path_and_query, None).await?;
+        let bytes = self
+            .send(kind, Method::GET, path_and_query, None, None)
+            .await?;
         serde_json::from_slice(&bytes).map_err(DataverseError::UnexpectedBody)
     }
 
@@ -352,13 +391,119 @@ impl DataverseClient {
         }
     }
 
+    /// `POST incidents?$select=incidentid,ticketnumber` with `Prefer:
+    /// return=representation` (`201` with the row), so the case number comes back in the
+    /// same request. A duplicate key (an earlier attempt created it, its answer lost) is
+    /// read back with `GET incidents(id)` for its case number and reported as
+    /// [`CreateOutcome::AlreadyExisted`].
+    pub async fn create_incident(
+        &self,
+        body: &IncidentCreate,
+    ) -> Result<(CreateOutcome, IncidentRef), DataverseError> {
+        let json = serde_json::to_value(body).expect("an incident serializes");
+        let path = format!(
+            "incidents{}",
+            odata::query(&[("$select", "incidentid,ticketnumber")])
+        );
+        let sent = self
+            .send(
+                RequestKind::CreateIncident,
+                Method::POST,
+                &path,
+                Some(&json),
+                Some("return=representation"),
+            )
+            .await;
+        match sent {
+            Ok(answer) => {
+                let row: IncidentRef =
+                    serde_json::from_slice(&answer).map_err(DataverseError::UnexpectedBody)?;
+                Ok((CreateOutcome::Created, row))
+            }
+            Err(err) if is_duplicate_key(&err) => match self.incident(body.incidentid).await? {
+                Some(row) => Ok((CreateOutcome::AlreadyExisted, row)),
+                None => Err(DataverseError::Status {
+                    status: 412,
+                    code: Some(DUPLICATE_RECORD.into()),
+                    message:
+                        "Dataverse reported a duplicate key, but the incident cannot be read back"
+                            .into(),
+                    retry_after: None,
+                }),
+            },
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `GET incidents(id)?$select=incidentid,ticketnumber`; `None` when no such row exists.
+    pub async fn incident(&self, incidentid: Uuid) -> Result<Option<IncidentRef>, DataverseError> {
+        let path = format!(
+            "incidents({incidentid}){}",
+            odata::query(&[("$select", "incidentid,ticketnumber")])
+        );
+        not_found_as_none(self.get_json(RequestKind::GetIncident, &path).await)
+    }
+
+    /// `POST msdyn_ApplyRoutingRuleEntityRecord` with `{"Target": "{entity_set}({id})"}`:
+    /// unified routing's documented entry point for a record (answers `204`, no body;
+    /// `CS/develop/reference/actions/msdyn_ApplyRoutingRuleEntityRecord.md`).
+    pub async fn apply_routing_rule(
+        &self,
+        entity_set: &str,
+        id: Uuid,
+    ) -> Result<(), DataverseError> {
+        let body = serde_json::json!({ "Target": format!("{entity_set}({id})") });
+        self.send(
+            RequestKind::RouteRecord,
+            Method::POST,
+            "msdyn_ApplyRoutingRuleEntityRecord",
+            Some(&body),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The names of the privileges the user holds through its roles and its teams' roles:
+    /// `GET systemusers({user_id})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()`
+    /// (`RolePrivileges[].PrivilegeName`, e.g. `prvCreateIncident`; Microsoft's
+    /// `RetrieveUserPrivilegesRequest` and `RolePrivilege` references).
+    pub async fn user_privileges(&self, user_id: Uuid) -> Result<Vec<String>, DataverseError> {
+        let path =
+            format!("systemusers({user_id})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()");
+        let answer: PrivilegesAnswer = self.get_json(RequestKind::Privileges, &path).await?;
+        Ok(answer
+            .role_privileges
+            .into_iter()
+            .filter_map(|p| p.privilege_name)
+            .collect())
+    }
+
+    /// `GET {entity_set}({id})?$select={columns}`: the row, or `None` when it does not
+    /// exist (404 or `0x80040217`).
+    pub async fn read_record(
+        &self,
+        entity_set: &str,
+        id: Uuid,
+        columns: &str,
+    ) -> Result<Option<Value>, DataverseError> {
+        let path = format!(
+            "{entity_set}({id}){}",
+            odata::query(&[("$select", columns)])
+        );
+        not_found_as_none(self.get_json(RequestKind::ReadRecord, &path).await)
+    }
+
     async fn create_with_key(
         &self,
         kind: RequestKind,
         entity_set: &str,
         body: &Value,
     ) -> Result<Created, DataverseError> {
-        match self.send(kind, Method::POST, entity_set, Some(body)).await {
+        match self
+            .send(kind, Method::POST, entity_set, Some(body), None)
+            .await
+        {
             Ok(_) => Ok(Created::New),
             Err(err) if is_duplicate_key(&err) => Ok(Created::Duplicate),
             Err(err) => Err(err),

@@ -164,6 +164,19 @@ impl DataverseError {
         }
     }
 
+    /// [`explain`](Self::explain) with a refusal (`dataverse_rejected`, permanent) told as
+    /// `entry` instead, keeping its detail: the request's own words for "Dataverse said no"
+    /// (`incident_rejected`, `incident_routing_failed`).
+    pub fn explain_as(&self, entry: Failure) -> Explained {
+        let explained = self.explain();
+        if explained.diagnosis.code == catalog::DATAVERSE_REJECTED.code
+            && explained.class == RetryClass::Permanent
+        {
+            return permanent(entry, explained.diagnosis.detail);
+        }
+        explained
+    }
+
     /// [`explain`](Self::explain) for a live work item create (`POST
     /// msdyn_ocliveworkitems`). Its only required lookup is the workstream, so a
     /// `0x80040217` ("does not exist") that does not name the contact means the workstream

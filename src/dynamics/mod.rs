@@ -16,9 +16,11 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 
 pub use choices::StreamSource;
-pub use client::{CreateOutcome, DataverseClient, DataverseError, Workstream};
+pub use client::{CreateOutcome, DataverseClient, DataverseError, IncidentRef, Workstream};
 pub use failure::{Explained, RetryClass};
-pub use tables::{AnnotationCreate, ContactCreate, ContextItemCreate, LiveWorkItemCreate};
+pub use tables::{
+    AnnotationCreate, ContactCreate, ContextItemCreate, IncidentCreate, LiveWorkItemCreate,
+};
 pub use throttle::{Gates, Paused};
 pub use token::{Credentials, TokenError, TokenProvider};
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StreamSource;
+use crate::domain::incident::{CustomerRef, OwnerRef};
 
 /// `msdyn_datatype` 192350000: Text.
 const TEXT_DATATYPE: i64 = 192_350_000;
@@ -48,6 +49,33 @@ pub struct LiveWorkItemCreate {
         rename = "msdyn_ocliveworkitem_Annotations",
         skip_serializing_if = "Vec::is_empty"
     )]
+    pub notes: Vec<AnnotationCreate>,
+}
+
+/// `POST incidents` (a case) with a client-chosen `incidentid` (`../shared/DATAVERSE.md`
+/// part 2, §1.2): `title` String(200, required), `description` Memo(2000), the choices
+/// `caseorigincode` and `prioritycode`, the required customer (`customerid_contact` or
+/// `customerid_account`, never both: `0x8004440f`), an optional owner, `routecase: false`
+/// when the bridge routes it itself, and the transcript note deep-inserted through
+/// `Incident_Annotation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncidentCreate {
+    pub incidentid: Uuid,
+    pub title: String,
+    pub description: String,
+    pub caseorigincode: i64,
+    pub prioritycode: i64,
+    #[serde(flatten, serialize_with = "customer_bind")]
+    pub customer: CustomerRef,
+    #[serde(
+        rename = "ownerid@odata.bind",
+        serialize_with = "owner_bind",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub owner: Option<OwnerRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routecase: Option<bool>,
+    #[serde(rename = "Incident_Annotation", skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<AnnotationCreate>,
 }
 
@@ -109,6 +137,27 @@ fn workstream_bind<S: serde::Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Er
 fn contact_bind<S: serde::Serializer>(id: &Option<Uuid>, s: S) -> Result<S::Ok, S::Error> {
     match id {
         Some(id) => s.serialize_str(&format!("/contacts({id})")),
+        None => s.serialize_none(),
+    }
+}
+
+fn customer_bind<S: serde::Serializer>(customer: &CustomerRef, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let (key, set, id) = match *customer {
+        CustomerRef::Contact(id) => ("customerid_contact@odata.bind", "contacts", id),
+        CustomerRef::Account(id) => ("customerid_account@odata.bind", "accounts", id),
+    };
+    let mut map = s.serialize_map(Some(1))?;
+    map.serialize_entry(key, &format!("/{set}({id})"))?;
+    map.end()
+}
+
+fn owner_bind<S: serde::Serializer>(owner: &Option<OwnerRef>, s: S) -> Result<S::Ok, S::Error> {
+    match owner {
+        Some(owner) => {
+            let (set, id) = owner.entity_set();
+            s.serialize_str(&format!("/{set}({id})"))
+        }
         None => s.serialize_none(),
     }
 }

@@ -77,6 +77,29 @@ pub fn succeeded_event(
     event(org, handoff, "handoff.succeeded", data)
 }
 
+/// `handoff.succeeded` for a session that became an incident, when the org has a callback
+/// URL: `record: "incident"` with `dynamics365_incident_id` and `dynamics365_ticket_number`
+/// instead of `dynamics365_chat_id`; `handed_off_at` in Unix ms.
+pub fn incident_event(
+    org: &OrgRow,
+    handoff: &HandoffRow,
+    incident: &super::incident::NewIncident,
+    contact_id: Option<Uuid>,
+    contact_match: Option<ContactMatch>,
+    handed_off_at: i64,
+) -> Option<NewCallback> {
+    let data = json!({
+        "session_id": handoff.session_id,
+        "record": "incident",
+        "dynamics365_incident_id": incident.incidentid,
+        "dynamics365_ticket_number": incident.ticketnumber,
+        "contact_id": contact_id,
+        "contact_match": contact_match.map(ContactMatch::as_str),
+        "handed_off_at": rfc3339(handed_off_at),
+    });
+    event(org, handoff, "handoff.succeeded", data)
+}
+
 /// `handoff.failed`, when the org has a callback URL.
 pub fn failed_event(org: &OrgRow, handoff: &HandoffRow, diag: &Diagnosis) -> Option<NewCallback> {
     let data = json!({

@@ -159,13 +159,15 @@ fn transcript(items: &[Value]) -> (Vec<QueuedMessage>, bool) {
     (messages, cut > 0)
 }
 
-/// The write-back's stored payload: what `POST /chat/sessions/{id}/send` sends.
-pub fn write_back_payload(session_id: &str, message: &str, chat_id: &str) -> String {
+/// The write-back's stored payload: what `POST /chat/sessions/{id}/send` sends, with
+/// `custom_data` the ids to put on the session (`{dynamics365_chat_id}` for a chat,
+/// `{dynamics365_incident_id, dynamics365_ticket_number}` for an incident).
+pub fn write_back_payload(session_id: &str, message: &str, custom_data: Value) -> String {
     json!({
         "session_id": session_id,
         "sender": "agent",
         "message": { "type": "text", "text": message },
-        "custom_data": { "dynamics365_chat_id": chat_id },
+        "custom_data": custom_data,
     })
     .to_string()
 }

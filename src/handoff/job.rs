@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::connection::vault::Vault;
 use crate::dynamics::{
     ContactCreate, CreateOutcome, Credentials, Dataverse, DataverseClient, DataverseError,
-    LiveWorkItemCreate,
+    IncidentCreate, IncidentRef, LiveWorkItemCreate,
 };
 use crate::store::Store;
 
@@ -36,6 +36,19 @@ pub trait HandoffDataverse: Send + Sync {
         &self,
         body: &LiveWorkItemCreate,
     ) -> impl Future<Output = Result<CreateOutcome, DataverseError>> + Send;
+
+    /// `POST incidents` with a client-chosen `incidentid`, read back with its case number; a
+    /// row an earlier attempt created is [`CreateOutcome::AlreadyExisted`].
+    fn create_incident(
+        &self,
+        body: &IncidentCreate,
+    ) -> impl Future<Output = Result<(CreateOutcome, IncidentRef), DataverseError>> + Send;
+
+    /// `POST msdyn_ApplyRoutingRuleEntityRecord` for the incident `incidentid`.
+    fn route_incident(
+        &self,
+        incidentid: Uuid,
+    ) -> impl Future<Output = Result<(), DataverseError>> + Send;
 }
 
 /// Opens a [`HandoffDataverse`] for one connection's credentials.
@@ -59,6 +72,17 @@ impl HandoffDataverse for DataverseClient {
         body: &LiveWorkItemCreate,
     ) -> Result<CreateOutcome, DataverseError> {
         DataverseClient::create_live_work_item(self, body).await
+    }
+
+    async fn create_incident(
+        &self,
+        body: &IncidentCreate,
+    ) -> Result<(CreateOutcome, IncidentRef), DataverseError> {
+        DataverseClient::create_incident(self, body).await
+    }
+
+    async fn route_incident(&self, incidentid: Uuid) -> Result<(), DataverseError> {
+        self.apply_routing_rule("incidents", incidentid).await
     }
 }
 

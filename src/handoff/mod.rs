@@ -7,6 +7,7 @@
 
 pub mod callback;
 pub mod enrich;
+pub mod incident;
 pub mod job;
 pub mod retry;
 pub mod work_item;
@@ -29,6 +30,7 @@ use crate::dynamics::RetryClass;
 use crate::dynamics::{CreateOutcome, DataverseError, Explained};
 use crate::store::{Claim, HandoffRow, OpenCxConnectionRow, OrgRow};
 use enrich::Stop;
+use incident::{IncidentStop, NewIncident};
 use job::{Connect, HandoffDataverse, JobContext};
 use retry::RetryPolicy;
 
@@ -142,17 +144,14 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
         }
     };
 
-    let Some(source) = work_item::stream_source(&request.channel) else {
-        progress.event(EventKind::Skipped, json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": request.channel.as_str() }));
-        let diag = catalog::UNSUPPORTED_CHANNEL
-            .diagnose(format!("channel '{}'", request.channel.as_str()));
-        return progress.end(Ended::Skipped(diag), None);
-    };
+    // Web, SMS and WhatsApp become live work items; every other channel an incident.
+    let chat = work_item::stream_source(&request.channel);
 
     // Past the chat expiry nobody waits in the chat any more: give up, so the widget can
-    // offer another way.
+    // offer another way. (An incident is not a chat anybody waits in: only the retry window
+    // ends it.)
     let waited = ctx.clock.now_ms() - window_start(ctx, claim);
-    if waited >= millis(ctx.retry.chat_expiry) {
+    if chat.is_some() && waited >= millis(ctx.retry.chat_expiry) {
         let diag = catalog::CHAT_EXPIRED.diagnose(format!(
             "no live work item {} minutes after the first attempt; last error: {}",
             waited / 60_000,
@@ -180,6 +179,21 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
             Ok(c) => c,
             Err(diag) => return fail(claim, Some(&org), progress, diag),
         };
+    let incidents = match crate::connection::incidents::stored(conn.incidents.as_deref()) {
+        Ok(settings) => settings,
+        Err(diag) => return fail(claim, Some(&org), progress, diag),
+    };
+    if chat.is_none() && !incidents.enabled {
+        let channel = request.channel.as_str();
+        progress.event(
+            EventKind::Skipped,
+            json!({ "code": catalog::UNSUPPORTED_CHANNEL.code, "channel": channel }),
+        );
+        let diag = catalog::UNSUPPORTED_CHANNEL.diagnose(format!(
+            "channel '{channel}'; the connection has incidents.enabled = false"
+        ));
+        return progress.end(Ended::Skipped(diag), None);
+    }
     let client = ctx.dataverse.connect(creds);
 
     if !reuse_contact(handoff, &mut progress) {
@@ -196,6 +210,21 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
             return dataverse_failed(ctx, claim, &org, "contact", progress, &err, explained);
         }
     }
+
+    let write_back = opencx.and_then(|c| c.write_back_message);
+    let Some(source) = chat else {
+        let ended =
+            incident::hand_off(ctx, &client, &request, &history, &incidents, &mut progress).await;
+        return match ended {
+            Ok(created) => incident_created(claim, &org, progress, created, write_back),
+            Err(IncidentStop::NoCustomer(diag)) => fail(claim, Some(&org), progress, diag),
+            Err(IncidentStop::Dataverse {
+                step,
+                err,
+                explained,
+            }) => dataverse_failed(ctx, claim, &org, step, progress, &err, explained),
+        };
+    };
 
     let activityid = work_item::activity_id(&request.org_id, &request.session_id);
     let body = work_item::create_body(
@@ -221,7 +250,6 @@ pub async fn attempt<C: Connect>(ctx: &JobContext<'_, C>, claim: &Claim) -> Outc
                     "duration_ms": started.elapsed().as_millis() as u64,
                 }),
             );
-            let write_back = opencx.and_then(|c| c.write_back_message);
             succeeded(claim, &org, progress, activityid, workstream, write_back)
         }
         Err(err) => {
@@ -702,11 +730,8 @@ fn succeeded(
     write_back: Option<String>,
 ) -> Outcome {
     let session_id = &claim.handoff.session_id;
-    progress.write_back = write_back.map(|message| NewCallback {
-        webhook_id: callback::webhook_id(&org.org_id, session_id, crate::domain::WRITE_BACK_EVENT),
-        event_type: crate::domain::WRITE_BACK_EVENT,
-        payload: enrich::write_back_payload(session_id, &message, &chat_id.to_string()),
-    });
+    let custom_data = json!({ "dynamics365_chat_id": chat_id.to_string() });
+    progress.write_back = write_back_callback(org, session_id, write_back, custom_data);
     progress.event(
         EventKind::Succeeded,
         json!({ "dynamics365_chat_id": chat_id }),
@@ -724,6 +749,56 @@ fn succeeded(
         Ended::Succeeded {
             dynamics365_chat_id: chat_id,
             workstream_id: workstream.uuid(),
+        },
+        callback,
+    )
+}
+
+/// The write-back to the OpenCX session (`opencx.write_back` in the outbox) carrying
+/// `custom_data`, when the org's OpenCX connection has a write-back `message`.
+fn write_back_callback(
+    org: &OrgRow,
+    session_id: &str,
+    message: Option<String>,
+    custom_data: serde_json::Value,
+) -> Option<NewCallback> {
+    message.map(|message| NewCallback {
+        webhook_id: callback::webhook_id(&org.org_id, session_id, crate::domain::WRITE_BACK_EVENT),
+        event_type: crate::domain::WRITE_BACK_EVENT,
+        payload: enrich::write_back_payload(session_id, &message, custom_data),
+    })
+}
+
+/// The incident exists: `succeeded` with its id and case number, the `handoff.succeeded`
+/// callback and, with a `write_back` message, the write-back of
+/// `dynamics365_incident_id` and `dynamics365_ticket_number` to the OpenCX session (the
+/// names OpenCX's own integration puts on the session).
+fn incident_created(
+    claim: &Claim,
+    org: &OrgRow,
+    mut progress: Progress<'_>,
+    created: NewIncident,
+    write_back: Option<String>,
+) -> Outcome {
+    let session_id = &claim.handoff.session_id;
+    let ids = json!({
+        "dynamics365_incident_id": created.incidentid.to_string(),
+        "dynamics365_ticket_number": created.ticketnumber,
+    });
+    progress.write_back = write_back_callback(org, session_id, write_back, ids.clone());
+    progress.event(EventKind::Succeeded, ids);
+    let callback = callback::incident_event(
+        org,
+        &claim.handoff,
+        &created,
+        progress.contact_id,
+        progress.contact_match,
+        progress.clock.now_ms(),
+    );
+    progress.end(
+        Ended::IncidentCreated {
+            dynamics365_incident_id: created.incidentid,
+            dynamics365_ticket_number: created.ticketnumber,
         },
         callback,
     )

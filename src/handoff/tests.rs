@@ -16,7 +16,8 @@ use crate::connection::vault::{SealTarget, Vault};
 use crate::domain::{ContactMatch, EventKind, HandoffState, QUEUED_PAYLOAD_VERSION};
 use crate::domain::{Ended, Outcome};
 use crate::dynamics::{
-    ContactCreate, CreateOutcome, Credentials, DataverseError, LiveWorkItemCreate,
+    ContactCreate, CreateOutcome, Credentials, DataverseError, IncidentCreate, IncidentRef,
+    LiveWorkItemCreate,
 };
 use crate::store::{Claim, ConnectionRow, NewHandoff, OrgRow, Store};
 use crate::webhook::WebhookSecret;
@@ -34,6 +35,10 @@ struct FakeDataverse {
     contacts: Answer<Vec<Uuid>>,
     create_contact: Answer<CreateOutcome>,
     create_work_item: Answer<CreateOutcome>,
+    create_incident: Answer<CreateOutcome>,
+    route_incident: Answer<()>,
+    /// The incident bodies sent.
+    incidents: Mutex<Vec<IncidentCreate>>,
     calls: Mutex<Vec<&'static str>>,
 }
 
@@ -43,6 +48,9 @@ impl Default for FakeDataverse {
             contacts: || Ok(vec![Uuid::from_u128(7)]),
             create_contact: || Ok(CreateOutcome::Created),
             create_work_item: || Ok(CreateOutcome::Created),
+            create_incident: || Ok(CreateOutcome::Created),
+            route_incident: || Ok(()),
+            incidents: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
         }
     }
@@ -71,6 +79,24 @@ impl HandoffDataverse for &FakeDataverse {
     ) -> Result<CreateOutcome, DataverseError> {
         self.calls.lock().unwrap().push("create_work_item");
         (self.create_work_item)()
+    }
+
+    async fn create_incident(
+        &self,
+        body: &IncidentCreate,
+    ) -> Result<(CreateOutcome, IncidentRef), DataverseError> {
+        self.calls.lock().unwrap().push("create_incident");
+        self.incidents.lock().unwrap().push(body.clone());
+        let row = IncidentRef {
+            incidentid: body.incidentid,
+            ticketnumber: Some("CAS-01000-T3S7".into()),
+        };
+        (self.create_incident)().map(|outcome| (outcome, row))
+    }
+
+    async fn route_incident(&self, _incidentid: Uuid) -> Result<(), DataverseError> {
+        self.calls.lock().unwrap().push("route_incident");
+        (self.route_incident)()
     }
 }
 
@@ -136,6 +162,9 @@ async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i
                 environment_url: "https://contoso.crm.dynamics.com".into(),
                 workstream_id: Uuid::from_u128(2).hyphenated().to_string(),
                 create_contact_if_missing: session["create_contact"] == true,
+                incidents: session
+                    .get("incidents")
+                    .map(|settings| settings.to_string()),
                 status: "active".into(),
                 checks: "[]".into(),
                 last_checked_at: 0,
@@ -332,14 +361,131 @@ async fn each_contact_match_is_recorded_and_only_a_verified_email_is_looked_up()
     }
 }
 
+/// Incident settings as the store keeps them, with `changes`.
+fn incident_settings(changes: Value) -> Value {
+    let mut settings =
+        serde_json::to_value(crate::domain::incident::IncidentSettings::default()).unwrap();
+    for (k, v) in changes.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    settings
+}
+
 #[tokio::test]
-async fn a_channel_that_is_not_a_chat_is_skipped_without_a_request() {
-    let setup = setup(json!({ "channel": { "type": "email" } }), true, NOW).await;
+async fn a_channel_that_is_not_a_chat_is_skipped_without_a_request_when_incidents_are_off() {
+    let session = json!({ "channel": { "type": "email" }, "incidents": incident_settings(json!({ "enabled": false })) });
+    let setup = setup(session, true, NOW).await;
     let dataverse = FakeDataverse::default();
     let outcome = run(&setup, &dataverse).await;
     assert_eq!(outcome.ended.state(), HandoffState::Skipped);
     assert_eq!(code(&outcome), "unsupported_channel");
     assert!(dataverse.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_non_chat_session_becomes_one_incident_bound_to_its_contact() {
+    let mut session = verified();
+    session["channel"] = json!({ "type": "phone_voice" });
+    let setup = setup(session, true, NOW).await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(
+        dataverse.calls(),
+        ["contacts", "create_incident"],
+        "routed on create: no routing call"
+    );
+    let sent = dataverse.incidents.lock().unwrap()[0].clone();
+    assert_eq!(
+        sent.customer,
+        crate::domain::incident::CustomerRef::Contact(Uuid::from_u128(7))
+    );
+    assert_eq!(sent.caseorigincode, 1, "a phone call is Phone");
+    assert_eq!(sent.prioritycode, 2);
+    assert_eq!(sent.routecase, None, "routecase keeps its default (true)");
+    match &outcome.ended {
+        Ended::IncidentCreated {
+            dynamics365_incident_id,
+            dynamics365_ticket_number,
+        } => {
+            assert_eq!(*dynamics365_incident_id, sent.incidentid);
+            assert_eq!(dynamics365_ticket_number.as_deref(), Some("CAS-01000-T3S7"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let callback: Value = serde_json::from_str(&outcome.callback.unwrap().payload).unwrap();
+    assert_eq!(callback["data"]["record"], "incident");
+    assert_eq!(
+        callback["data"]["dynamics365_ticket_number"],
+        "CAS-01000-T3S7"
+    );
+}
+
+#[tokio::test]
+async fn without_a_contact_the_incident_takes_the_fallback_customer_or_fails_clearly() {
+    let account = Uuid::from_u128(0xacc);
+    let fallback =
+        incident_settings(json!({ "fallback_customer": { "table": "account", "id": account } }));
+    let setup = setup(
+        json!({ "channel": { "type": "email" }, "incidents": fallback }),
+        true,
+        NOW,
+    )
+    .await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.ended.state(), HandoffState::Succeeded);
+    let sent = dataverse.incidents.lock().unwrap()[0].clone();
+    assert_eq!(
+        sent.customer,
+        crate::domain::incident::CustomerRef::Account(account)
+    );
+    assert_eq!(sent.caseorigincode, 2, "email is Email");
+
+    let setup = self::setup(json!({ "channel": { "type": "email" } }), true, NOW).await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.ended.state(), HandoffState::Failed);
+    assert_eq!(code(&outcome), "incident_customer_missing");
+    let diag = outcome.ended.error().unwrap();
+    assert!(
+        diag.hint.contains("/v1/orgs/acme/"),
+        "the hint names the org: {}",
+        diag.hint
+    );
+    assert!(
+        dataverse.calls().is_empty(),
+        "nothing is sent that Dataverse must refuse"
+    );
+}
+
+#[tokio::test]
+async fn routing_is_called_only_when_the_org_routes_explicitly() {
+    let explicit = incident_settings(
+        json!({ "routing": "routing_rule", "fallback_customer": { "table": "account", "id": Uuid::from_u128(1) } }),
+    );
+    let setup = setup(
+        json!({ "channel": { "type": "api" }, "incidents": explicit }),
+        true,
+        NOW,
+    )
+    .await;
+    let dataverse = FakeDataverse::default();
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(dataverse.calls(), ["create_incident", "route_incident"]);
+    assert_eq!(
+        dataverse.incidents.lock().unwrap()[0].routecase,
+        Some(false),
+        "never routed twice"
+    );
+    assert!(kinds(&outcome).contains(&EventKind::IncidentRouted));
+
+    let dataverse = FakeDataverse {
+        route_incident: || Err(status(400, None)),
+        ..FakeDataverse::default()
+    };
+    let outcome = run(&setup, &dataverse).await;
+    assert_eq!(outcome.ended.state(), HandoffState::Failed);
+    assert_eq!(code(&outcome), "incident_routing_failed");
 }
 
 #[tokio::test]

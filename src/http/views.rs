@@ -54,9 +54,13 @@ pub struct HandoffSummary {
     pub contact_match: Option<ContactMatch>,
     /// The linked or created Dynamics `contactid`.
     pub contact_id: Option<String>,
-    /// The live work item's `activityid`.
+    /// The live work item's `activityid` (chats: web, sms, whatsapp).
     pub dynamics365_chat_id: Option<String>,
     pub workstream_id: Option<String>,
+    /// The incident's `incidentid` (every other channel).
+    pub dynamics365_incident_id: Option<String>,
+    /// The incident's case number (`ticketnumber`), read back on create.
+    pub dynamics365_ticket_number: Option<String>,
     pub attempts: i64,
     /// When the next attempt is due; `null` once settled. A handoff waiting for a
     /// connection is due at the patience or the chat expiry, or at once when one is saved.
@@ -87,6 +91,8 @@ impl HandoffSummary {
             contact_id: h.contact_id.clone(),
             dynamics365_chat_id: h.dynamics365_chat_id.clone(),
             workstream_id: h.workstream_id.clone(),
+            dynamics365_incident_id: h.dynamics365_incident_id.clone(),
+            dynamics365_ticket_number: h.dynamics365_ticket_number.clone(),
             attempts: h.attempts,
             next_attempt_at: (!h.state.is_settled()).then(|| rfc3339(h.next_attempt_at)),
             last_error: h.last_error.clone(),

@@ -109,6 +109,10 @@ pub(crate) async fn admin_stats(State(state): State<Shared>) -> Json<Value> {
         "throttled": s.requests.iter().filter(|r| r.status == 429).count(),
         "work_items": s.work_items.len(),
         "distinct_sessions": sessions.len(),
+        "incidents": s.incidents.len(),
+        "incidents_routed_more_than_once": s.incidents.values().filter(|i| i["routings"].as_u64() > Some(1)).count(),
+        "annotations": s.annotations.len(),
+        "distinct_note_parents": s.annotations.values().filter_map(|a| a["_objectid_value"].as_str()).collect::<std::collections::HashSet<_>>().len(),
         "peak_concurrency": s.peak_in_flight,
     }))
 }

@@ -1,6 +1,11 @@
-//! The Dataverse Web API v9.2 subset: `WhoAmI`, `contacts` (query and create),
-//! `msdyn_liveworkstreams(id)`, `queues(id)`, and `msdyn_ocliveworkitems` (deep-insert
-//! create with a client-chosen key, read by id with `$expand`, list).
+//! The Dataverse Web API v9.2 subset: `WhoAmI`, `contacts` (query, create, read by id),
+//! `msdyn_liveworkstreams(id)`, `queues(id)`, `accounts(id)`, `systemusers(id)`, `teams(id)`,
+//! `msdyn_ocliveworkitems` (deep-insert create with a client-chosen key, read by id with
+//! `$expand`, list), `incidents` (create with the required customer, a generated
+//! `ticketnumber`, `Prefer: return=representation`, notes deep-inserted; read by id; list),
+//! `msdyn_ApplyRoutingRuleEntityRecord`, and `RetrieveUserPrivileges`. Every request is
+//! checked against the privileges of the app's role (`seed::App::privileges`) and refused
+//! like Dataverse refuses (`0x80040220`, naming the privilege).
 
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
@@ -9,7 +14,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::schema::{
-    self, Rejection, CONTACT, CONTACT_READABLE, LIVE_WORK_ITEM, WORKSTREAM_READABLE,
+    self, Rejection, CONTACT, CONTACT_READABLE, INCIDENT, INCIDENT_READABLE, LIVE_WORK_ITEM,
+    WORKSTREAM_READABLE,
 };
 use super::{odata, respond, DropSwitch, Handled, RequestMeta, SandboxState, Shared};
 
@@ -17,6 +23,28 @@ use super::{odata, respond, DropSwitch, Handled, RequestMeta, SandboxState, Shar
 const NOTES: &str = "msdyn_ocliveworkitem_Annotations";
 const CONTEXT_ITEMS: &str =
     "msdyn_msdyn_ocliveworkitem_msdyn_ocliveworkitemcontextitem_ocliveworkitemid";
+/// The incident's notes relationship.
+const INCIDENT_NOTES: &str = "Incident_Annotation";
+/// The bound function that lists a user's privileges.
+const RETRIEVE_USER_PRIVILEGES: &str = "/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()";
+
+/// The privileges of a full role (an app whose seed names none): every one a request here
+/// can need.
+pub const FULL_ROLE: &[&str] = &[
+    "prvReadContact",
+    "prvCreateContact",
+    "prvReadmsdyn_liveworkstream",
+    "prvReadQueue",
+    "prvCreateActivity",
+    "prvReadActivity",
+    "prvCreatemsdyn_ocliveworkitemcontextitem",
+    "prvCreateNote",
+    "prvCreateIncident",
+    "prvReadIncident",
+    "prvReadAccount",
+    "prvReadUser",
+    "prvReadTeam",
+];
 
 fn kind_of(method: &Method, set: &str, key: Option<&str>) -> &'static str {
     match (method.as_str(), set, key.is_some()) {
@@ -28,6 +56,15 @@ fn kind_of(method: &Method, set: &str, key: Option<&str>) -> &'static str {
         ("POST", "msdyn_ocliveworkitems", false) => "create_work_item",
         ("GET", "msdyn_ocliveworkitems", true) => "get_work_item",
         ("GET", "msdyn_ocliveworkitems", false) => "list_work_items",
+        ("POST", "incidents", false) => "create_incident",
+        ("GET", "incidents", true) => "get_incident",
+        ("GET", "incidents", false) => "list_incidents",
+        ("POST", "msdyn_ApplyRoutingRuleEntityRecord", false) => "route_record",
+        ("GET", "contacts", true) => "contact",
+        ("GET", "accounts", true) => "account",
+        ("GET", "systemusers", true) => "systemuser",
+        ("GET", "teams", true) => "team",
+        ("GET", "privileges", true) => "privileges",
         _ => "other",
     }
 }
@@ -50,7 +87,10 @@ pub(super) async fn handle(
     let bytes = axum::body::to_bytes(body, 4 * 1024 * 1024)
         .await
         .unwrap_or_default();
-    let (set, key) = split_segment(&path);
+    let (set, key) = match path.strip_suffix(RETRIEVE_USER_PRIVILEGES) {
+        Some(user) => ("privileges".to_owned(), split_segment(user).1),
+        None => split_segment(&path),
+    };
     let kind = kind_of(&parts.method, &set, key.as_deref());
     let body_json: Option<Value> = if parts.method == Method::POST {
         serde_json::from_slice(&bytes).ok()
@@ -123,6 +163,23 @@ fn dispatch(
             format!("Principal user (Id={}, type=8, roleCount=0, privilegeCount=0, accessMode='4'), is missing prvReadmsdyn_ocliveworkitem privilege.", app.user_id),
         ));
     }
+    let representation = parts
+        .headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("return=representation"));
+    if let Some(missing) = missing_privilege(&app, kind, body.as_ref(), representation) {
+        return Err((
+            403,
+            "0x80040220",
+            format!(
+                "Principal user (Id={}, type=8, roleCount=1, privilegeCount={}, accessMode='4'), is missing {missing} privilege (Id={}).",
+                app.user_id,
+                app.privileges.as_ref().map_or(FULL_ROLE.len(), Vec::len),
+                Uuid::new_v5(&Uuid::NAMESPACE_OID, missing.as_bytes())
+            ),
+        ));
+    }
     let query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
             .into_owned()
@@ -178,6 +235,59 @@ fn dispatch(
             read_by_id(&rows, "queueid", "queue", &["queueid", "name"], key, &query)
         }
         "create_work_item" => create_work_item(s, body.as_ref().expect("checked above")),
+        "create_incident" => create_incident(
+            s,
+            body.as_ref().expect("checked above"),
+            &query,
+            representation,
+        ),
+        "get_incident" => {
+            let rows: Vec<Value> = s.incidents.values().cloned().collect();
+            read_by_id(
+                &rows,
+                "incidentid",
+                "incident",
+                INCIDENT_READABLE,
+                key,
+                &query,
+            )
+        }
+        "list_incidents" => {
+            let rows: Vec<Value> = s.incidents.values().cloned().collect();
+            Ok(Handled::json(StatusCode::OK, json!({ "value": rows })))
+        }
+        "route_record" => route_record(s, body.as_ref().expect("checked above")),
+        "contact" => {
+            let rows = s.contacts.clone();
+            read_by_id(&rows, "contactid", "contact", CONTACT_READABLE, key, &query)
+        }
+        "account" => {
+            let rows = s.seed.accounts.clone();
+            read_by_id(
+                &rows,
+                "accountid",
+                "account",
+                &["accountid", "name", "statecode"],
+                key,
+                &query,
+            )
+        }
+        "systemuser" => {
+            let rows = s.seed.systemusers.clone();
+            read_by_id(
+                &rows,
+                "systemuserid",
+                "systemuser",
+                &["systemuserid", "fullname"],
+                key,
+                &query,
+            )
+        }
+        "team" => {
+            let rows = s.seed.teams.clone();
+            read_by_id(&rows, "teamid", "team", &["teamid", "name"], key, &query)
+        }
+        "privileges" => user_privileges(s, key),
         "get_work_item" => get_work_item(s, key, &query),
         "list_work_items" => {
             let expand = expand_option(&query)?;
@@ -337,6 +447,9 @@ fn exists(s: &SandboxState, set: &str, id: &str) -> bool {
         "msdyn_liveworkstreams" => has(&s.seed.workstreams, "msdyn_liveworkstreamid"),
         "contacts" => has(&s.contacts, "contactid"),
         "queues" => has(&s.seed.queues, "queueid"),
+        "accounts" => has(&s.seed.accounts, "accountid"),
+        "systemusers" => has(&s.seed.systemusers, "systemuserid"),
+        "teams" => has(&s.seed.teams, "teamid"),
         _ => false,
     }
 }
@@ -367,27 +480,7 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
             "A record with matching key values already exists.".into(),
         ));
     }
-    let mut notes = Vec::new();
-    for (nav, rows) in nested.iter().filter(|(nav, _)| nav == NOTES) {
-        for note in rows {
-            let note_id = match note.get("annotationid").and_then(Value::as_str) {
-                Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
-                None => Uuid::new_v4(),
-            };
-            if s.annotations.contains_key(&note_id) || notes.iter().any(|(n, _)| *n == note_id) {
-                return Err((
-                    412,
-                    "0x80040237",
-                    format!("A record with matching key values already exists ({nav})."),
-                ));
-            }
-            let mut note = note.clone();
-            note["annotationid"] = json!(note_id);
-            note["_objectid_value"] = json!(id);
-            note["objecttypecode"] = json!("msdyn_ocliveworkitem");
-            notes.push((note_id, note));
-        }
-    }
+    let notes = nested_notes(s, &nested, NOTES, id, "msdyn_ocliveworkitem")?;
     let mut row = Map::new();
     for (k, v) in body.as_object().expect("checked as an object") {
         if !k.ends_with("@odata.bind") && k != CONTEXT_ITEMS && k != NOTES {
@@ -419,6 +512,290 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
     s.work_items.insert(id, Value::Object(row));
     s.annotations.extend(notes);
     Ok(created(&s.url, "msdyn_ocliveworkitems", id))
+}
+
+/// The notes deep-inserted under `nav` with their parent `parent` (of table `parent_table`),
+/// each with its id (given or new), `_objectid_value` and `objecttypecode`; a key that
+/// exists already is refused as Dataverse refuses it (`0x80040237`).
+fn nested_notes(
+    s: &SandboxState,
+    nested: &[(String, Vec<Value>)],
+    nav: &str,
+    parent: Uuid,
+    parent_table: &str,
+) -> Result<Vec<(Uuid, Value)>, Rejection> {
+    let mut notes: Vec<(Uuid, Value)> = Vec::new();
+    for note in nested
+        .iter()
+        .filter(|(n, _)| n == nav)
+        .flat_map(|(_, rows)| rows)
+    {
+        let note_id = match note.get("annotationid").and_then(Value::as_str) {
+            Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
+            None => Uuid::new_v4(),
+        };
+        if s.annotations.contains_key(&note_id) || notes.iter().any(|(n, _)| *n == note_id) {
+            return Err((
+                412,
+                "0x80040237",
+                format!("A record with matching key values already exists ({nav})."),
+            ));
+        }
+        let mut note = note.clone();
+        note["annotationid"] = json!(note_id);
+        note["_objectid_value"] = json!(parent);
+        note["objecttypecode"] = json!(parent_table);
+        notes.push((note_id, note));
+    }
+    Ok(notes)
+}
+
+/// The privilege `app`'s role lacks for a request of `kind` (with `body`, and asking for
+/// the created row back when `representation`), if any.
+fn missing_privilege(
+    app: &super::seed::App,
+    kind: &str,
+    body: Option<&Value>,
+    representation: bool,
+) -> Option<&'static str> {
+    let has_nested = |nav: &str| {
+        body.and_then(|b| b.get(nav))
+            .and_then(Value::as_array)
+            .is_some_and(|rows| !rows.is_empty())
+    };
+    let mut needed: Vec<&'static str> = match kind {
+        "contacts" | "contact" => vec!["prvReadContact"],
+        "create_contact" => vec!["prvCreateContact"],
+        "workstream" => vec!["prvReadmsdyn_liveworkstream"],
+        "queue" => vec!["prvReadQueue"],
+        "create_work_item" => vec!["prvCreateActivity"],
+        "get_work_item" | "list_work_items" => vec!["prvReadActivity"],
+        "create_incident" => vec!["prvCreateIncident"],
+        "get_incident" | "list_incidents" | "route_record" => vec!["prvReadIncident"],
+        "account" => vec!["prvReadAccount"],
+        "systemuser" => vec!["prvReadUser"],
+        "team" => vec!["prvReadTeam"],
+        _ => vec![],
+    };
+    if kind == "create_work_item" && has_nested(CONTEXT_ITEMS) {
+        needed.push("prvCreatemsdyn_ocliveworkitemcontextitem");
+    }
+    if (kind == "create_work_item" && has_nested(NOTES))
+        || (kind == "create_incident" && has_nested(INCIDENT_NOTES))
+    {
+        needed.push("prvCreateNote");
+    }
+    if kind == "create_incident" && representation {
+        needed.push("prvReadIncident");
+    }
+    let held = |p: &str| match &app.privileges {
+        Some(list) => list.iter().any(|h| h == p),
+        None => FULL_ROLE.contains(&p),
+    };
+    needed.into_iter().find(|p| !held(p))
+}
+
+/// `POST incidents`: the table's columns and limits, exactly one customer
+/// (`0x80044410` without, `0x8004440f` with both), binds that exist, a client-chosen key
+/// (`0x80040237` when taken), a generated `ticketnumber`, notes deep-inserted through
+/// `Incident_Annotation`. Routed once on create unless `routecase` is false (the stock
+/// trigger for programmatically created cases). With `Prefer: return=representation`
+/// answers `201` with the `$select`ed columns, else `204`.
+fn create_incident(
+    s: &mut SandboxState,
+    body: &Value,
+    query: &[(String, String)],
+    representation: bool,
+) -> Result<Handled, Rejection> {
+    only_options(query, &["$select"])?;
+    let columns = select(query, INCIDENT_READABLE, "incident")?;
+    let (binds, nested) = schema::check_create(&INCIDENT, body)?;
+    let customers: Vec<&(String, String, String)> = binds
+        .iter()
+        .filter(|(nav, _, _)| nav.starts_with("customerid_"))
+        .collect();
+    let (customer_nav, _, customer_id) = match customers.as_slice() {
+        [] => {
+            return Err((
+                400,
+                "0x80044410",
+                "You should specify a parent contact or account.".into(),
+            ))
+        }
+        [one] => *one,
+        _ => {
+            return Err((
+                400,
+                "0x8004440f",
+                "You can either specify a parent contact or account, but not both.".into(),
+            ))
+        }
+    };
+    for (_, set, bound) in &binds {
+        if !exists(s, set, bound) {
+            return Err((
+                404,
+                "0x80040217",
+                format!("{} With Id = {bound} Does Not Exist", entity_of(set)),
+            ));
+        }
+    }
+    let id = match body.get("incidentid").and_then(Value::as_str) {
+        Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
+        None => Uuid::new_v4(),
+    };
+    if s.incidents.contains_key(&id) {
+        return Err((
+            412,
+            "0x80040237",
+            "A record with matching key values already exists.".into(),
+        ));
+    }
+    let notes = nested_notes(s, &nested, INCIDENT_NOTES, id, "incident")?;
+    let mut row = Map::new();
+    for (k, v) in body.as_object().expect("checked as an object") {
+        if !k.ends_with("@odata.bind") && k != INCIDENT_NOTES {
+            row.insert(k.clone(), v.clone());
+        }
+    }
+    let routed_on_create = body.get("routecase").and_then(Value::as_bool) != Some(false);
+    let number = s.incidents.len() + 1;
+    row.insert("incidentid".into(), json!(id));
+    row.insert(
+        "ticketnumber".into(),
+        json!(format!(
+            "CAS-{number:05}-{}",
+            id.simple().to_string()[..6].to_uppercase()
+        )),
+    );
+    row.insert("statecode".into(), json!(0));
+    row.insert("statuscode".into(), json!(1));
+    row.insert("_customerid_value".into(), json!(customer_id));
+    row.insert(
+        "customerid_type".into(),
+        json!(customer_nav.trim_start_matches("customerid_")),
+    );
+    row.insert("routings".into(), json!(u64::from(routed_on_create)));
+    if let Some((_, set, owner)) = binds.iter().find(|(nav, _, _)| nav == "ownerid") {
+        row.insert("_ownerid_value".into(), json!(owner));
+        row.insert("owneridtype".into(), json!(entity_of(set)));
+    }
+    let row = Value::Object(row);
+    s.incidents.insert(id, row.clone());
+    s.annotations.extend(notes);
+    if representation {
+        Ok(Handled::json(StatusCode::CREATED, project(&row, &columns)))
+    } else {
+        Ok(created(&s.url, "incidents", id))
+    }
+}
+
+/// `POST msdyn_ApplyRoutingRuleEntityRecord` `{"Target": "incidents(<id>)"}`: counts a
+/// routing on the incident and answers `204` (the action returns nothing). Only incidents
+/// are routable here; an unknown record is `0x80040217`.
+fn route_record(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejection> {
+    let target = body.get("Target").and_then(Value::as_str).ok_or_else(|| {
+        (
+            400,
+            "0x80048d19",
+            "The parameter 'Target' is required: a string such as 'incidents(<guid>)'.".to_owned(),
+        )
+    })?;
+    if let Some(extra) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "Target"))
+    {
+        return Err((
+            400,
+            "0x80048d19",
+            format!(
+                "The parameter '{extra}' is not a parameter of msdyn_ApplyRoutingRuleEntityRecord."
+            ),
+        ));
+    }
+    let (set, key) = split_segment(target);
+    if set != "incidents" {
+        return Err((
+            400,
+            "0x80040203",
+            format!(
+                "The table of '{target}' is not enabled for unified routing in this environment."
+            ),
+        ));
+    }
+    let id = key
+        .as_deref()
+        .and_then(|k| Uuid::try_parse(k).ok())
+        .ok_or_else(|| {
+            (
+                400,
+                "0x80048d19",
+                format!("'{target}' does not name a record by its GUID."),
+            )
+        })?;
+    let row = s.incidents.get_mut(&id).ok_or_else(|| {
+        (
+            404,
+            "0x80040217",
+            format!("incident With Id = {id} Does Not Exist"),
+        )
+    })?;
+    let routings = row["routings"].as_u64().unwrap_or(0);
+    row["routings"] = json!(routings + 1);
+    Ok(Handled {
+        response: StatusCode::NO_CONTENT.into_response(),
+        status: 204,
+        error_code: None,
+    })
+}
+
+/// `GET systemusers(<id>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()`: the privileges
+/// of the app whose application user has this id (`RolePrivileges[]` with `Depth`,
+/// `PrivilegeId`, `BusinessUnitId`, `PrivilegeName`).
+fn user_privileges(s: &SandboxState, key: Option<&str>) -> Result<Handled, Rejection> {
+    let id = key.and_then(|k| Uuid::try_parse(k).ok()).ok_or_else(|| {
+        (
+            400,
+            "0x80060888",
+            "The systemuser key is not a GUID.".to_owned(),
+        )
+    })?;
+    let app = s
+        .seed
+        .tenants
+        .iter()
+        .flat_map(|t| t.apps.iter())
+        .find(|a| Uuid::try_parse(&a.user_id).ok() == Some(id) && a.application_user)
+        .ok_or_else(|| {
+            (
+                404,
+                "0x80040217",
+                format!("systemuser With Id = {id} Does Not Exist"),
+            )
+        })?;
+    let names: Vec<String> = match (&app.privileges, app.security_role) {
+        (_, false) => Vec::new(),
+        (Some(list), true) => list.clone(),
+        (None, true) => FULL_ROLE.iter().map(|p| (*p).to_owned()).collect(),
+    };
+    let privileges: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            json!({
+                "Depth": "Global",
+                "PrivilegeId": Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()),
+                "BusinessUnitId": s.seed.business_unit_id,
+                "PrivilegeName": name,
+            })
+        })
+        .collect();
+    Ok(Handled::json(
+        StatusCode::OK,
+        json!({
+            "@odata.context": format!("{}/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.RetrieveUserPrivilegesResponse", s.url),
+            "RolePrivileges": privileges,
+        }),
+    ))
 }
 
 /// `204 No Content` with `OData-EntityId: {env}/api/data/v9.2/{set}({id})`, the answer to a

@@ -40,6 +40,7 @@ impl RequestMeta {
             "odata-maxversion",
             "accept",
             "content-type",
+            "prefer",
         ]
         .iter()
         .filter_map(|h| {

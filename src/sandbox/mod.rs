@@ -58,6 +58,9 @@ struct SandboxState {
     work_items: BTreeMap<Uuid, Value>,
     /// Notes (`annotation` rows) by `annotationid`, each with `_objectid_value`.
     annotations: BTreeMap<Uuid, Value>,
+    /// Incidents by `incidentid`, each with its `ticketnumber` and `routings` (how many times
+    /// it was routed: on create unless `routecase` was false, and once per routing action).
+    incidents: BTreeMap<Uuid, Value>,
     requests: Vec<LoggedRequest>,
     faults: Vec<Fault>,
     next_seq: u64,
@@ -115,6 +118,7 @@ impl Sandbox {
             contacts,
             work_items: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            incidents: BTreeMap::new(),
             requests: Vec::new(),
             faults,
             next_seq: 1,
@@ -153,6 +157,13 @@ impl Sandbox {
     pub fn annotations(&self) -> Vec<Value> {
         let s = self.state.lock().expect("poisoned");
         s.annotations.values().cloned().collect()
+    }
+
+    /// Every incident created, by `incidentid`: its columns, `ticketnumber`,
+    /// `_customerid_value`, `customerid_type` (`contact` or `account`) and `routings`.
+    pub fn incidents(&self) -> Vec<Value> {
+        let s = self.state.lock().expect("poisoned");
+        s.incidents.values().cloned().collect()
     }
 
     /// The OpenCX API key the demo org connects with: the seed's first.

@@ -22,6 +22,16 @@ pub struct Seed {
     /// Queue rows (`queueid`, `name`).
     #[serde(default)]
     pub queues: Vec<Value>,
+    /// Account rows (`accountid`, `name`, `statecode`): what an incident's fallback customer
+    /// can name.
+    #[serde(default)]
+    pub accounts: Vec<Value>,
+    /// User rows (`systemuserid`, `fullname`) and team rows (`teamid`, `name`): what an
+    /// incident's owner can name.
+    #[serde(default)]
+    pub systemusers: Vec<Value>,
+    #[serde(default)]
+    pub teams: Vec<Value>,
     pub demo: DemoConnection,
     /// Faults in force from the start (see `Fault`).
     #[serde(default)]
@@ -57,6 +67,10 @@ pub struct App {
     pub security_role: bool,
     /// The user id WhoAmI reports.
     pub user_id: String,
+    /// The privileges its security roles hold (`RetrieveUserPrivileges`, and what every
+    /// request is checked against); absent: a full role (`dataverse::FULL_ROLE`).
+    #[serde(default)]
+    pub privileges: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -79,6 +93,9 @@ pub struct DemoConnection {
     pub client_id: String,
     pub client_secret: String,
     pub default_queue_id: String,
+    /// The `incidents` settings the demo connection is saved with (the fallback customer).
+    #[serde(default)]
+    pub incidents: Option<Value>,
 }
 
 impl Seed {

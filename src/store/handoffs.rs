@@ -29,6 +29,9 @@ pub struct HandoffRow {
     pub contact_id: Option<String>,
     pub dynamics365_chat_id: Option<String>,
     pub workstream_id: Option<String>,
+    /// The incident a non-chat session became, and its case number.
+    pub dynamics365_incident_id: Option<String>,
+    pub dynamics365_ticket_number: Option<String>,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub first_attempt_at: Option<i64>,
@@ -44,7 +47,8 @@ pub struct HandoffRow {
 
 pub(super) const HANDOFF_COLUMNS: &str =
     "handoff_id, org_id, session_id, webhook_id, channel, payload_version, \
-     payload, state, contact_match, contact_id, dynamics365_chat_id, workstream_id, attempts, \
+     payload, state, contact_match, contact_id, dynamics365_chat_id, workstream_id, \
+     dynamics365_incident_id, dynamics365_ticket_number, attempts, \
      next_attempt_at, first_attempt_at, last_error, created_at, updated_at, redacted_at, delayed_at";
 
 impl HandoffRow {
@@ -73,6 +77,8 @@ impl HandoffRow {
             contact_id: col(row, "contact_id")?,
             dynamics365_chat_id: col(row, "dynamics365_chat_id")?,
             workstream_id: col(row, "workstream_id")?,
+            dynamics365_incident_id: col(row, "dynamics365_incident_id")?,
+            dynamics365_ticket_number: col(row, "dynamics365_ticket_number")?,
             attempts: col(row, "attempts")?,
             next_attempt_at: col(row, "next_attempt_at")?,
             first_attempt_at: col(row, "first_attempt_at")?,
@@ -235,7 +241,17 @@ pub(super) async fn write_handoff_outcome(
             next_attempt_at, ..
         } => (None, None, Some(*next_attempt_at)),
         Ended::Waiting { until, .. } => (None, None, Some(*until)),
-        Ended::Skipped(_) | Ended::Failed(_) => (None, None, None),
+        Ended::IncidentCreated { .. } | Ended::Skipped(_) | Ended::Failed(_) => (None, None, None),
+    };
+    let (incident_id, ticket_number) = match &outcome.ended {
+        Ended::IncidentCreated {
+            dynamics365_incident_id,
+            dynamics365_ticket_number,
+        } => (
+            Some(dynamics365_incident_id.hyphenated().to_string()),
+            dynamics365_ticket_number.clone(),
+        ),
+        _ => (None, None),
     };
     let updated = sqlx::query(
         "UPDATE handoffs SET state = $1, contact_match = $2, contact_id = $3, \
@@ -243,7 +259,9 @@ pub(super) async fn write_handoff_outcome(
          next_attempt_at = COALESCE($6, next_attempt_at), last_error = $7, \
          lease_id = NULL, lease_until = NULL, updated_at = $8, attempts = attempts - $11, \
          delayed_at = COALESCE(delayed_at, $12), payload = COALESCE($13, payload), \
-         payload_version = COALESCE($14, payload_version), channel = COALESCE($15, channel) \
+         payload_version = COALESCE($14, payload_version), channel = COALESCE($15, channel), \
+         dynamics365_incident_id = COALESCE($16, dynamics365_incident_id), \
+         dynamics365_ticket_number = COALESCE($17, dynamics365_ticket_number) \
          WHERE handoff_id = $9 AND lease_id = $10",
     )
     .bind(outcome.ended.state().as_str())
@@ -261,6 +279,8 @@ pub(super) async fn write_handoff_outcome(
     .bind(outcome.enriched.as_ref().map(|e| e.payload.as_str()))
     .bind(outcome.enriched.as_ref().map(|_| QUEUED_PAYLOAD_VERSION))
     .bind(outcome.enriched.as_ref().map(|e| e.channel.as_str()))
+    .bind(incident_id)
+    .bind(ticket_number)
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -72,6 +72,9 @@ pub struct ConnectionRow {
     /// The workstream GUID (`default_queue_id` in OpenCX's API and ours).
     pub workstream_id: String,
     pub create_contact_if_missing: bool,
+    /// The incident settings (`domain::incident::IncidentSettings` as JSON); `None` reads as
+    /// the defaults.
+    pub incidents: Option<String>,
     /// `active` or `failing`.
     pub status: String,
     /// The last check results, as the JSON array the API returns.
@@ -82,7 +85,7 @@ pub struct ConnectionRow {
 }
 
 const CONNECTION_COLUMNS: &str = "org_id, tenant_id, client_id, client_secret_enc, environment_url, \
-     workstream_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at";
+     workstream_id, create_contact_if_missing, incidents, status, checks, last_checked_at, created_at, updated_at";
 
 impl ConnectionRow {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -95,6 +98,7 @@ impl ConnectionRow {
             environment_url: col(row, "environment_url")?,
             workstream_id: col(row, "workstream_id")?,
             create_contact_if_missing: flag != 0,
+            incidents: col(row, "incidents")?,
             status: col(row, "status")?,
             checks: col(row, "checks")?,
             last_checked_at: col(row, "last_checked_at")?,
@@ -226,12 +230,12 @@ impl Store {
     pub async fn save_connection(&self, c: &ConnectionRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO connections (org_id, tenant_id, client_id, client_secret_enc, environment_url, \
-             workstream_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+             workstream_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at, incidents) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
              ON CONFLICT (org_id) DO UPDATE SET tenant_id = excluded.tenant_id, client_id = excluded.client_id, \
              client_secret_enc = excluded.client_secret_enc, environment_url = excluded.environment_url, \
              workstream_id = excluded.workstream_id, \
-             create_contact_if_missing = excluded.create_contact_if_missing, status = excluded.status, \
+             create_contact_if_missing = excluded.create_contact_if_missing, incidents = excluded.incidents, status = excluded.status, \
              checks = excluded.checks, last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
         )
         .bind(&c.org_id)
@@ -245,6 +249,7 @@ impl Store {
         .bind(&c.checks)
         .bind(c.last_checked_at)
         .bind(c.updated_at)
+        .bind(c.incidents.as_deref())
         .execute(self.writer())
         .await?;
         Ok(())

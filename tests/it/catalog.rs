@@ -93,6 +93,13 @@ const EXPECTED: &[(&str, &[Surface])] = &[
     ("opencx_unexpected_answer", &[Record, Status]),
     ("opencx_write_back_failed", &[Record, Status]),
     ("callback_failed", &[Record, Status]),
+    ("incident_settings_invalid", &[TestAndSave]),
+    ("fallback_customer_missing", &[TestAndSave, Status]),
+    ("fallback_customer_not_found", &[TestAndSave]),
+    ("incident_owner_not_found", &[TestAndSave]),
+    ("incident_customer_missing", &[Record, Status]),
+    ("incident_rejected", &[Record, Status]),
+    ("incident_routing_failed", &[Record, Status]),
 ];
 
 /// What the scenarios observed.
@@ -130,6 +137,13 @@ const NO_ROLE: (&str, &str) = (
     "4f607182-3c5d-4e7f-a01b-2c3d4e5f6071",
     "Sbx8Q~user-without-a-security-role",
 );
+/// An app whose role can sign in and read, but create nothing.
+const PARTIAL_ROLE: (&str, &str) = (
+    "5a718293-4d6e-4f80-b12c-3d4e5f607182",
+    "Sbx8Q~partial-role-reads-only_2026",
+);
+/// The seed's fallback account ("Unidentified visitor").
+const FALLBACK_ACCOUNT: &str = "a1c0a801-0000-4000-8000-000000000001";
 const RECORD_WORKSTREAM: &str = "b1e2c3d4-0003-4a5b-8c6d-7e8f9a0b1c2d";
 const VOICE_WORKSTREAM: &str = "b1e2c3d4-0004-4a5b-8c6d-7e8f9a0b1c2d";
 const INACTIVE_WORKSTREAM: &str = "b1e2c3d4-0005-4a5b-8c6d-7e8f9a0b1c2d";
@@ -631,8 +645,11 @@ async fn contact_matches_that_link_no_contact_are_explained() {
 }
 
 async fn bridge_side_entries_are_reported_on_the_record_and_the_status() {
-    // unsupported_channel and not_connected.
-    let (t, secret) = connected(TestOptions::default()).await;
+    // unsupported_channel (incidents off) and not_connected.
+    let t = TestApp::start().await;
+    let secret = t.create_org("acme", None).await;
+    t.connect_with("acme", json!({ "incidents": { "enabled": false } }))
+        .await;
     send_and_attempt(
         &t,
         &secret,
@@ -674,6 +691,69 @@ async fn bridge_side_entries_are_reported_on_the_record_and_the_status() {
         "connection_secret_unreadable",
     )
     .await;
+}
+
+async fn incident_entries_are_reported_at_test_and_save_and_on_the_record() {
+    let t = TestApp::start().await;
+    let secret = t.create_org("acme", None).await;
+    let account = json!({ "table": "account", "id": FALLBACK_ACCOUNT });
+    let checks = [
+        (
+            json!({ "priority": 4 }),
+            "input",
+            "fail",
+            "incident_settings_invalid",
+        ),
+        (
+            json!({ "fallback_customer": { "table": "account", "id": "00000000-0000-4000-8000-0000000000ff" } }),
+            "incidents",
+            "fail",
+            "fallback_customer_not_found",
+        ),
+        (
+            json!({ "fallback_customer": account, "owner": { "table": "team", "id": "00000000-0000-4000-8000-0000000000ee" } }),
+            "incidents",
+            "fail",
+            "incident_owner_not_found",
+        ),
+        (json!({}), "incidents", "warn", "fallback_customer_missing"),
+    ];
+    for (incidents, name, status, code) in checks {
+        expect_check(&t, json!({ "incidents": incidents }), name, status, code).await;
+    }
+    // A role that can sign in and read workstreams, but create nothing.
+    let partial = json!({ "client_id": PARTIAL_ROLE.0, "client_secret": PARTIAL_ROLE.1 });
+    expect_check(&t, partial, "privileges", "fail", "missing_privilege").await;
+
+    // Saved without a fallback customer: the card warns, and an anonymous email session
+    // cannot become an incident.
+    t.connect_with("acme", json!({ "incidents": {} })).await;
+    expect_card(&t, "acme", "warn", "fallback_customer_missing").await;
+    let mail = |id: &str| json!({ "id": id, "channel": { "type": "email" } });
+    send_and_attempt(&t, &secret, mail("anonymous_mail")).await;
+    expect_handoff(
+        &t,
+        "acme",
+        "anonymous_mail",
+        "failed",
+        "incident_customer_missing",
+    )
+    .await;
+
+    // incident_rejected: a case origin value the org does not have.
+    let odd_origin = json!({ "fallback_customer": account, "case_origin": { "email": 99 } });
+    t.connect_with("acme", json!({ "incidents": odd_origin }))
+        .await;
+    send_and_attempt(&t, &secret, mail("odd_origin")).await;
+    expect_handoff(&t, "acme", "odd_origin", "failed", "incident_rejected").await;
+
+    // incident_routing_failed: the org routes explicitly and the action is refused.
+    let explicit = json!({ "fallback_customer": account, "routing": "routing_rule" });
+    t.connect_with("acme", json!({ "incidents": explicit }))
+        .await;
+    fault_once(&t, "route_record", 400, None);
+    send_and_attempt(&t, &secret, mail("unrouted")).await;
+    expect_handoff(&t, "acme", "unrouted", "failed", "incident_routing_failed").await;
 }
 
 async fn given_up_handoffs_and_callbacks_are_reported() {
@@ -888,6 +968,7 @@ async fn every_catalog_entry_is_reported_where_it_belongs() {
     bridge_side_entries_are_reported_on_the_record_and_the_status().await;
     given_up_handoffs_and_callbacks_are_reported().await;
     opencx_entries_are_reported_at_its_test_and_save_and_on_the_record().await;
+    incident_entries_are_reported_at_test_and_save_and_on_the_record().await;
 
     let observed = OBSERVED.lock().unwrap().clone();
     for (code, surfaces) in EXPECTED {

@@ -38,7 +38,17 @@ async fn good_credentials_pass_every_check() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["input", "token", "dataverse", "workstream"]);
+    assert_eq!(
+        names,
+        [
+            "input",
+            "token",
+            "dataverse",
+            "workstream",
+            "privileges",
+            "incidents"
+        ]
+    );
     for c in body["checks"].as_array().unwrap() {
         assert_eq!(c["status"], "pass", "{c}");
         assert!(c["duration_ms"].is_u64());

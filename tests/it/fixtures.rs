@@ -48,7 +48,28 @@ async fn every_fixture_has_its_expected_outcome() {
             "{}: {record}",
             f.name
         );
-        if f.expected.state == "succeeded" {
+        if let Some(incident_id) = record["dynamics365_incident_id"].as_str() {
+            let incident = t
+                .sandbox
+                .incidents()
+                .into_iter()
+                .find(|i| i["incidentid"] == incident_id)
+                .unwrap_or_else(|| panic!("{}: no incident {incident_id}", f.name));
+            assert_eq!(
+                record["dynamics365_ticket_number"], incident["ticketnumber"],
+                "{}: the case number is read back",
+                f.name
+            );
+            assert!(
+                incident["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("OpenCX session: {}", f.session_id)),
+                "{}: {incident}",
+                f.name
+            );
+            assert!(record["dynamics365_chat_id"].is_null());
+        } else if f.expected.state == "succeeded" {
             let chat_id = record["dynamics365_chat_id"].as_str().unwrap();
             let item = t
                 .sandbox
@@ -67,14 +88,14 @@ async fn every_fixture_has_its_expected_outcome() {
             assert_eq!(session_item["msdyn_value"], f.session_id.as_str());
         }
     }
+    let records = t.sandbox.work_items().len() + t.sandbox.incidents().len();
     let succeeded = fixtures
         .iter()
         .filter(|f| f.expected.state == "succeeded")
         .count();
     assert_eq!(
-        t.sandbox.work_items().len(),
-        succeeded,
-        "one work item per succeeded session, no more"
+        records, succeeded,
+        "one work item or incident per succeeded session, no more"
     );
 }
 

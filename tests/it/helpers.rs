@@ -330,6 +330,9 @@ impl TestApp {
             "environment_url": self.sandbox.url(),
             "default_queue_id": demo.default_queue_id,
         });
+        if let Some(incidents) = demo.incidents {
+            input["incidents"] = incidents;
+        }
         for (k, v) in changes.as_object().unwrap() {
             input[k] = v.clone();
         }
@@ -345,11 +348,17 @@ impl TestApp {
 
     /// Saves the sandbox's demo connection for the existing `org` (test-and-save passes).
     pub async fn connect(&self, org: &str) {
+        self.connect_with(org, json!({})).await;
+    }
+
+    /// Saves the sandbox's demo connection, with `changes`, for the existing `org`
+    /// (test-and-save must pass).
+    pub async fn connect_with(&self, org: &str, changes: Value) {
         let (status, body) = self
             .admin(
                 reqwest::Method::PUT,
                 &format!("/v1/orgs/{org}/connection"),
-                Some(self.connection_input(json!({}))),
+                Some(self.connection_input(changes)),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -453,12 +462,14 @@ impl TestApp {
         ));
     }
 
-    /// Two orgs with handoffs in every settled and waiting state: `acme` (connected) with
-    /// `ok_1` succeeded, `mail_1` skipped (email channel), `fail_1` failed (403:
-    /// `missing_privilege`) and `wait_1` queued (429, Retry-After 300 s); `beta` (not
-    /// connected) with `beta_1` queued (`not_connected`).
+    /// Two orgs with handoffs in every settled and waiting state: `acme` (connected,
+    /// incidents off) with `ok_1` succeeded, `mail_1` skipped (email channel), `fail_1`
+    /// failed (403: `missing_privilege`) and `wait_1` queued (429, Retry-After 300 s);
+    /// `beta` (not connected) with `beta_1` queued (`not_connected`).
     pub async fn two_orgs_in_every_state(&self) {
-        let acme = self.connected_org("acme").await;
+        let acme = self.create_org("acme", None).await;
+        self.connect_with("acme", json!({ "incidents": { "enabled": false } }))
+            .await;
         let beta = self.create_org("beta", None).await;
         self.hand_off("acme", &acme, json!({ "id": "ok_1" })).await;
         self.hand_off(

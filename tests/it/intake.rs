@@ -336,7 +336,10 @@ async fn an_id_in_the_url_that_breaks_its_rule_is_named_on_every_route() {
 #[tokio::test]
 async fn list_filters_by_state_and_validates_its_query() {
     let t = TestApp::start().await;
-    let secret = t.connected_org("acme").await;
+    let secret = t.create_org("acme", None).await;
+    // Incidents off: the email session is skipped.
+    t.connect_with("acme", json!({ "incidents": { "enabled": false } }))
+        .await;
     t.send(
         "acme",
         &secret,

@@ -48,7 +48,7 @@ async fn status_explains_each_handoff_per_org_and_filters() {
     assert!(mail["explanation"]["hint"]
         .as_str()
         .unwrap()
-        .contains("lands as an incident"));
+        .contains("incidents turned off"));
     let waiting = recent(a, "wait_1");
     assert_eq!(waiting["state"], "queued");
     assert!(waiting["explanation"]["summary"]

@@ -300,7 +300,8 @@ async fn an_opencx_contact_email_counts_as_verified_only_by_a_flag_or_the_org_se
     post_thin(&t, "acme", &secret, "ocx-email-1").await;
     t.drain().await;
     let record = t.record("acme", "ocx-email-1").await;
-    assert_eq!(record["state"], "skipped", "email is not a chat yet");
+    assert_eq!(record["state"], "succeeded", "email becomes an incident");
+    assert!(record["dynamics365_incident_id"].is_string(), "{record}");
     assert_eq!(
         events(&record, "enriched")[0]["detail"]["email_rule"],
         "opencx_flag"
@@ -535,7 +536,12 @@ async fn thin_events_beyond_the_burst_wait_their_turn_and_all_go() {
         let record = t.record("acme", session).await;
         assert_eq!(record["state"], "succeeded", "{record}");
     }
-    assert_eq!(t.record("acme", "ocx-api-1").await["state"], "skipped");
+    let api = t.record("acme", "ocx-api-1").await;
+    assert_eq!(
+        api["state"], "succeeded",
+        "an api session becomes an incident: {api}"
+    );
+    assert!(api["dynamics365_ticket_number"].is_string(), "{api}");
     assert_eq!(
         t.requests_of("opencx_session").len(),
         5,
