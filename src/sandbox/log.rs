@@ -6,9 +6,10 @@ use super::*;
 #[derive(Debug, Clone, Serialize)]
 pub struct LoggedRequest {
     pub seq: u64,
-    /// `token`, `whoami`, `contacts`, `create_contact`, `workstream`, `queue`,
-    /// `create_work_item`, `get_work_item`, `list_work_items`, `other`, or (OpenCX)
-    /// `opencx_session`, `opencx_history`, `opencx_send`.
+    /// `token`, `whoami`, `contacts`, `contact`, `create_contact`, `workstream`, `queue`,
+    /// `create_work_item`, `get_work_item`, `list_work_items`, `create_incident`,
+    /// `get_incident`, `list_incidents`, `route_record`, `account`, `systemuser`, `team`,
+    /// `privileges`, `other`, or (OpenCX) `opencx_session`, `opencx_history`, `opencx_send`.
     pub kind: String,
     pub method: String,
     pub path: String,
@@ -19,7 +20,7 @@ pub struct LoggedRequest {
     pub error_code: Option<String>,
     /// The JSON body of a POST to Dataverse.
     pub body: Option<Value>,
-    /// `OData-Version`, `OData-MaxVersion`, `Accept`, `Content-Type` as sent.
+    /// `OData-Version`, `OData-MaxVersion`, `Accept`, `Content-Type`, `Prefer` as sent.
     pub headers: BTreeMap<String, String>,
 }
 

@@ -169,3 +169,54 @@ async fn long_unicode_summaries_are_cut_at_character_boundaries_within_column_li
         .unwrap()
         .ends_with("Email: grace@example.com"));
 }
+
+/// The exact body of `POST incidents` for a fixture, with the org's connection changed by
+/// `changes`; asserts it asks for the row back (`Prefer: return=representation`, `$select`).
+async fn incident_body(fixture: &str, changes: Value) -> Value {
+    let t = TestApp::start().await;
+    let secret = t.create_org(DEMO_ORG, None).await;
+    t.connect_with(DEMO_ORG, changes).await;
+    let f = load_fixtures(Path::new("fixtures/sessions"))
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == fixture)
+        .unwrap();
+    let body: Value = serde_json::from_slice(&f.body).unwrap();
+    t.send(DEMO_ORG, &secret, "msg_snapshot", &body).await;
+    t.drain().await;
+    let creates = t.requests_of("create_incident");
+    assert_eq!(creates.len(), 1);
+    let request = &creates[0];
+    assert_eq!(request.status, 201, "answered with the row");
+    assert_eq!(
+        request.headers.get("prefer").map(String::as_str),
+        Some("return=representation")
+    );
+    assert_eq!(
+        request.raw_query.as_deref(),
+        Some("$select=incidentid%2Cticketnumber")
+    );
+    request.body.clone().unwrap()
+}
+
+#[tokio::test]
+async fn incident_body_for_an_email_with_a_linked_contact() {
+    insta::assert_json_snapshot!(
+        "incident_linked",
+        incident_body("12-email-channel", json!({})).await
+    );
+}
+
+#[tokio::test]
+async fn incident_body_for_an_anonymous_call_routed_by_the_bridge() {
+    let incidents = json!({
+        "fallback_customer": { "table": "account", "id": "a1c0a801-0000-4000-8000-000000000001" },
+        "priority": "high",
+        "owner": { "table": "team", "id": "f6e5d4c3-0001-4b2c-9d3e-4f5a6b7c8d9e" },
+        "routing": "routing_rule",
+    });
+    insta::assert_json_snapshot!(
+        "incident_fallback_routed",
+        incident_body("14-phone-voice", json!({ "incidents": incidents })).await
+    );
+}

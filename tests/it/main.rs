@@ -14,6 +14,7 @@ mod docs;
 mod fixtures;
 mod handoff;
 mod hardening;
+mod incidents;
 mod intake;
 mod metrics;
 mod openapi;

@@ -31,7 +31,7 @@ pub enum Verdict {
 }
 
 /// The checks of a test or a test-and-save, in the order they ran (input, token,
-/// dataverse, workstream); a check after a failure is `skip`.
+/// dataverse, workstream, privileges, incidents); a check after a failure is `skip`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckList {
     pub status: Verdict,
@@ -62,6 +62,10 @@ pub struct SavedConnection {
     pub environment_url: String,
     pub default_queue_id: String,
     pub create_contact_if_missing: bool,
+    /// The incident settings in force, in the shape `incidents` is saved with (defaults
+    /// filled in): `{enabled, fallback_customer, priority, case_origin, owner, routing}`.
+    #[schema(value_type = Object)]
+    pub incidents: serde_json::Value,
     /// Always `true`: the secret is stored sealed and never returned.
     pub client_secret_set: bool,
     pub last_checked_at: String,
@@ -169,9 +173,17 @@ pub async fn get_connection(
             saved: None,
         }));
     };
+    // Unreadable stored settings show as `null` (the handoffs then fail with
+    // `incident_settings_invalid`, naming why).
+    let incidents = connection::incidents::stored(conn.incidents.as_deref())
+        .ok()
+        .map_or(serde_json::Value::Null, |settings| {
+            serde_json::to_value(settings).expect("incident settings serialize")
+        });
     Ok(Json(ConnectionView {
         status: ConnectionStatus::stored(&conn.status).into(),
         saved: Some(SavedConnection {
+            incidents,
             checks: serde_json::from_str(&conn.checks).unwrap_or_default(),
             tenant_id: conn.tenant_id,
             client_id: conn.client_id,
