@@ -300,17 +300,20 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
             failures += 1;
         }
         println!(
-            "{:<28} session={:<38} channel={:<9} contact={:<10} outcome={:<9}{} dynamics365_chat_id={} dataverse_requests={} {}",
+            "{:<28} session={:<38} channel={:<11} contact={:<10} outcome={:<9}{} {} dataverse_requests={} {}",
             fixture.name,
             fixture.session_id,
             record["channel"].as_str().unwrap_or_default(),
             got.contact_match.as_deref().unwrap_or("-"),
             got.state,
             got.code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
-            record["dynamics365_chat_id"].as_str().unwrap_or("-"),
+            created_record(&record),
             requests,
             if ok { "ok".to_owned() } else { format!("EXPECTED {:?}", fixture.expected) },
         );
+        if let Some(line) = note_line(&record, &sandbox) {
+            println!("{:<28} {line}", "");
+        }
         if fixture.thin {
             let written =
                 written_back(&http, &bridge_url, &admin_token, &fixture.session_id).await?;
@@ -326,10 +329,12 @@ pub async fn run(args: DemoArgs) -> CliResult<()> {
     settle_ms.sort_unstable();
     if !settle_ms.is_empty() {
         println!(
-            "webhook 202 → settled: median {} ms, max {} ms; {} work items in the sandbox",
+            "webhook 202 → settled: median {} ms, max {} ms; {} work items, {} incidents and {} transcript notes in the sandbox",
             settle_ms[settle_ms.len() / 2],
             settle_ms[settle_ms.len() - 1],
-            sandbox.work_items().len()
+            sandbox.work_items().len(),
+            sandbox.incidents().len(),
+            sandbox.annotations().len()
         );
     }
     shutdown.cancel();
@@ -355,6 +360,45 @@ fn dataverse_requests(sandbox: &Sandbox) -> usize {
         .count()
 }
 
+/// What the handoff created: `dynamics365_chat_id=…` for a chat, the incident's case number
+/// and id for every other channel, `-` for neither.
+fn created_record(record: &Value) -> String {
+    match (
+        record["dynamics365_chat_id"].as_str(),
+        record["dynamics365_incident_id"].as_str(),
+    ) {
+        (Some(chat), _) => format!("dynamics365_chat_id={chat}"),
+        (None, Some(incident)) => format!(
+            "dynamics365_ticket_number={} dynamics365_incident_id={incident}",
+            record["dynamics365_ticket_number"].as_str().unwrap_or("-")
+        ),
+        (None, None) => "dynamics365_chat_id=-".to_owned(),
+    }
+}
+
+/// The transcript note the sandbox holds under the record's work item or incident, as the
+/// representative finds it: where, how many messages and characters.
+fn note_line(record: &Value, sandbox: &Sandbox) -> Option<String> {
+    let parent = record["dynamics365_chat_id"]
+        .as_str()
+        .or(record["dynamics365_incident_id"].as_str())?;
+    let notes: Vec<Value> = sandbox
+        .annotations()
+        .into_iter()
+        .filter(|n| n["_objectid_value"] == parent)
+        .collect();
+    let note = notes.first()?;
+    let text = note["notetext"].as_str().unwrap_or_default();
+    Some(format!(
+        "↳ transcript note on the {}: {} messages, {} characters ({} note{})",
+        note["objecttypecode"].as_str().unwrap_or("?"),
+        text.matches("<p>").count(),
+        text.encode_utf16().count(),
+        notes.len(),
+        if notes.len() == 1 { "" } else { "s" }
+    ))
+}
+
 /// What a thin fixture's record says about the fetch, and the write-back that followed.
 fn thin_line(
     record: &Value,
@@ -375,13 +419,18 @@ fn thin_line(
         None => "nothing fetched from OpenCX".to_owned(),
     };
     let session = record["session_id"].as_str().unwrap_or_default();
+    let key = if record["dynamics365_incident_id"].is_string() {
+        "dynamics365_ticket_number"
+    } else {
+        "dynamics365_chat_id"
+    };
     let on_session = sandbox
         .opencx_session(session)
-        .map(|s| s["custom_data"]["dynamics365_chat_id"].clone())
+        .map(|s| s["custom_data"][key].clone())
         .filter(|v| !v.is_null());
     let written = match (write_back["state"].as_str(), on_session) {
         (Some("delivered"), Some(id)) => {
-            format!("write-back: sent once, session custom_data.dynamics365_chat_id={id}")
+            format!("write-back: sent once, session custom_data.{key}={id}")
         }
         (Some(state), _) => format!("write-back: {state}"),
         (None, _) => "write-back: none (no work item)".to_owned(),
