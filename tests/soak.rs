@@ -156,6 +156,7 @@ async fn start_sandbox_with(dir: &Path, http: &reqwest::Client, faults: bool) ->
             { "kind": "any", "action": "reset", "probability": 0.05, "count": 0 },
             { "kind": "any", "action": "status", "status": 429, "retry_after_secs": 1, "probability": throttled_share(), "count": 0 },
             { "kind": "create_work_item", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
+            { "kind": "create_incident", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
             { "kind": "opencx_send", "action": "drop_after_commit", "probability": 0.1, "count": 0 },
         ]);
     }
@@ -300,8 +301,18 @@ async fn deliver(
 
 struct Report {
     handoffs: usize,
+    /// How many of the handoffs are on a channel that is not a chat (incidents), and how
+    /// many carry a transcript (notes).
+    non_chat: usize,
+    with_history: usize,
     work_items: u64,
     distinct_sessions: u64,
+    incidents: u64,
+    /// Incidents routed more than once (on create and again).
+    routed_twice: u64,
+    annotations: u64,
+    /// Rows with a note: one each when no note was created twice.
+    note_parents: u64,
     succeeded: usize,
     callback_deliveries: usize,
     callback_events: usize,
@@ -315,7 +326,7 @@ struct Report {
     throttled: u64,
     duration: Duration,
     /// Each session's time from its record's `created_at` (the webhook committed) to its
-    /// first `work_item_created` event, sorted.
+    /// first `work_item_created` (or `incident_created`) event, sorted.
     to_work_item: Vec<Duration>,
 }
 
@@ -498,11 +509,26 @@ impl Report {
             self.throttled,
             DELAYED.load(std::sync::atomic::Ordering::SeqCst)
         );
-        assert_eq!(
-            self.work_items as usize, self.handoffs,
-            "exactly one work item per session"
+        println!(
+            "incidents {} for {} non-chat sessions ({} routed twice); transcript notes {} on {} rows for {} sessions with a history",
+            self.incidents, self.non_chat, self.routed_twice, self.annotations, self.note_parents, self.with_history
         );
-        assert_eq!(self.distinct_sessions as usize, self.handoffs);
+        let chats = self.handoffs - self.non_chat;
+        assert_eq!(
+            self.work_items as usize, chats,
+            "exactly one work item per chat session"
+        );
+        assert_eq!(self.distinct_sessions as usize, chats);
+        assert_eq!(
+            self.incidents as usize, self.non_chat,
+            "exactly one incident per non-chat session"
+        );
+        assert_eq!(self.routed_twice, 0, "no incident routed twice");
+        assert_eq!(
+            self.annotations as usize, self.with_history,
+            "one transcript note per session with a history"
+        );
+        assert_eq!(self.note_parents, self.annotations, "no row has two notes");
         assert_eq!(self.succeeded, self.handoffs, "every handoff succeeded");
         assert_eq!(
             self.callback_events, self.handoffs,
@@ -513,7 +539,10 @@ impl Report {
             println!("write-back: {sent} messages to {sessions} sessions, {wrong} with another id");
             assert_eq!(sessions, self.handoffs, "every session was written back");
             assert_eq!(sent, self.handoffs, "one write-back message per session");
-            assert_eq!(wrong, 0, "each carries its session's work item id");
+            assert_eq!(
+                wrong, 0,
+                "each carries its session's work item or incident id"
+            );
         }
     }
 }
@@ -566,6 +595,7 @@ where
     let connection = json!({
         "tenant_id": demo.tenant_id, "client_id": demo.client_id, "client_secret": demo.client_secret,
         "environment_url": sandbox.url, "default_queue_id": demo.default_queue_id,
+        "incidents": demo.incidents,
     });
     // Test-and-save meets the faults too; it is retried until every check passes.
     admin(
@@ -606,19 +636,35 @@ where
     ];
     let limit = Arc::new(Semaphore::new(32));
     let mut sends = tokio::task::JoinSet::new();
+    let thin = |i: usize| opencx && i % 2 == 1;
+    // One pushed session in five is an email or a phone call: an incident. Every pushed
+    // session carries a transcript (a note); thin ones fetch an empty history.
+    let channel_of = |i: usize| match i % 10 {
+        4 => "email",
+        8 => "phone_voice",
+        _ => ["web", "sms", "whatsapp"][i % 3],
+    };
+    let non_chat = (0..n)
+        .filter(|&i| !thin(i) && matches!(channel_of(i), "email" | "phone_voice"))
+        .count();
+    let with_history = (0..n).filter(|&i| !thin(i)).count();
     for i in 0..n {
         let session = format!("soak-{i:05}");
-        let channel = ["web", "sms", "whatsapp"][i % 3];
+        let channel = channel_of(i);
         let contact = if i % 3 == 0 {
             json!(null)
         } else {
             json!({ "email": emails[i % emails.len()], "verified": true })
         };
-        let data = if opencx && i % 2 == 1 {
+        let data = if thin(i) {
             json!({ "conversation_id": session, "reason": "ai_decided_to_handoff_the_conversation" })
         } else {
             json!({ "session": { "id": session, "channel": { "type": channel },
-                "contact": contact, "handoff": { "summary": format!("Soak handoff {i}") } } })
+                "contact": contact, "handoff": { "summary": format!("Soak handoff {i}") },
+                "history": [
+                    { "created_at": "2026-11-20T10:00:00Z", "sender": "contact", "text": format!("Hello, this is soak session {i}.") },
+                    { "created_at": "2026-11-20T10:00:05Z", "sender": "ai", "text": "Let me get a colleague." },
+                ] } })
         };
         let body = serde_json::to_vec(&json!({
             "event": "conversation.handoff_to_human", "organization_id": "soak", "data": data,
@@ -655,7 +701,7 @@ where
 
     // Wait for every work item and every callback.
     let deadline = Instant::now() + Duration::from_secs(600);
-    let stats = loop {
+    loop {
         let stats: Value = http
             .get(format!("{}/_sandbox/stats", sandbox.url))
             .send()
@@ -675,11 +721,12 @@ where
         } else {
             n
         };
-        if stats["distinct_sessions"].as_u64() == Some(n as u64)
+        if stats["distinct_sessions"].as_u64() == Some((n - non_chat) as u64)
+            && stats["incidents"].as_u64() >= Some(non_chat as u64)
             && sessions.len() >= n
             && written >= n
         {
-            break stats;
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -687,7 +734,7 @@ where
             sessions.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let kills = chaos.await.unwrap();
     let duration = started.elapsed();
@@ -717,15 +764,21 @@ where
         if record["state"] == "succeeded" {
             succeeded += 1;
         }
-        chat_ids.insert(
-            format!("soak-{i:05}"),
-            record["dynamics365_chat_id"].clone(),
-        );
+        // What the write-back must carry to this session.
+        let ids = if record["dynamics365_incident_id"].is_string() {
+            json!({
+                "dynamics365_incident_id": record["dynamics365_incident_id"],
+                "dynamics365_ticket_number": record["dynamics365_ticket_number"],
+            })
+        } else {
+            json!({ "dynamics365_chat_id": record["dynamics365_chat_id"] })
+        };
+        chat_ids.insert(format!("soak-{i:05}"), ids);
         let created = record["events"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|e| e["kind"] == "work_item_created");
+            .find(|e| e["kind"] == "work_item_created" || e["kind"] == "incident_created");
         if let Some(created) = created {
             let waited = ms(&created["at"]) - ms(&record["created_at"]);
             to_work_item.push(Duration::from_millis(waited.max(0) as u64));
@@ -747,16 +800,31 @@ where
             .iter()
             .filter(|m| {
                 let session = m["session_id"].as_str().unwrap_or_default();
-                chat_ids.get(session) != Some(&m["custom_data"]["dynamics365_chat_id"])
+                chat_ids.get(session) != Some(&m["custom_data"])
             })
             .count();
         Some((sent.len(), to.len(), wrong))
     } else {
         None
     };
+    // The sandbox as it is now (a create answered late may have landed since `stats`).
+    let stats: Value = http
+        .get(format!("{}/_sandbox/stats", sandbox.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     Report {
         write_backs,
         handoffs: n,
+        non_chat,
+        with_history,
+        incidents: stats["incidents"].as_u64().unwrap(),
+        routed_twice: stats["incidents_routed_more_than_once"].as_u64().unwrap(),
+        annotations: stats["annotations"].as_u64().unwrap(),
+        note_parents: stats["distinct_note_parents"].as_u64().unwrap(),
         work_items: stats["work_items"].as_u64().unwrap(),
         distinct_sessions: stats["distinct_sessions"].as_u64().unwrap(),
         succeeded,
