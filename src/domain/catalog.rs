@@ -91,7 +91,7 @@ catalog! {
         "In the Power Platform admin center, open the environment > Settings > Users + permissions > Application users, add the app by its client ID and give it a security role.");
     MISSING_PRIVILEGE = ("missing_privilege", Dataverse,
         "The application user lacks a privilege (0x80040220, 0x80040231 or 0x80048405): its security role does not allow this.",
-        "Give the application user a security role that can read contacts and workstreams and create Conversations (msdyn_ocliveworkitem) and notes (annotation, with Append and AppendTo), e.g. Omnichannel administrator.");
+        "Give the application user a security role that can read contacts and workstreams and create Conversations (msdyn_ocliveworkitem), their context items and notes (annotation, with Append and AppendTo), and incidents when non-chat channels are on, e.g. Omnichannel administrator with Customer Service representative; the privileges check of test-and-save names what is missing.");
     DATAVERSE_UNAUTHORIZED = ("dataverse_unauthorized", Dataverse,
         "Dataverse refused the access token (HTTP 401) even after a fresh one was fetched.",
         "Check that the environment URL belongs to the same tenant as the app registration.");

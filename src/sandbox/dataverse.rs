@@ -3,6 +3,7 @@
 //! `msdyn_ocliveworkitems` (deep-insert create with a client-chosen key, read by id with
 //! `$expand`, list), `incidents` (create with the required customer, a generated
 //! `ticketnumber`, `Prefer: return=representation`, notes deep-inserted; read by id; list),
+//! `annotations` (a note on its own, bound to one parent that exists),
 //! `msdyn_ApplyRoutingRuleEntityRecord`, and `RetrieveUserPrivileges`. Every request is
 //! checked against the privileges of the app's role (`seed::App::privileges`) and refused
 //! like Dataverse refuses (`0x80040220`, naming the privilege).
@@ -57,6 +58,7 @@ fn kind_of(method: &Method, set: &str, key: Option<&str>) -> &'static str {
         ("GET", "msdyn_ocliveworkitems", true) => "get_work_item",
         ("GET", "msdyn_ocliveworkitems", false) => "list_work_items",
         ("POST", "incidents", false) => "create_incident",
+        ("POST", "annotations", false) => "create_annotation",
         ("GET", "incidents", true) => "get_incident",
         ("GET", "incidents", false) => "list_incidents",
         ("POST", "msdyn_ApplyRoutingRuleEntityRecord", false) => "route_record",
@@ -257,6 +259,7 @@ fn dispatch(
             Ok(Handled::json(StatusCode::OK, json!({ "value": rows })))
         }
         "route_record" => route_record(s, body.as_ref().expect("checked above")),
+        "create_annotation" => create_annotation(s, body.as_ref().expect("checked above")),
         "contact" => {
             let rows = s.contacts.clone();
             read_by_id(&rows, "contactid", "contact", CONTACT_READABLE, key, &query)
@@ -571,6 +574,7 @@ fn missing_privilege(
         "create_work_item" => vec!["prvCreateActivity"],
         "get_work_item" | "list_work_items" => vec!["prvReadActivity"],
         "create_incident" => vec!["prvCreateIncident"],
+        "create_annotation" => vec!["prvCreateNote"],
         "get_incident" | "list_incidents" | "route_record" => vec!["prvReadIncident"],
         "account" => vec!["prvReadAccount"],
         "systemuser" => vec!["prvReadUser"],
@@ -688,6 +692,55 @@ fn create_incident(
     } else {
         Ok(created(&s.url, "incidents", id))
     }
+}
+
+/// `POST annotations`: a note on its own, bound to exactly one parent that exists (a live
+/// work item, an incident or a contact, through `objectid_<table>`), with the table's
+/// limits and a client-chosen key (`0x80040237` when taken).
+fn create_annotation(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejection> {
+    let (binds, _) = schema::check_create(&schema::ANNOTATION, body)?;
+    let [(nav, set, parent)] = binds.as_slice() else {
+        return Err((
+            400,
+            "0x80040203",
+            "A note must be bound to exactly one parent record (objectid).".into(),
+        ));
+    };
+    let parent_id = Uuid::try_parse(parent).expect("checked as a GUID");
+    let found = match set.as_str() {
+        "msdyn_ocliveworkitems" => s.work_items.contains_key(&parent_id),
+        "incidents" => s.incidents.contains_key(&parent_id),
+        other => exists(s, other, parent),
+    };
+    if !found {
+        return Err((
+            404,
+            "0x80040217",
+            format!("{} With Id = {parent} Does Not Exist", entity_of(set)),
+        ));
+    }
+    let id = match body.get("annotationid").and_then(Value::as_str) {
+        Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
+        None => Uuid::new_v4(),
+    };
+    if s.annotations.contains_key(&id) {
+        return Err((
+            412,
+            "0x80040237",
+            "A record with matching key values already exists.".into(),
+        ));
+    }
+    let mut note = body.clone();
+    let map = note.as_object_mut().expect("checked as an object");
+    map.retain(|k, _| !k.ends_with("@odata.bind"));
+    map.insert("annotationid".into(), json!(id));
+    map.insert("_objectid_value".into(), json!(parent_id));
+    map.insert(
+        "objecttypecode".into(),
+        json!(nav.trim_start_matches("objectid_")),
+    );
+    s.annotations.insert(id, note);
+    Ok(created(&s.url, "annotations", id))
 }
 
 /// `POST msdyn_ApplyRoutingRuleEntityRecord` `{"Target": "incidents(<id>)"}`: counts a

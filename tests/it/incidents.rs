@@ -412,3 +412,133 @@ async fn the_write_back_carries_the_incident_and_its_case_number() {
         })
     );
 }
+
+/// A bearer token from the sandbox's Entra ID for `client_id` / `secret`.
+async fn sandbox_token(t: &TestApp, client_id: &str, secret: &str) -> String {
+    let demo = t.sandbox.demo_connection();
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            t.sandbox.url(),
+            demo.tenant_id
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", &format!("{}/.default", t.sandbox.url())),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `POST {sandbox}/api/data/v9.2/{set}` with `body`: the status and the Dataverse error code.
+async fn sandbox_post(t: &TestApp, token: &str, set: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/data/v9.2/{set}", t.sandbox.url()))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["error"].clone())
+}
+
+#[tokio::test]
+async fn the_sandbox_refuses_incidents_and_notes_as_dataverse_does() {
+    let t = TestApp::start().await;
+    let demo = t.sandbox.demo_connection();
+    let token = sandbox_token(&t, &demo.client_id, &demo.client_secret).await;
+    let contact = json!(format!("/contacts({ADA})"));
+    let account = json!(format!("/accounts({FALLBACK_ACCOUNT})"));
+    for (body, status, code) in [
+        (json!({ "title": "No customer" }), 400, "0x80044410"),
+        (
+            json!({ "title": "Both", "customerid_contact@odata.bind": contact, "customerid_account@odata.bind": account }),
+            400,
+            "0x8004440f",
+        ),
+        (
+            json!({ "title": "x".repeat(201), "customerid_contact@odata.bind": contact }),
+            400,
+            "0x80044331",
+        ),
+        (
+            json!({ "title": "Odd priority", "prioritycode": 4, "customerid_contact@odata.bind": contact }),
+            400,
+            "0x8004431a",
+        ),
+        (
+            json!({ "customerid_contact@odata.bind": contact }),
+            400,
+            "0x80040203",
+        ),
+    ] {
+        let (got, error) = sandbox_post(&t, &token, "incidents", body.clone()).await;
+        assert_eq!(
+            (got, error["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let case = "0a0b0c0d-0000-4000-8000-0000000000c1";
+    let (got, _) = sandbox_post(
+        &t,
+        &token,
+        "incidents",
+        json!({ "incidentid": case, "title": "Fine", "customerid_contact@odata.bind": contact }),
+    )
+    .await;
+    assert_eq!(got, 204);
+
+    // A note on its own: bound to one parent that exists, its key once.
+    let note = "0a0b0c0d-0000-4000-8000-0000000000d1";
+    let on_case = json!({ "annotationid": note, "subject": "Call notes", "notetext": "…",
+        "objectid_incident@odata.bind": format!("/incidents({case})") });
+    assert_eq!(
+        sandbox_post(&t, &token, "annotations", on_case.clone())
+            .await
+            .0,
+        204
+    );
+    let (got, error) = sandbox_post(&t, &token, "annotations", on_case).await;
+    assert_eq!((got, error["code"].as_str()), (412, Some("0x80040237")));
+    let (got, error) = sandbox_post(
+        &t,
+        &token,
+        "annotations",
+        json!({ "subject": "Lost", "objectid_msdyn_ocliveworkitem@odata.bind": "/msdyn_ocliveworkitems(0a0b0c0d-0000-4000-8000-0000000000e1)" }),
+    )
+    .await;
+    assert_eq!((got, error["code"].as_str()), (404, Some("0x80040217")));
+    let (got, _) = sandbox_post(&t, &token, "annotations", json!({ "subject": "Nowhere" })).await;
+    assert_eq!(got, 400);
+    assert_eq!(notes_of(&t, case).len(), 1);
+
+    // The partial role is refused the create, naming the privilege.
+    let partial = sandbox_token(
+        &t,
+        "5a718293-4d6e-4f80-b12c-3d4e5f607182",
+        "Sbx8Q~partial-role-reads-only_2026",
+    )
+    .await;
+    let (got, error) = sandbox_post(
+        &t,
+        &partial,
+        "incidents",
+        json!({ "title": "Refused", "customerid_contact@odata.bind": contact }),
+    )
+    .await;
+    assert_eq!((got, error["code"].as_str()), (403, Some("0x80040220")));
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("is missing prvCreateIncident privilege"));
+}
