@@ -330,6 +330,17 @@ struct Report {
     to_work_item: Vec<Duration>,
 }
 
+/// The sandbox's counts (`GET /_sandbox/stats`).
+async fn sandbox_stats(http: &reqwest::Client, sandbox: &Sandbox) -> Value {
+    http.get(format!("{}/_sandbox/stats", sandbox.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Every message the sandbox's OpenCX `send` accepted.
 async fn write_backs(http: &reqwest::Client, sandbox: &Sandbox) -> Vec<Value> {
     let sent: Value = http
@@ -702,14 +713,7 @@ where
     // Wait for every work item and every callback.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let stats: Value = http
-            .get(format!("{}/_sandbox/stats", sandbox.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = sandbox_stats(http, sandbox).await;
         let sessions: HashSet<String> = callbacks
             .lock()
             .unwrap()
@@ -808,14 +812,7 @@ where
         None
     };
     // The sandbox as it is now (a create answered late may have landed since `stats`).
-    let stats: Value = http
-        .get(format!("{}/_sandbox/stats", sandbox.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sandbox_stats(http, sandbox).await;
     Report {
         write_backs,
         handoffs: n,

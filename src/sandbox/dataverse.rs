@@ -472,17 +472,7 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
             ));
         }
     }
-    let id = match body.get("activityid").and_then(Value::as_str) {
-        Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
-        None => Uuid::new_v4(),
-    };
-    if s.work_items.contains_key(&id) {
-        return Err((
-            412,
-            "0x80040237",
-            "A record with matching key values already exists.".into(),
-        ));
-    }
+    let id = client_key(body, "activityid", |id| s.work_items.contains_key(id))?;
     let notes = nested_notes(s, &nested, NOTES, id, "msdyn_ocliveworkitem")?;
     let mut row = Map::new();
     for (k, v) in body.as_object().expect("checked as an object") {
@@ -517,6 +507,28 @@ fn create_work_item(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejec
     Ok(created(&s.url, "msdyn_ocliveworkitems", id))
 }
 
+/// The primary key of a create: the client-chosen one in `column` (checked as a GUID by
+/// the schema) or a new one; `taken` says whether a row has it already, answered as
+/// Dataverse does (`412 0x80040237`).
+fn client_key(
+    body: &Value,
+    column: &str,
+    taken: impl FnOnce(&Uuid) -> bool,
+) -> Result<Uuid, Rejection> {
+    let id = match body.get(column).and_then(Value::as_str) {
+        Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
+        None => Uuid::new_v4(),
+    };
+    if taken(&id) {
+        return Err((
+            412,
+            "0x80040237",
+            "A record with matching key values already exists.".into(),
+        ));
+    }
+    Ok(id)
+}
+
 /// The notes deep-inserted under `nav` with their parent `parent` (of table `parent_table`),
 /// each with its id (given or new), `_objectid_value` and `objecttypecode`; a key that
 /// exists already is refused as Dataverse refuses it (`0x80040237`).
@@ -533,17 +545,9 @@ fn nested_notes(
         .filter(|(n, _)| n == nav)
         .flat_map(|(_, rows)| rows)
     {
-        let note_id = match note.get("annotationid").and_then(Value::as_str) {
-            Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
-            None => Uuid::new_v4(),
-        };
-        if s.annotations.contains_key(&note_id) || notes.iter().any(|(n, _)| *n == note_id) {
-            return Err((
-                412,
-                "0x80040237",
-                format!("A record with matching key values already exists ({nav})."),
-            ));
-        }
+        let note_id = client_key(note, "annotationid", |id| {
+            s.annotations.contains_key(id) || notes.iter().any(|(n, _)| n == id)
+        })?;
         let mut note = note.clone();
         note["annotationid"] = json!(note_id);
         note["_objectid_value"] = json!(parent);
@@ -644,17 +648,7 @@ fn create_incident(
             ));
         }
     }
-    let id = match body.get("incidentid").and_then(Value::as_str) {
-        Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
-        None => Uuid::new_v4(),
-    };
-    if s.incidents.contains_key(&id) {
-        return Err((
-            412,
-            "0x80040237",
-            "A record with matching key values already exists.".into(),
-        ));
-    }
+    let id = client_key(body, "incidentid", |id| s.incidents.contains_key(id))?;
     let notes = nested_notes(s, &nested, INCIDENT_NOTES, id, "incident")?;
     let mut row = Map::new();
     for (k, v) in body.as_object().expect("checked as an object") {
@@ -719,17 +713,7 @@ fn create_annotation(s: &mut SandboxState, body: &Value) -> Result<Handled, Reje
             format!("{} With Id = {parent} Does Not Exist", entity_of(set)),
         ));
     }
-    let id = match body.get("annotationid").and_then(Value::as_str) {
-        Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
-        None => Uuid::new_v4(),
-    };
-    if s.annotations.contains_key(&id) {
-        return Err((
-            412,
-            "0x80040237",
-            "A record with matching key values already exists.".into(),
-        ));
-    }
+    let id = client_key(body, "annotationid", |id| s.annotations.contains_key(id))?;
     let mut note = body.clone();
     let map = note.as_object_mut().expect("checked as an object");
     map.retain(|k, _| !k.ends_with("@odata.bind"));
@@ -919,17 +903,9 @@ fn get_work_item(
 
 fn create_contact(s: &mut SandboxState, body: &Value) -> Result<Handled, Rejection> {
     schema::check_create(&CONTACT, body)?;
-    let id = match body.get("contactid").and_then(Value::as_str) {
-        Some(id) => Uuid::try_parse(id).expect("checked as a GUID"),
-        None => Uuid::new_v4(),
-    };
-    if exists(s, "contacts", &id.to_string()) {
-        return Err((
-            412,
-            "0x80040237",
-            "A record with matching key values already exists.".into(),
-        ));
-    }
+    let id = client_key(body, "contactid", |id| {
+        exists(s, "contacts", &id.to_string())
+    })?;
     let mut row = body.clone();
     let first = body
         .get("firstname")

@@ -99,18 +99,25 @@ async fn every_fixture_has_its_expected_outcome() {
     );
 }
 
-/// The exact body of `POST msdyn_ocliveworkitems` for a fixture.
-async fn work_item_body(fixture: &str) -> Value {
-    let t = TestApp::start().await;
-    let secret = t.connected_org(DEMO_ORG).await;
+/// Creates and connects the demo org (its connection changed by `changes`), then sends the
+/// fixture `name` and settles it.
+async fn hand_off_fixture(t: &TestApp, name: &str, changes: Value) {
+    let secret = t.create_org(DEMO_ORG, None).await;
+    t.connect_with(DEMO_ORG, changes).await;
     let f = load_fixtures(Path::new("fixtures/sessions"))
         .unwrap()
         .into_iter()
-        .find(|f| f.name == fixture)
+        .find(|f| f.name == name)
         .unwrap();
     let body: Value = serde_json::from_slice(&f.body).unwrap();
     t.send(DEMO_ORG, &secret, "msg_snapshot", &body).await;
     t.drain().await;
+}
+
+/// The exact body of `POST msdyn_ocliveworkitems` for a fixture.
+async fn work_item_body(fixture: &str) -> Value {
+    let t = TestApp::start().await;
+    hand_off_fixture(&t, fixture, json!({})).await;
     let creates = t.requests_of("create_work_item");
     assert_eq!(creates.len(), 1);
     let request = &creates[0];
@@ -174,16 +181,7 @@ async fn long_unicode_summaries_are_cut_at_character_boundaries_within_column_li
 /// `changes`; asserts it asks for the row back (`Prefer: return=representation`, `$select`).
 async fn incident_body(fixture: &str, changes: Value) -> Value {
     let t = TestApp::start().await;
-    let secret = t.create_org(DEMO_ORG, None).await;
-    t.connect_with(DEMO_ORG, changes).await;
-    let f = load_fixtures(Path::new("fixtures/sessions"))
-        .unwrap()
-        .into_iter()
-        .find(|f| f.name == fixture)
-        .unwrap();
-    let body: Value = serde_json::from_slice(&f.body).unwrap();
-    t.send(DEMO_ORG, &secret, "msg_snapshot", &body).await;
-    t.drain().await;
+    hand_off_fixture(&t, fixture, changes).await;
     let creates = t.requests_of("create_incident");
     assert_eq!(creates.len(), 1);
     let request = &creates[0];
