@@ -607,9 +607,18 @@ fn window_start<C>(ctx: &JobContext<'_, C>, claim: &Claim) -> i64 {
         .unwrap_or_else(|| ctx.clock.now_ms())
 }
 
+/// Whether `handoff` is (or may turn out to be) a chat, which the chat expiry ends: its
+/// channel is web, sms or whatsapp, or not known yet (a thin event not fetched). An
+/// incident is not a chat anybody waits in, so its retries are not brought forward to the
+/// expiry (they would fall due at once, again and again, past it).
+fn becomes_chat(handoff: &HandoffRow) -> bool {
+    handoff.channel == crate::domain::CHANNEL_NOT_FETCHED
+        || crate::domain::Channel::parse(&handoff.channel).is_chat()
+}
+
 /// For a handoff that will try again at `next` (Unix ms) because of `reason`: the time to
-/// try again, brought forward to the chat expiry (the next attempt then gives up before
-/// sending anything) and, when `to_patience`, to the end of the patience if the widget has
+/// try again, brought forward, for a chat ([`becomes_chat`]), to the chat expiry (the next
+/// attempt then gives up before sending anything) and, when `to_patience`, to the end of the patience if the widget has
 /// not been told yet (never past a service's `Retry-After`: only waits that are not one
 /// pass `to_patience`); and the `handoff.delayed` callback once the patience has passed
 /// (once per handoff; the record's `delayed_at` says it was sent).
@@ -624,7 +633,11 @@ fn waiting_person<C>(
 ) -> (i64, Option<NewCallback>) {
     let now = ctx.clock.now_ms();
     let start = window_start(ctx, claim);
-    let mut next = next.min(start.saturating_add(millis(ctx.retry.chat_expiry)));
+    let mut next = if becomes_chat(&claim.handoff) {
+        next.min(start.saturating_add(millis(ctx.retry.chat_expiry)))
+    } else {
+        next
+    };
     let (Some(org), None) = (org, claim.handoff.delayed_at) else {
         return (next, None);
     };

@@ -550,6 +550,25 @@ async fn past_the_chat_expiry_the_handoff_fails_without_a_request() {
 }
 
 #[tokio::test]
+async fn an_incident_is_not_ended_by_the_chat_expiry_nor_retried_at_once_past_it() {
+    let mut session = verified();
+    session["channel"] = json!({ "type": "email" });
+    let setup = setup(session, true, NOW - 3_600_000).await;
+    let unavailable = FakeDataverse {
+        create_incident: || Err(status(503, Some(30))),
+        ..Default::default()
+    };
+    let outcome = run(&setup, &unavailable).await;
+    assert_eq!(outcome.ended.state(), HandoffState::Queued, "{outcome:?}");
+    assert_eq!(code(&outcome), "dataverse_unavailable");
+    assert_eq!(
+        next_attempt_at(&outcome),
+        Some(NOW + 30_000),
+        "the Retry-After, not the chat expiry already past"
+    );
+}
+
+#[tokio::test]
 async fn a_request_the_paused_environment_did_not_send_is_a_wait() {
     let setup = setup(json!({}), true, NOW).await;
     let paused = FakeDataverse {
