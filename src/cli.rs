@@ -110,6 +110,12 @@ pub struct ServeArgs {
     /// Development only: allow http:// loopback authority, environment and callback URLs.
     #[arg(long, env = "HANDOFF_ALLOW_INSECURE_DYNAMICS")]
     pub allow_insecure_dynamics: bool,
+    /// Start even when stored secrets do not open with HANDOFF_ENCRYPTION_KEY (and the
+    /// previous keys): by default such a start is refused, naming the first org. With this,
+    /// those orgs' webhooks are answered 503 connection_secret_unreadable until the bridge
+    /// runs with the right key.
+    #[arg(long, env = "HANDOFF_ALLOW_UNREADABLE_SECRETS")]
+    pub allow_unreadable_secrets: bool,
     /// Handoffs and callbacks processed at once by this process (they wait on the network,
     /// not the CPU; each environment's gate still bounds its requests).
     #[arg(long, env = "HANDOFF_WORKER_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -268,6 +274,7 @@ pub fn serve_config(
             args.allow_insecure_dynamics,
         )?,
         request_timeout: Duration::from_secs(args.request_timeout_secs),
+        allow_unreadable_secrets: args.allow_unreadable_secrets,
         settings: Settings {
             allow_insecure_dynamics: args.allow_insecure_dynamics,
             retry: RetryPolicy {

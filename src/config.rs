@@ -25,6 +25,10 @@ pub struct Config {
     pub entra_authority: String,
     /// Timeout of each outbound request.
     pub request_timeout: Duration,
+    /// Start even when stored secrets do not open with the encryption keys
+    /// (`HANDOFF_ALLOW_UNREADABLE_SECRETS`): their orgs' webhooks are then answered `503
+    /// connection_secret_unreadable`. Off, such a start is refused (`App::build`).
+    pub allow_unreadable_secrets: bool,
     pub settings: Settings,
 }
 

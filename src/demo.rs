@@ -214,6 +214,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
         previous_encryption_keys: Vec::new(),
         entra_authority: sandbox.url(),
         request_timeout: Duration::from_secs(10),
+        allow_unreadable_secrets: false,
         settings: Settings {
             allow_insecure_dynamics: true,
             retry: RetryPolicy::default(),

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
 use crate::connection::orgs::ConnectionStatus;
+use crate::connection::vault::Vault;
 use crate::connection::{Check, CheckStatus};
 use crate::domain::catalog::{self, Diagnosis, Failure};
 use crate::domain::{outbox_failure, ContactMatch, HandoffState};
@@ -322,8 +323,47 @@ fn side_of(code: Option<&str>) -> Side {
     }
 }
 
-async fn connection_card(store: &Store, org_id: &str) -> Result<ConnectionCard, StoreError> {
-    let Some(conn) = store.connection(org_id).await? else {
+/// Which of the org's stored secrets does not open with the process's keys, as a failed
+/// `secrets` check (`connection_secret_unreadable`): the webhook secret first (every webhook
+/// of the org is answered 503 then), else the connection's client secret.
+fn unreadable_secret(
+    vault: &Vault,
+    org: &OrgRow,
+    conn: Option<&crate::store::ConnectionRow>,
+) -> Option<Check> {
+    let which = if vault.webhook_secret(org).is_err() {
+        "the webhook secret: every webhook of this org is answered 503 connection_secret_unreadable"
+    } else if conn.is_some_and(|c| vault.client_secret(c).is_err()) {
+        "the client secret: every handoff of this org fails with connection_secret_unreadable"
+    } else {
+        return None;
+    };
+    let diag = catalog::CONNECTION_SECRET_UNREADABLE
+        .diagnose(which.to_owned())
+        .for_org(&org.org_id);
+    Some(Check::failed("secrets", diag))
+}
+
+async fn connection_card(
+    store: &Store,
+    vault: &Vault,
+    org: &OrgRow,
+) -> Result<ConnectionCard, StoreError> {
+    let org_id = org.org_id.as_str();
+    let conn = store.connection(org_id).await?;
+    if let Some(unreadable) = unreadable_secret(vault, org, conn.as_ref()) {
+        return Ok(ConnectionCard {
+            status: CardStatus::Failing,
+            label: CardStatus::Failing.label(),
+            hint: None,
+            environment_url: conn.as_ref().map(|c| c.environment_url.clone()),
+            workstream_id: conn.as_ref().map(|c| c.workstream_id.clone()),
+            last_checked_at: conn.as_ref().map(|c| rfc3339(c.last_checked_at)),
+            failing_check: Some(unreadable),
+            warning: None,
+        });
+    }
+    let Some(conn) = conn else {
         return Ok(ConnectionCard {
             status: CardStatus::NotConnected,
             label: CardStatus::NotConnected.label(),
@@ -380,6 +420,7 @@ fn opencx_card(org_id: &str, conn: Option<&OpenCxConnectionRow>) -> OpenCxCard {
 
 async fn org_status(
     store: &Store,
+    vault: &Vault,
     org: &OrgRow,
     filter: &Filter,
     now: i64,
@@ -407,7 +448,7 @@ async fn org_status(
         )
         .await?;
     let opencx = store.opencx_connection(&org.org_id).await?;
-    let connection = connection_card(store, &org.org_id).await?;
+    let connection = connection_card(store, vault, org).await?;
     let opencx_card = opencx_card(&org.org_id, opencx.as_ref());
     Ok(OrgStatus {
         org_id: org.org_id.clone(),
@@ -450,14 +491,20 @@ async fn org_status(
     })
 }
 
-/// The status of every org (or of `filter.org`) at `now` (Unix ms).
-pub async fn status(store: &Store, filter: &Filter, now: i64) -> Result<StatusReport, StoreError> {
+/// The status of every org (or of `filter.org`) at `now` (Unix ms); `vault` tells whether
+/// each org's stored secrets still open (a bridge started with another encryption key).
+pub async fn status(
+    store: &Store,
+    vault: &Vault,
+    filter: &Filter,
+    now: i64,
+) -> Result<StatusReport, StoreError> {
     let mut orgs = Vec::new();
     for org in store.orgs().await? {
         if filter.org.as_deref().is_some_and(|o| o != org.org_id) {
             continue;
         }
-        orgs.push(org_status(store, &org, filter, now).await?);
+        orgs.push(org_status(store, vault, &org, filter, now).await?);
     }
     orgs.sort_by_cached_key(|o| (!o.needs_attention, o.name.to_lowercase(), o.org_id.clone()));
     Ok(StatusReport {

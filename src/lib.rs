@@ -45,6 +45,28 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+    /// Stored secrets do not open with the configured keys (see [`check_encryption_key`]).
+    #[error("{0}")]
+    UnreadableSecrets(String),
+}
+
+/// Tries to open each org's current webhook secret with `vault`: a bridge started with
+/// another `HANDOFF_ENCRYPTION_KEY` than the one they were saved with would otherwise start
+/// quietly and answer every webhook `401 signature_mismatch`, sending the widget team after
+/// a secret that is right. Returns the sentence to refuse the start with (naming the first
+/// org, how many fail and the variables to fix), or `None` when every one opens.
+pub fn check_encryption_key(vault: &Vault, orgs: &[store::OrgRow]) -> Option<String> {
+    let failing: Vec<&str> = orgs
+        .iter()
+        .filter(|org| vault.webhook_secret(org).is_err())
+        .map(|org| org.org_id.as_str())
+        .collect();
+    let first = failing.first()?;
+    Some(format!(
+        "the stored webhook secret of org '{first}' ({} of {} orgs) cannot be decrypted with HANDOFF_ENCRYPTION_KEY or HANDOFF_PREVIOUS_ENCRYPTION_KEYS: the bridge was started with another key than the one its secrets were saved with. Start it with that key (during a rotation, the old one in HANDOFF_PREVIOUS_ENCRYPTION_KEYS), or set HANDOFF_ALLOW_UNREADABLE_SECRETS=true to start anyway: those orgs' webhooks are then answered 503 connection_secret_unreadable",
+        failing.len(),
+        orgs.len()
+    ))
 }
 
 /// The built service: the HTTP routes' state and the worker, sharing one store, vault,
@@ -93,6 +115,12 @@ impl App {
             config.encryption_key,
             config.previous_encryption_keys,
         ));
+        if let Some(why) = check_encryption_key(&vault, &store.orgs().await?) {
+            if !config.allow_unreadable_secrets {
+                return Err(StartupError::UnreadableSecrets(why));
+            }
+            tracing::error!(error = %why, "starting anyway (HANDOFF_ALLOW_UNREADABLE_SECRETS)");
+        }
         let wake = Arc::new(Notify::new());
         let settings = config.settings;
         let worker = Arc::new(Worker {

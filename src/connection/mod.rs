@@ -102,6 +102,12 @@ impl Check {
         }
     }
 
+    /// A failed check `name` with the diagnosis `diag` (no time spent: a fact found without
+    /// a request, e.g. by the status page).
+    pub fn failed(name: &str, diag: Diagnosis) -> Self {
+        Self::diagnosed(name, CheckStatus::Fail, diag, Instant::now())
+    }
+
     fn skipped(name: &str, after: &str) -> Self {
         Self {
             name: name.into(),

@@ -165,7 +165,7 @@ catalog! {
         "The org has no Dynamics connection, so the handoff waits.",
         "Connect Dynamics with PUT /v1/orgs/{org}/connection; waiting handoffs are then delivered.");
     CONNECTION_SECRET_UNREADABLE = ("connection_secret_unreadable", Handoff,
-        "The stored client secret cannot be decrypted with the configured encryption key.",
+        "A stored secret of the org (the client secret, the webhook secret or the OpenCX API key) cannot be decrypted with the configured encryption key: the bridge runs with another HANDOFF_ENCRYPTION_KEY than the one it was saved with.",
         "Start the bridge with the HANDOFF_ENCRYPTION_KEY it was saved with (during a key rotation, put that key in HANDOFF_PREVIOUS_ENCRYPTION_KEYS), or save the connection again.");
     STORE_UNAVAILABLE = ("store_unavailable", Handoff,
         "The bridge's own database could not be reached.",

@@ -55,6 +55,11 @@ pub enum ApiError {
     StoreUnavailable(#[from] StoreError),
     #[error("the page could not be rendered")]
     Render(String),
+    /// 503 `connection_secret_unreadable` (with `Retry-After: 60`): none of the org's stored
+    /// webhook secrets opens with this process's encryption key, so no signature can be
+    /// checked. Never a 401: the sender's secret is not the one at fault, and it retries.
+    #[error("org '{0}': its stored webhook secret cannot be decrypted with this bridge's HANDOFF_ENCRYPTION_KEY (started with another key than the one it was saved with); nothing was stored, send again once the bridge runs with the right key")]
+    SecretUnreadable(String),
 }
 
 impl ApiError {
@@ -83,6 +88,10 @@ impl ApiError {
             }
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Render(_) => (StatusCode::INTERNAL_SERVER_ERROR, "render_failed"),
+            Self::SecretUnreadable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::domain::catalog::CONNECTION_SECRET_UNREADABLE.code,
+            ),
         }
     }
 }
@@ -162,6 +171,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::SecretUnreadable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
             // The rest of the body may still be on its way: close rather than read it.
             Self::RequestTimeout { .. } => {

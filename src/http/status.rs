@@ -153,7 +153,8 @@ pub async fn page(
         session: query.session.clone(),
         limit,
     };
-    let status = crate::diagnostics::status(&ctx.store, &filter, ctx.clock.now_ms()).await?;
+    let status =
+        crate::diagnostics::status(&ctx.store, &ctx.vault, &filter, ctx.clock.now_ms()).await?;
     let org_ids: Vec<String> = ctx
         .store
         .orgs()

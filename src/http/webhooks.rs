@@ -69,7 +69,7 @@ pub struct Duplicate {
         (status = 415, description = "`unsupported_media_type`", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: the org id in the URL, or the session's fields", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, description = "`store_refused`: the database refused the values; nothing stored, and a retry will not help", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store_unavailable`: nothing stored, retry", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable`: nothing stored, retry; or `connection_secret_unreadable`: the org's stored webhook secret does not open with this bridge's encryption key (it runs with another key than the one the secret was saved with), nothing stored, retry once it runs with the right key (`Retry-After: 60`)", body = super::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn receive(
     State(ctx): State<Arc<AppState>>,
@@ -96,7 +96,11 @@ pub async fn receive(
         .await?
         .ok_or_else(|| ApiError::UnknownOrg(org_id.to_string()))?;
     let body = read_body(body, WEBHOOK_BODY_LIMIT, ctx.limits.body_read_timeout).await?;
-    let webhook_id = signature.verify(&ctx.vault.webhook_secrets(&org, now), &body)?;
+    let secrets = ctx.vault.webhook_secrets(&org, now);
+    if secrets.is_empty() {
+        return Err(ApiError::SecretUnreadable(org.org_id));
+    }
+    let webhook_id = signature.verify(&secrets, &body)?;
 
     let head: EnvelopeHead = parse_body(&body)?;
     if head.event != HANDOFF_EVENT {

@@ -271,20 +271,25 @@ impl TestApp {
     }
 
     /// A replica started with another `HANDOFF_ENCRYPTION_KEY` than the one the store's
-    /// secrets were saved with.
+    /// secrets were saved with, told to start anyway (`HANDOFF_ALLOW_UNREADABLE_SECRETS`).
     pub async fn replica_with_other_key(&self) -> App {
-        App::build_with_clock(
-            test_config(
-                &self.sandbox,
-                &self.db,
-                &self.admin_token,
-                &EncryptionKey::generate_base64(),
-                &self.options,
-            ),
-            self.clock(),
-        )
-        .await
-        .unwrap()
+        self.build_with_other_key(true).await.unwrap()
+    }
+
+    /// [`TestApp::replica_with_other_key`], with `allow_unreadable_secrets` as given.
+    pub async fn build_with_other_key(
+        &self,
+        allow_unreadable_secrets: bool,
+    ) -> Result<App, handoff_bridge::StartupError> {
+        let mut config = test_config(
+            &self.sandbox,
+            &self.db,
+            &self.admin_token,
+            &EncryptionKey::generate_base64(),
+            &self.options,
+        );
+        config.allow_unreadable_secrets = allow_unreadable_secrets;
+        App::build_with_clock(config, self.clock()).await
     }
 
     /// An admin API call; returns the status and the JSON body (Null when empty).
@@ -616,6 +621,7 @@ fn test_config(
         previous_encryption_keys: Vec::new(),
         entra_authority: sandbox.url(),
         request_timeout: options.request_timeout,
+        allow_unreadable_secrets: false,
         settings: Settings {
             allow_insecure_dynamics: true,
             // Backoff delays are zero, so draining the queue runs retries at once;

@@ -16,6 +16,7 @@ mod handoff;
 mod hardening;
 mod incidents;
 mod intake;
+mod keys;
 mod metrics;
 mod openapi;
 mod opencx;

@@ -75,7 +75,7 @@ pub async fn status(
         limit,
     };
     Ok(Json(
-        crate::diagnostics::status(&ctx.store, &filter, ctx.clock.now_ms()).await?,
+        crate::diagnostics::status(&ctx.store, &ctx.vault, &filter, ctx.clock.now_ms()).await?,
     ))
 }
 
