@@ -7,8 +7,8 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `handoff_webhooks_received_total` | counter | `status` (HTTP status the bridge answered) |
-//! | `handoff_attempts_total` | counter | `outcome` (`succeeded`, `failed`, `skipped`, `retry_scheduled`, `waiting`), `code` (catalog code or `none`) |
+//! | `handoff_webhooks_received_total` | counter | `org_id` (`unknown` for a delivery refused before its org was found), `status` (HTTP status the bridge answered) |
+//! | `handoff_attempts_total` | counter | `org_id`, `outcome` (`succeeded`, `failed`, `skipped`, `retry_scheduled`, `waiting`), `code` (catalog code or `none`) |
 //! | `handoff_attempt_duration_seconds` | histogram | `outcome` |
 //! | `handoff_dataverse_requests_total` | counter | `kind` (`whoami`, `contacts`, `create_contact`, `workstream`, `queue`, `create_work_item`, `get_work_item`), `status` (HTTP status, or `transport_error`) |
 //! | `handoff_dataverse_request_duration_seconds` | histogram | `kind` |
@@ -16,7 +16,10 @@
 //! | `handoff_opencx_request_duration_seconds` | histogram | `kind` |
 //! | `handoff_token_requests_total` | counter | `outcome` (`issued`, or the catalog code of the failure) |
 //! | `handoff_token_request_duration_seconds` | histogram | — |
-//! | `handoff_callbacks_total` | counter | `outcome` (`delivered`, `retry_scheduled`, `failed`) |
+//! | `handoff_callbacks_total` | counter | `org_id`, `event` (`handoff.succeeded`, `handoff.failed`, `handoff.delayed`, `opencx.write_back`), `outcome` (`delivered`, `retry_scheduled`, `failed`) |
+//!
+//! `org_id` labels stay bounded: orgs are created by the admin, and a webhook for an org
+//! id that does not exist counts under `unknown`.
 //! | `handoff_queue_depth` | gauge | `org_id`: handoffs `queued` or `processing` |
 //! | `handoff_queue_oldest_age_seconds` | gauge | `org_id`: age of the oldest queued one (0 when none) |
 
@@ -33,14 +36,23 @@ use prometheus_client::registry::Registry;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
+struct WebhookLabels {
+    org_id: String,
     status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttemptLabels {
+    org_id: String,
     outcome: String,
     code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallbackLabels {
+    org_id: String,
+    event: String,
+    outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,7 +96,7 @@ where
 /// One bridge process's metrics. Cheap to update from any task.
 pub struct Metrics {
     registry: Registry,
-    webhooks: Family<StatusLabel, Counter>,
+    webhooks: Family<WebhookLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
     attempt_duration: Histograms<OutcomeLabel>,
     dataverse_requests: Family<RequestLabels, Counter>,
@@ -93,7 +105,7 @@ pub struct Metrics {
     opencx_duration: Histograms<KindLabel>,
     token_requests: Family<OutcomeLabel, Counter>,
     token_duration: Histogram,
-    callbacks: Family<OutcomeLabel, Counter>,
+    callbacks: Family<CallbackLabels, Counter>,
     queue_depth: Family<OrgLabel, Gauge>,
     oldest_queued: Family<OrgLabel, Gauge<f64, AtomicU64>>,
 }
@@ -117,13 +129,13 @@ impl Metrics {
             webhooks: register(
                 &mut registry,
                 "webhooks_received",
-                "Webhook deliveries, by the HTTP status the bridge answered",
+                "Webhook deliveries, by org and the HTTP status the bridge answered",
                 Family::default(),
             ),
             attempts: register(
                 &mut registry,
                 "attempts",
-                "Handoff attempts, by outcome and failure catalog code",
+                "Handoff attempts, by org, outcome and failure catalog code",
                 Family::default(),
             ),
             attempt_duration: register(
@@ -171,7 +183,7 @@ impl Metrics {
             callbacks: register(
                 &mut registry,
                 "callbacks",
-                "Callback deliveries to the widget backend, by outcome",
+                "Callback and write-back deliveries, by org, event and outcome",
                 Family::default(),
             ),
             queue_depth: register(
@@ -190,20 +202,23 @@ impl Metrics {
         }
     }
 
-    /// A webhook delivery answered with `status`.
-    pub fn webhook_answered(&self, status: u16) {
+    /// A webhook delivery for `org_id` (`None`: refused before its org was found, counted as
+    /// `unknown`) answered with `status`.
+    pub fn webhook_answered(&self, org_id: Option<&str>, status: u16) {
         self.webhooks
-            .get_or_create(&StatusLabel {
+            .get_or_create(&WebhookLabels {
+                org_id: org_id.unwrap_or("unknown").to_owned(),
                 status: status.to_string(),
             })
             .inc();
     }
 
-    /// A finished handoff attempt: `outcome` is `succeeded`, `failed`, `skipped` or
-    /// `retry_scheduled`, `code` the catalog code of its failure.
-    pub fn attempt_finished(&self, outcome: &str, code: Option<&str>, seconds: f64) {
+    /// A finished handoff attempt of `org_id`: `outcome` is `succeeded`, `failed`,
+    /// `skipped`, `retry_scheduled` or `waiting`, `code` the catalog code of its failure.
+    pub fn attempt_finished(&self, org_id: &str, outcome: &str, code: Option<&str>, seconds: f64) {
         self.attempts
             .get_or_create(&AttemptLabels {
+                org_id: org_id.to_owned(),
                 outcome: outcome.to_owned(),
                 code: code.unwrap_or("none").to_owned(),
             })
@@ -259,10 +274,13 @@ impl Metrics {
         self.token_duration.observe(seconds);
     }
 
-    /// A callback delivery attempt: `delivered`, `retry_scheduled` or `failed`.
-    pub fn callback_attempted(&self, outcome: &str) {
+    /// A delivery attempt of an outbox row of `org_id` and `event` (its event type):
+    /// `delivered`, `retry_scheduled` or `failed`.
+    pub fn callback_attempted(&self, org_id: &str, event: &str, outcome: &str) {
         self.callbacks
-            .get_or_create(&OutcomeLabel {
+            .get_or_create(&CallbackLabels {
+                org_id: org_id.to_owned(),
+                event: event.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();

@@ -186,10 +186,13 @@ pub async fn deliver(
             }
         }
     };
-    worker.metrics.callback_attempted(match state {
+    let outcome = match state {
         CallbackState::Pending => "retry_scheduled",
         other => other.as_str(),
-    });
+    };
+    worker
+        .metrics
+        .callback_attempted(&callback.org_id, &callback.event_type, outcome);
     let mut detail = json!({
         "webhook_id": callback.webhook_id,
         "event": callback.event_type,

@@ -240,6 +240,7 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
                             _ => state.as_str(),
                         };
                         worker.metrics.attempt_finished(
+                            &claim.handoff.org_id,
                             metric_outcome,
                             code,
                             started.elapsed().as_secs_f64(),

@@ -102,10 +102,13 @@ pub fn router(ctx: Arc<AppState>) -> Router {
         .with_state(ctx)
 }
 
-/// Counts each webhook delivery by the status it was answered with.
+/// Counts each webhook delivery by org (when the route found it: [`webhooks::KnownOrg`])
+/// and the status it was answered with.
 async fn count_webhook(State(ctx): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    ctx.metrics.webhook_answered(response.status().as_u16());
+    let org = response.extensions().get::<webhooks::KnownOrg>();
+    ctx.metrics
+        .webhook_answered(org.map(|o| o.0.as_str()), response.status().as_u16());
     response
 }
 

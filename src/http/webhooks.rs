@@ -76,8 +76,34 @@ pub async fn receive(
     OrgIdPath(org_id): OrgIdPath,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    let mut known = false;
+    let mut response = accept(&ctx, &org_id, &headers, body, &mut known)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if known {
+        response
+            .extensions_mut()
+            .insert(KnownOrg(org_id.to_string()));
+    }
+    response
+}
+
+/// The org a webhook delivery was for, on the answer once the org was found: the metrics
+/// count deliveries by it (others under `unknown`, so a flood of made-up org ids adds no
+/// series).
+#[derive(Debug, Clone)]
+pub struct KnownOrg(pub String);
+
+/// [`receive`]'s work; sets `known` once the org is found.
+async fn accept(
+    ctx: &AppState,
+    org_id: &crate::domain::OrgId,
+    headers: &HeaderMap,
+    body: Body,
+    known: &mut bool,
 ) -> Result<Response, ApiError> {
-    if !is_json(&headers) {
+    if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     // Everything that needs neither the body nor a secret is checked first, so a malformed
@@ -95,6 +121,7 @@ pub async fn receive(
         .org(org_id.as_str())
         .await?
         .ok_or_else(|| ApiError::UnknownOrg(org_id.to_string()))?;
+    *known = true;
     let body = read_body(body, WEBHOOK_BODY_LIMIT, ctx.limits.body_read_timeout).await?;
     let secrets = ctx.vault.webhook_secrets(&org, now);
     if secrets.is_empty() {
@@ -117,7 +144,7 @@ pub async fn receive(
             .into_response());
     }
     let envelope: Envelope = parse_body(&body)?;
-    let valid = envelope.validate(&org_id).map_err(ApiError::Validation)?;
+    let valid = envelope.validate(org_id).map_err(ApiError::Validation)?;
 
     let intake = ctx
         .store

@@ -478,3 +478,38 @@ async fn a_session_stored_by_an_older_version_is_upgraded_at_start_and_handed_of
     let create = t.requests_of("create_work_item")[0].body.clone().unwrap();
     assert_eq!(create["subject"], "Wants to change a delivery address.");
 }
+
+#[tokio::test]
+async fn an_incident_is_called_back_with_its_case_number_and_counted_by_org_and_event() {
+    let t = TestApp::start().await;
+    let (url, seen) = callback_receiver().await;
+    let secret = t.create_org("acme", Some(&url)).await;
+    t.connect("acme").await;
+    let session = json!({ "id": "by-mail", "channel": { "type": "email" },
+        "contact": { "email": "ada@example.com", "verified": true } });
+    t.send("acme", &secret, "msg_1", &envelope("acme", session))
+        .await;
+    t.drain().await;
+    let record = t.record("acme", "by-mail").await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let event: Value = serde_json::from_str(&seen[0].1).unwrap();
+    assert_eq!(event["event"], "handoff.succeeded");
+    assert_eq!(event["data"]["record"], "incident");
+    assert_eq!(
+        event["data"]["dynamics365_incident_id"],
+        record["dynamics365_incident_id"]
+    );
+    assert_eq!(
+        event["data"]["dynamics365_ticket_number"],
+        record["dynamics365_ticket_number"]
+    );
+    assert!(event["data"]["dynamics365_chat_id"].is_null());
+    let metrics = t.admin_text("/metrics").await;
+    assert!(
+        metrics.contains(
+            "handoff_callbacks_total{org_id=\"acme\",event=\"handoff.succeeded\",outcome=\"delivered\"} 1"
+        ),
+        "{metrics}"
+    );
+}

@@ -38,6 +38,16 @@ async fn metrics_count_webhooks_attempts_requests_tokens_and_the_queue() {
         &envelope("beta", json!({ "id": "waits" })),
     )
     .await;
+    // A delivery for an org that does not exist (404).
+    let (status, _) = t
+        .send(
+            "no-such-org",
+            &beta,
+            "x1",
+            &envelope("no-such-org", json!({ "id": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     let unauthenticated = t
         .http
@@ -64,16 +74,37 @@ async fn metrics_count_webhooks_attempts_requests_tokens_and_the_queue() {
     let expect = |series: &str, value: f64| {
         assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
     };
-    expect("handoff_webhooks_received_total{status=\"202\"}", 3.0);
-    expect("handoff_webhooks_received_total{status=\"200\"}", 1.0);
-    expect("handoff_webhooks_received_total{status=\"401\"}", 1.0);
     expect(
-        "handoff_attempts_total{outcome=\"succeeded\",code=\"none\"}",
+        "handoff_webhooks_received_total{org_id=\"acme\",status=\"202\"}",
+        2.0,
+    );
+    expect(
+        "handoff_webhooks_received_total{org_id=\"beta\",status=\"202\"}",
         1.0,
     );
     expect(
-        "handoff_attempts_total{outcome=\"failed\",code=\"missing_privilege\"}",
+        "handoff_webhooks_received_total{org_id=\"acme\",status=\"200\"}",
         1.0,
+    );
+    expect(
+        "handoff_webhooks_received_total{org_id=\"acme\",status=\"401\"}",
+        1.0,
+    );
+    expect(
+        "handoff_webhooks_received_total{org_id=\"unknown\",status=\"404\"}",
+        1.0,
+    );
+    expect(
+        "handoff_attempts_total{org_id=\"acme\",outcome=\"succeeded\",code=\"none\"}",
+        1.0,
+    );
+    expect(
+        "handoff_attempts_total{org_id=\"acme\",outcome=\"failed\",code=\"missing_privilege\"}",
+        1.0,
+    );
+    assert!(
+        !text.contains("no-such-org"),
+        "an org id that does not exist adds no series"
     );
     expect(
         "handoff_attempt_duration_seconds_count{outcome=\"succeeded\"}",
