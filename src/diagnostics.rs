@@ -13,7 +13,7 @@ use crate::connection::{Check, CheckStatus};
 use crate::domain::catalog::{self, Diagnosis, Failure};
 use crate::domain::{outbox_failure, ContactMatch, HandoffState};
 use crate::domain::{QueuedHandoff, QUEUED_PAYLOAD_VERSION};
-use crate::store::{FailedCallback, HandoffRow, OpenCxConnectionRow, OrgRow, Store, StoreError};
+use crate::store::{CallbackTrouble, HandoffRow, OpenCxConnectionRow, OrgRow, Store, StoreError};
 
 /// Filters of the recent-handoffs list.
 #[derive(Debug, Clone, Default)]
@@ -219,9 +219,13 @@ pub struct Explanation {
     pub side: Side,
 }
 
-/// Explains `h`'s state (see [`Explanation`]).
-pub fn explain(h: &HandoffRow) -> Explanation {
+/// Explains `h`'s state (see [`Explanation`]); `trouble` is its newest outbox row given up
+/// or retrying, which a succeeded handoff reports beside Dynamics' side.
+pub fn explain(h: &HandoffRow, trouble: Option<&CallbackTrouble>) -> Explanation {
     let error = h.last_error.as_ref();
+    if let (HandoffState::Succeeded, Some(trouble)) = (h.state, trouble) {
+        return callback_explanation(h, trouble);
+    }
     let (summary, hint, side) = match h.state {
         HandoffState::Succeeded if h.dynamics365_incident_id.is_some() => (
             format!(
@@ -282,16 +286,59 @@ pub fn explain(h: &HandoffRow) -> Explanation {
     }
 }
 
+/// A succeeded handoff whose callback (or write-back) is retrying or was given up: both
+/// sides in one line, e.g. "Dynamics ✓ · widget not told yet (handoff.succeeded), attempt
+/// 5, HTTP 500", on the widget backend's side.
+fn callback_explanation(h: &HandoffRow, trouble: &CallbackTrouble) -> Explanation {
+    let record = match (&h.dynamics365_ticket_number, &h.dynamics365_incident_id) {
+        (Some(ticket), _) => format!("case {ticket}"),
+        (None, Some(id)) => format!("incident {id}"),
+        _ => format!(
+            "live work item {}",
+            h.dynamics365_chat_id.as_deref().unwrap_or("?")
+        ),
+    };
+    let who = if trouble.event_type == crate::domain::WRITE_BACK_EVENT {
+        "the OpenCX session"
+    } else {
+        "the widget"
+    };
+    let (state, hint) = if trouble.given_up {
+        (
+            format!("{who} was not told: given up"),
+            outbox_failure(&trouble.event_type).hint_for_org(&h.org_id),
+        )
+    } else {
+        (
+            format!("{who} not told yet"),
+            format!(
+                "It is retried with backoff; {} Resend it now with POST /v1/orgs/{}/sessions/{}/retry.",
+                outbox_failure(&trouble.event_type).hint_for_org(&h.org_id),
+                h.org_id,
+                h.session_id
+            ),
+        )
+    };
+    Explanation {
+        summary: format!(
+            "Dynamics ✓ ({record}) · {state} ({}), attempt {}, {}",
+            trouble.event_type, trouble.attempts, trouble.error
+        ),
+        hint,
+        side: Side::WidgetBackend,
+    }
+}
+
 /// What else an admin may want to know about a handoff, beside its state: the contact
 /// match that linked no contact, and a callback that was given up. Each is a catalog entry
-/// (`[{code, message, hint, detail?}]`); `failed_callback` is that outbox row (a callback,
-/// or the write-back to the OpenCX session).
-pub fn notes(h: &HandoffRow, failed_callback: Option<&FailedCallback>) -> Vec<Diagnosis> {
+/// (`[{code, message, hint, detail?}]`); `trouble` is the newest outbox row in trouble (a
+/// callback, or the write-back to the OpenCX session): a note once it was given up.
+pub fn notes(h: &HandoffRow, trouble: Option<&CallbackTrouble>) -> Vec<Diagnosis> {
     let contact = h
         .contact_match
         .and_then(contact_note)
         .map(|f| f.diagnose(email_rule(h)));
-    let callback = failed_callback.map(|f| {
+    let callback = trouble.filter(|t| t.given_up).map(|f| {
         outbox_failure(&f.event_type)
             .diagnose(f.error.clone())
             .for_org(&h.org_id)
@@ -481,10 +528,10 @@ async fn org_status(
                     dynamics365_ticket_number: h.dynamics365_ticket_number.clone(),
                     attempts: h.attempts,
                     last_error: h.last_error.clone(),
-                    notes: notes(h, listed.failed_callback.as_ref()),
+                    notes: notes(h, listed.callback_trouble.as_ref()),
                     created_at: rfc3339(h.created_at),
                     delayed_at: h.delayed_at.map(rfc3339),
-                    explanation: explain(h),
+                    explanation: explain(h, listed.callback_trouble.as_ref()),
                 }
             })
             .collect(),

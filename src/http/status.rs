@@ -195,8 +195,11 @@ pub async fn session(
     let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
     render(&Page {
         detail: Some(SessionDetail {
+            explanation: crate::diagnostics::explain(
+                &handoff,
+                crate::http::views::callback_trouble(&callbacks).as_ref(),
+            ),
             record: HandoffRecord::new(&handoff, &events, &callbacks),
-            explanation: crate::diagnostics::explain(&handoff),
         }),
         ..Page::default()
     })

@@ -9,7 +9,7 @@ use crate::clock::rfc3339;
 use crate::diagnostics;
 use crate::domain::catalog::Diagnosis;
 use crate::domain::{ContactMatch, HandoffState};
-use crate::store::{CallbackRow, CallbackState, EventRow, FailedCallback, HandoffRow, OrgRow};
+use crate::store::{CallbackRow, CallbackState, CallbackTrouble, EventRow, HandoffRow, OrgRow};
 
 /// An org, never its webhook secret (except `webhook_secret` on the answer that created it).
 #[derive(Debug, Serialize, ToSchema)]
@@ -78,8 +78,8 @@ pub struct HandoffSummary {
 }
 
 impl HandoffSummary {
-    /// `failed_callback` is the outbox row that was given up last, if any.
-    pub fn new(h: &HandoffRow, failed_callback: Option<&FailedCallback>) -> Self {
+    /// `trouble` is the newest outbox row given up or retrying, if any.
+    pub fn new(h: &HandoffRow, trouble: Option<&CallbackTrouble>) -> Self {
         Self {
             handoff_id: h.handoff_id.clone(),
             org_id: h.org_id.clone(),
@@ -96,7 +96,7 @@ impl HandoffSummary {
             attempts: h.attempts,
             next_attempt_at: (!h.state.is_settled()).then(|| rfc3339(h.next_attempt_at)),
             last_error: h.last_error.clone(),
-            notes: diagnostics::notes(h, failed_callback),
+            notes: diagnostics::notes(h, trouble),
             created_at: rfc3339(h.created_at),
             updated_at: rfc3339(h.updated_at),
             redacted_at: h.redacted_at.map(rfc3339),
@@ -139,20 +139,28 @@ pub struct CallbackView {
     pub next_attempt_at: Option<String>,
 }
 
+/// The newest of `callbacks` (oldest first) that was given up or is retrying after a
+/// refused delivery, as the list queries find it (`store::CallbackTrouble`).
+pub fn callback_trouble(callbacks: &[CallbackRow]) -> Option<CallbackTrouble> {
+    callbacks
+        .iter()
+        .rev()
+        .filter(|c| matches!(c.state, CallbackState::Failed | CallbackState::Pending))
+        .find_map(|c| {
+            Some(CallbackTrouble {
+                event_type: c.event_type.clone(),
+                error: c.last_error.clone()?,
+                attempts: c.attempts,
+                given_up: c.state == CallbackState::Failed,
+            })
+        })
+}
+
 impl HandoffRecord {
     pub fn new(h: &HandoffRow, events: &[EventRow], callbacks: &[CallbackRow]) -> Self {
-        let failed_callback = callbacks
-            .iter()
-            .rev()
-            .find(|c| c.state == CallbackState::Failed)
-            .and_then(|c| {
-                Some(FailedCallback {
-                    event_type: c.event_type.clone(),
-                    error: c.last_error.clone()?,
-                })
-            });
+        let trouble = callback_trouble(callbacks);
         Self {
-            summary: HandoffSummary::new(h, failed_callback.as_ref()),
+            summary: HandoffSummary::new(h, trouble.as_ref()),
             events: events
                 .iter()
                 .map(|e| EventView {

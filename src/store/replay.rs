@@ -16,7 +16,9 @@ pub struct Replayed {
 
 impl Store {
     /// Re-queues failed work: failed handoffs (due now, with a new retry window, and the
-    /// contact looked up again, since the admin may have fixed it) and failed callbacks, of one handoff (`handoff_id`) or of a whole org. Each re-queued handoff gets
+    /// contact looked up again, since the admin may have fixed it), failed callbacks, and
+    /// callbacks still retrying after a refused delivery (due now), of one handoff
+    /// (`handoff_id`) or of a whole org. Each re-queued handoff gets
     /// a `replayed` event. The deterministic keys make a replay unable to duplicate anything.
     pub async fn replay_failed(
         &self,
@@ -49,6 +51,21 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // A callback still retrying after a refused delivery is resent now, under its own
+        // retry window.
+        let resent = scoped(
+            &format!(
+            "UPDATE callbacks SET next_attempt_at = $1, updated_at = $1 WHERE state = 'pending' \
+             AND last_error IS NOT NULL AND next_attempt_at > $1 AND {scope}"
+        ),
+            now,
+            org_id,
+            handoff_id,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let callbacks = callbacks + resent;
         tx.commit().await?;
         Ok(Replayed {
             handoffs: handoffs.len() as u64,

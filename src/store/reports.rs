@@ -14,19 +14,29 @@ pub struct QueueDepth {
     pub oldest_queued_at: Option<i64>,
 }
 
-/// A handoff in a list, with the callback that was given up (`failed`) last, if any.
+/// A handoff in a list, with its newest outbox row in trouble, if any.
 #[derive(Debug, Clone)]
 pub struct ListedHandoff {
     pub handoff: HandoffRow,
-    pub failed_callback: Option<FailedCallback>,
+    pub callback_trouble: Option<CallbackTrouble>,
 }
 
-/// An outbox row that was given up: its `event_type` and last error.
+/// An outbox row (a callback, or the write-back to the OpenCX session) that was given up
+/// (`failed`), or that is still `pending` after a refused delivery (retrying): its
+/// `event_type`, last error and attempts so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedCallback {
+pub struct CallbackTrouble {
     pub event_type: String,
     pub error: String,
+    pub attempts: i64,
+    /// `failed`: nothing retries it; otherwise it is retried with backoff.
+    pub given_up: bool,
 }
+
+/// Which outbox rows are in trouble (SQL, over `callbacks c`), newest first.
+const TROUBLE: &str = "c.handoff_id = handoffs.handoff_id AND (c.state = 'failed' \
+     OR (c.state = 'pending' AND c.last_error IS NOT NULL)) \
+     ORDER BY c.created_at DESC, c.webhook_id DESC LIMIT 1";
 
 impl Store {
     /// Recent handoffs of an org, newest first, optionally in one state and with a session id
@@ -50,12 +60,11 @@ impl Store {
             })
             .unwrap_or_default();
         let rows = sqlx::query(&format!(
-            "SELECT {HANDOFF_COLUMNS}, (SELECT c.last_error FROM callbacks c \
-             WHERE c.handoff_id = handoffs.handoff_id AND c.state = 'failed' \
-             ORDER BY c.created_at DESC LIMIT 1) AS failed_callback, \
-             (SELECT c.event_type FROM callbacks c \
-             WHERE c.handoff_id = handoffs.handoff_id AND c.state = 'failed' \
-             ORDER BY c.created_at DESC LIMIT 1) AS failed_event_type \
+            "SELECT {HANDOFF_COLUMNS}, \
+             (SELECT c.last_error FROM callbacks c WHERE {TROUBLE}) AS trouble_error, \
+             (SELECT c.event_type FROM callbacks c WHERE {TROUBLE}) AS trouble_event_type, \
+             (SELECT c.attempts FROM callbacks c WHERE {TROUBLE}) AS trouble_attempts, \
+             (SELECT c.state FROM callbacks c WHERE {TROUBLE}) AS trouble_state \
              FROM handoffs WHERE org_id = $1 AND ($2 = '' OR state = $2) \
              AND ($4 = '' OR session_id LIKE $4 ESCAPE '\\') \
              ORDER BY created_at DESC, handoff_id DESC LIMIT $3"
@@ -68,13 +77,20 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let error: Option<String> = col(row, "failed_callback")?;
-                let event_type: Option<String> = col(row, "failed_event_type")?;
+                let error: Option<String> = col(row, "trouble_error")?;
+                let event_type: Option<String> = col(row, "trouble_event_type")?;
+                let attempts: Option<i64> = col(row, "trouble_attempts")?;
+                let state: Option<String> = col(row, "trouble_state")?;
                 Ok(ListedHandoff {
                     handoff: HandoffRow::from_row(row)?,
-                    failed_callback: error
-                        .zip(event_type)
-                        .map(|(error, event_type)| FailedCallback { event_type, error }),
+                    callback_trouble: error.zip(event_type).map(|(error, event_type)| {
+                        CallbackTrouble {
+                            event_type,
+                            error,
+                            attempts: attempts.unwrap_or(0),
+                            given_up: state.as_deref() == Some("failed"),
+                        }
+                    }),
                 })
             })
             .collect()

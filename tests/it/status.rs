@@ -242,3 +242,84 @@ async fn orgs_that_need_attention_come_first_then_by_name() {
     let at = |org: &str| page.find(&format!("id=\"org-{org}\"")).unwrap();
     assert!(at("xxx") < at("yyy") && at("yyy") < at("aaa") && at("aaa") < at("bbb"));
 }
+
+/// A widget backend whose answer a test sets: `refuse` answers 500 with `Retry-After: 300`,
+/// otherwise 204.
+async fn switchable_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = refuse.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        post(move || {
+            let flag = flag.clone();
+            async move {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    (StatusCode::INTERNAL_SERVER_ERROR, [("retry-after", "300")]).into_response()
+                } else {
+                    StatusCode::NO_CONTENT.into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, refuse)
+}
+
+#[tokio::test]
+async fn a_refused_callback_shows_beside_dynamics_and_the_retry_resends_it() {
+    let t = TestApp::start().await;
+    let (url, refuse) = switchable_receiver().await;
+    let secret = t.create_org("acme", Some(&url)).await;
+    t.connect("acme").await;
+    t.hand_off("acme", &secret, json!({ "id": "told-late" }))
+        .await;
+    let record = t.record("acme", "told-late").await;
+    assert_eq!(record["state"], "succeeded");
+    assert_eq!(record["callbacks"][0]["state"], "pending", "{record}");
+
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    let row = recent(&status["orgs"][0], "told-late");
+    let explanation = &row["explanation"];
+    assert_eq!(explanation["side"], "widget_backend", "{row}");
+    let summary = explanation["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("Dynamics ✓ (live work item "),
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with("widget not told yet (handoff.succeeded), attempt 1, HTTP 500"),
+        "{summary}"
+    );
+    assert!(explanation["hint"]
+        .as_str()
+        .unwrap()
+        .contains("POST /v1/orgs/acme/sessions/told-late/retry"));
+    let page = t.admin_text("/status?org=acme").await;
+    assert!(
+        page.contains("widget not told yet"),
+        "the page shows it too"
+    );
+
+    // The receiver is fixed; the retry resends the callback now instead of in 300 s.
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = t
+        .admin(Method::POST, "/v1/orgs/acme/sessions/told-late/retry", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["requeued_callbacks"], 1);
+    t.drain().await;
+    let record = t.record("acme", "told-late").await;
+    assert_eq!(record["callbacks"][0]["state"], "delivered", "{record}");
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    let row = recent(&status["orgs"][0], "told-late");
+    assert_eq!(row["explanation"]["side"], "dynamics_routing", "{row}");
+    // Nothing is left to resend.
+    let (status, _) = t
+        .admin(Method::POST, "/v1/orgs/acme/sessions/told-late/retry", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}

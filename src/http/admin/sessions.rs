@@ -101,13 +101,14 @@ pub async fn list_sessions(
         .await?;
     let sessions = rows
         .iter()
-        .map(|r| HandoffSummary::new(&r.handoff, r.failed_callback.as_ref()))
+        .map(|r| HandoffSummary::new(&r.handoff, r.callback_trouble.as_ref()))
         .collect();
     Ok(Json(SessionList { sessions }))
 }
 
 /// `POST /v1/orgs/{org_id}/sessions/{session_id}/retry`: re-queues a `failed` handoff, and
-/// the session's failed callbacks (202); a `queued` handoff waiting for a later attempt is
+/// the session's failed callbacks, and resends now a callback still retrying after a refused
+/// delivery (202); a `queued` handoff waiting for a later attempt is
 /// made due now (202). The same deterministic keys are used, so a replay cannot create a
 /// second live work item or a second logical callback. 409 when nothing failed or waits.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/sessions/{session_id}/retry", tag = "handoffs", params(("org_id" = String, Path, description = ORG_ID_DOC), ("session_id" = String, Path, description = SESSION_ID_DOC)),
