@@ -28,7 +28,7 @@ pub struct Filter {
 }
 
 /// The facts of `GET /v1/status`: every org (or the one asked for), as of `generated_at`;
-/// the orgs that need attention first, then by name.
+/// orgs with a failing connection first, then the others that need attention, then by name.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusReport {
     pub generated_at: String,
@@ -553,7 +553,18 @@ pub async fn status(
         }
         orgs.push(org_status(store, vault, &org, filter, now).await?);
     }
-    orgs.sort_by_cached_key(|o| (!o.needs_attention, o.name.to_lowercase(), o.org_id.clone()));
+    // A failing connection first (nothing of that org gets through), then the others that
+    // need attention, then the healthy ones; by name within each.
+    let rank = |o: &OrgStatus| {
+        let failing =
+            o.connection.status == CardStatus::Failing || o.opencx.status == CardStatus::Failing;
+        match (failing, o.needs_attention) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
+        }
+    };
+    orgs.sort_by_cached_key(|o| (rank(o), o.name.to_lowercase(), o.org_id.clone()));
     Ok(StatusReport {
         generated_at: rfc3339(now),
         orgs,

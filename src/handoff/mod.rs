@@ -350,6 +350,7 @@ async fn fetch_session<C>(
                         "step": "opencx_session",
                         "outcome": if matches!(stop, Stop::Retry(..)) { "transient" } else { "permanent" },
                         "code": diag.code,
+                        "error_detail": diag.detail,
                         "transient": matches!(stop, Stop::Retry(..)),
                         "duration_ms": started.elapsed().as_millis() as u64,
                     }),
@@ -557,6 +558,9 @@ fn dataverse_failed<C>(
             "code": diag.code,
             "http_status": err.status(),
             "dataverse_code": err.code(),
+            // What Dataverse said, kept on the timeline: a replay that succeeds later
+            // replaces `last_error`, not this.
+            "error_detail": diag.detail,
             "transient": matches!(class, RetryClass::Transient { .. }),
             "duration_ms": progress.started.elapsed().as_millis() as u64,
         }),

@@ -250,6 +250,24 @@ async fn the_status_page_in_headless_chromium() {
         return;
     };
     let t = TestApp::start().await;
+    // gamma's workstream was deleted after it was saved: a failing check with its detail.
+    let sms_workstream = "b1e2c3d4-0002-4a5b-8c6d-7e8f9a0b1c2d";
+    t.create_org("gamma", None).await;
+    t.connect_with("gamma", json!({ "default_queue_id": sms_workstream }))
+        .await;
+    t.sandbox.edit_seed(|seed| {
+        seed.workstreams
+            .retain(|w| w["msdyn_liveworkstreamid"] != sms_workstream)
+    });
+    let (status, _) = t
+        .admin(
+            reqwest::Method::POST,
+            "/v1/orgs/gamma/connection/check",
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    // Before the others: their wait_1 pauses the environment for 300 s.
     t.two_orgs_in_every_state().await;
     let client = driver.session().await;
     // The browser signs in as after the Basic prompt: the header on every request.
@@ -299,6 +317,26 @@ async fn the_status_page_in_headless_chromium() {
             row_text.contains(catalog::MISSING_PRIVILEGE.hint),
             "{row_text}"
         );
+        // The one line that says what Dataverse refused is on the page, not only in JSON.
+        assert!(row_text.contains("HTTP 403"), "the detail: {row_text}");
+        assert!(
+            row_text.contains("injected fault"),
+            "the detail: {row_text}"
+        );
+        // A failing check shows its detail too, and the org whose connection fails comes
+        // first.
+        assert_eq!(text(&client, "section h2").await, "gamma (gamma)");
+        let gamma_card = text(&client, "#org-gamma ~ [data-testid=connection-card]").await;
+        assert!(
+            gamma_card.contains("Dynamics connection: Failing"),
+            "{gamma_card}"
+        );
+        assert!(
+            text(&client, "[data-testid=check-detail]")
+                .await
+                .contains(&format!("default_queue_id {sms_workstream}")),
+            "{gamma_card}"
+        );
         // Every state is on the page; beta's handoffs only under beta.
         let page = text(&client, "main").await;
         for state in ["succeeded", "failed", "skipped", "queued"] {
@@ -329,6 +367,9 @@ async fn the_status_page_in_headless_chromium() {
             assert!(timeline.contains(kind), "{kind} in {timeline}");
         }
         assert!(text(&client, ".card").await.contains("security role"));
+        assert!(text(&client, "[data-testid=error-detail]")
+            .await
+            .contains("injected fault"));
         audit(&client, &format!("session timeline at {width} px")).await;
         screenshot(&client, width, &format!("session-{label}")).await;
     }

@@ -48,6 +48,17 @@ async fn a_replayed_handoff_succeeds_once_fixed_and_never_creates_a_second_work_
         .unwrap()
         .iter()
         .any(|e| e["kind"] == "replayed"));
+    // What Dataverse said before the replay stays on the timeline.
+    let refused = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "attempt_failed" && e["detail"]["code"] == "missing_privilege")
+        .unwrap_or_else(|| panic!("{record}"));
+    assert_eq!(
+        refused["detail"]["error_detail"],
+        "HTTP 403 0x80040216: injected fault"
+    );
     assert_eq!(
         t.sandbox.work_items().len(),
         1,
