@@ -123,6 +123,18 @@ pub struct ConnectionCard {
     pub failing_check: Option<Check>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<Check>,
+    /// When a handoff last reached Dynamics through this connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    /// The last handoff that failed for good for a reason of the connection, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Diagnosis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<String>,
+    /// Since when handoffs have failed that way with no success since: the card is
+    /// `Failing` with a `handoffs` check, whatever the last test-and-save said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
 }
 
 /// The OpenCX connection card: `Active` / `Failing` / `Not connected`, the last check and
@@ -408,6 +420,10 @@ async fn connection_card(
             last_checked_at: conn.as_ref().map(|c| rfc3339(c.last_checked_at)),
             failing_check: Some(unreadable),
             warning: None,
+            last_success_at: conn.as_ref().and_then(|c| c.last_success_at.map(rfc3339)),
+            last_failure: conn.as_ref().and_then(|c| c.last_failure.clone()),
+            last_failure_at: conn.as_ref().and_then(|c| c.last_failure_at.map(rfc3339)),
+            failing_since: conn.as_ref().and_then(|c| c.failing_since.map(rfc3339)),
         });
     }
     let Some(conn) = conn else {
@@ -420,20 +436,47 @@ async fn connection_card(
             last_checked_at: None,
             failing_check: None,
             warning: None,
+            last_success_at: None,
+            last_failure: None,
+            last_failure_at: None,
+            failing_since: None,
         });
     };
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
     let with = |status| checks.iter().find(|c| c.status == status).cloned();
-    let status = CardStatus::from(ConnectionStatus::stored(&conn.status));
+    // The card follows what handoffs meet, both ways: a connection-level failure since the
+    // last success turns it Failing whatever the last check said, and a success after a
+    // failed check shows that the connection works again.
+    let checked = ConnectionStatus::stored(&conn.status);
+    let worked_since_check = conn
+        .last_success_at
+        .is_some_and(|at| at > conn.last_checked_at);
+    let (status, failing_check, hint) = match (&conn.failing_since, &conn.last_failure) {
+        (Some(_), Some(diag)) => (
+            CardStatus::Failing,
+            Some(Check::failed("handoffs", diag.clone().for_org(org_id))),
+            None,
+        ),
+        _ if checked == ConnectionStatus::Failing && worked_since_check => (
+            CardStatus::Active,
+            None,
+            Some("The last check failed, but a handoff reached Dynamics after it: the connection works again. Check it again to clear the failed check.".to_owned()),
+        ),
+        _ => (CardStatus::from(checked), with(CheckStatus::Fail), None),
+    };
     Ok(ConnectionCard {
         status,
         label: status.label(),
-        hint: None,
-        failing_check: with(CheckStatus::Fail),
+        hint,
+        failing_check,
         warning: with(CheckStatus::Warn),
         environment_url: Some(conn.environment_url),
         workstream_id: Some(conn.workstream_id),
         last_checked_at: Some(rfc3339(conn.last_checked_at)),
+        last_success_at: conn.last_success_at.map(rfc3339),
+        last_failure: conn.last_failure,
+        last_failure_at: conn.last_failure_at.map(rfc3339),
+        failing_since: conn.failing_since.map(rfc3339),
     })
 }
 

@@ -306,6 +306,10 @@ impl OrgRules<'_> {
                 environment_url: creds.environment_url.to_string(),
                 workstream_id: valid.workstream.to_string(),
                 create_contact_if_missing: valid.create_contact_if_missing,
+                last_success_at: None,
+                last_failure_at: None,
+                last_failure: None,
+                failing_since: None,
                 incidents: Some(
                     serde_json::to_string(&valid.incidents).expect("incident settings serialize"),
                 ),

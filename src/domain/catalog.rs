@@ -217,6 +217,28 @@ catalog! {
         "Check the org's callback_url and that the endpoint verifies the Standard Webhooks signature with the org's webhook secret.");
 }
 
+/// Whether a permanent failure with `code` is the connection's (its credentials, its
+/// application user's role, its workstream, a secret that no longer opens) rather than the
+/// session's or a passing outage's: such a failure turns the connection card Failing until
+/// a handoff succeeds again. Throttling, outages and a refusal of one request's values are
+/// not.
+pub fn is_connection_level(code: &str) -> bool {
+    let passing = [
+        ENTRA_THROTTLED.code,
+        ENTRA_UNAVAILABLE.code,
+        DATAVERSE_THROTTLED.code,
+        DATAVERSE_UNAVAILABLE.code,
+        DATAVERSE_REJECTED.code,
+    ];
+    if passing.contains(&code) {
+        return false;
+    }
+    code == CONNECTION_SECRET_UNREADABLE.code
+        || CATALOG.iter().any(|f| {
+            f.code == code && matches!(f.step, Step::Token | Step::Dataverse | Step::Workstream)
+        })
+}
+
 /// The catalog as a Markdown table (`code`, step, what happened, what to change), the form
 /// the README's Troubleshooting section holds; a test keeps the two the same.
 pub fn markdown_table() -> String {

@@ -165,6 +165,10 @@ async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i
                 incidents: session
                     .get("incidents")
                     .map(|settings| settings.to_string()),
+                last_success_at: None,
+                last_failure_at: None,
+                last_failure: None,
+                failing_since: None,
                 status: "active".into(),
                 checks: "[]".into(),
                 last_checked_at: 0,

@@ -204,6 +204,43 @@ impl Store {
     }
 }
 
+/// What an outcome tells about the org's connection, written on its row in the outcome's
+/// transaction: a handoff that reached Dynamics (`last_success_at`, and the connection is no
+/// longer failing), or one that failed for good for a reason of the connection
+/// (`catalog::is_connection_level`: `last_failure`, and `failing_since` unless already
+/// failing). Anything else changes nothing.
+async fn record_on_connection(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    ended: &Ended,
+    now: i64,
+) -> Result<(), StoreError> {
+    match ended {
+        Ended::Succeeded { .. } | Ended::IncidentCreated { .. } => {
+            sqlx::query(
+                "UPDATE connections SET last_success_at = $1, failing_since = NULL WHERE org_id = $2",
+            )
+            .bind(now)
+            .bind(org_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ended::Failed(diag) if crate::domain::catalog::is_connection_level(&diag.code) => {
+            sqlx::query(
+                "UPDATE connections SET last_failure_at = $1, last_failure = $2, \
+                 failing_since = COALESCE(failing_since, $1) WHERE org_id = $3",
+            )
+            .bind(now)
+            .bind(diagnosis_json(Some(diag)))
+            .bind(org_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The outcome of a claimed attempt, owned so it can wait in the write queue.
 pub(super) struct HandoffOutcome {
     handoff_id: String,
@@ -288,6 +325,7 @@ pub(super) async fn write_handoff_outcome(
         return Ok(false);
     }
     insert_events(conn, handoff_id, &outcome.events).await?;
+    record_on_connection(conn, org_id, &outcome.ended, *now).await?;
     for cb in outcome.callback.iter().chain(&outcome.write_back) {
         sqlx::query(
             "INSERT INTO callbacks (webhook_id, handoff_id, org_id, event_type, payload, state, attempts, \

@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 
 use super::{col, Store, StoreError};
+use crate::domain::catalog::Diagnosis;
 
 /// One stored org.
 #[derive(Debug, Clone)]
@@ -75,6 +76,14 @@ pub struct ConnectionRow {
     /// The incident settings (`domain::incident::IncidentSettings` as JSON); `None` reads as
     /// the defaults.
     pub incidents: Option<String>,
+    /// When a handoff last reached Dynamics through this connection (Unix ms).
+    pub last_success_at: Option<i64>,
+    /// When a handoff last failed for good for a reason of the connection, and why
+    /// (`domain::catalog::is_connection_level`).
+    pub last_failure_at: Option<i64>,
+    pub last_failure: Option<Diagnosis>,
+    /// Since when handoffs have failed that way, with no success since (Unix ms).
+    pub failing_since: Option<i64>,
     /// `active` or `failing`.
     pub status: String,
     /// The last check results, as the JSON array the API returns.
@@ -85,7 +94,8 @@ pub struct ConnectionRow {
 }
 
 const CONNECTION_COLUMNS: &str = "org_id, tenant_id, client_id, client_secret_enc, environment_url, \
-     workstream_id, create_contact_if_missing, incidents, status, checks, last_checked_at, created_at, updated_at";
+     workstream_id, create_contact_if_missing, incidents, status, checks, last_checked_at, created_at, updated_at, \
+     last_success_at, last_failure_at, last_failure, failing_since";
 
 impl ConnectionRow {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -99,6 +109,11 @@ impl ConnectionRow {
             workstream_id: col(row, "workstream_id")?,
             create_contact_if_missing: flag != 0,
             incidents: col(row, "incidents")?,
+            last_success_at: col(row, "last_success_at")?,
+            last_failure_at: col(row, "last_failure_at")?,
+            last_failure: col::<Option<String>>(row, "last_failure")?
+                .and_then(|text| serde_json::from_str(&text).ok()),
+            failing_since: col(row, "failing_since")?,
             status: col(row, "status")?,
             checks: col(row, "checks")?,
             last_checked_at: col(row, "last_checked_at")?,
@@ -236,6 +251,7 @@ impl Store {
              client_secret_enc = excluded.client_secret_enc, environment_url = excluded.environment_url, \
              workstream_id = excluded.workstream_id, \
              create_contact_if_missing = excluded.create_contact_if_missing, incidents = excluded.incidents, status = excluded.status, \
+             failing_since = NULL, \
              checks = excluded.checks, last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
         )
         .bind(&c.org_id)

@@ -292,7 +292,7 @@ async fn the_status_page_in_headless_chromium() {
 
         let acme_card = text(&client, "#org-acme ~ [data-testid=connection-card]").await;
         assert!(
-            acme_card.contains("Dynamics connection: Active"),
+            acme_card.contains("Dynamics connection: Failing"),
             "{acme_card}"
         );
         let beta_card = text(&client, "#org-beta ~ [data-testid=connection-card]").await;
@@ -323,20 +323,24 @@ async fn the_status_page_in_headless_chromium() {
             row_text.contains("injected fault"),
             "the detail: {row_text}"
         );
-        // A failing check shows its detail too, and the org whose connection fails comes
-        // first.
-        assert_eq!(text(&client, "section h2").await, "gamma (gamma)");
+        // A failing check shows its detail too, and the orgs whose connection fails (acme:
+        // its handoff met missing_privilege; gamma: its check failed) come first.
+        assert_eq!(text(&client, "section h2").await, "acme (acme)");
+        let source = client.source().await.unwrap();
+        let at = |org: &str| source.find(&format!("id=\"org-{org}\"")).unwrap();
+        assert!(at("acme") < at("gamma") && at("gamma") < at("beta"));
         let gamma_card = text(&client, "#org-gamma ~ [data-testid=connection-card]").await;
         assert!(
             gamma_card.contains("Dynamics connection: Failing"),
             "{gamma_card}"
         );
         assert!(
-            text(&client, "[data-testid=check-detail]")
-                .await
-                .contains(&format!("default_queue_id {sms_workstream}")),
-            "{gamma_card}"
+            gamma_card.contains(&format!("default_queue_id {sms_workstream}")),
+            "the check's detail: {gamma_card}"
         );
+        // acme's card fails by its handoffs, with the detail of the refusal.
+        assert!(acme_card.contains("Failing check: handoffs"), "{acme_card}");
+        assert!(acme_card.contains("injected fault"), "{acme_card}");
         // Every state is on the page; beta's handoffs only under beta.
         let page = text(&client, "main").await;
         for state in ["succeeded", "failed", "skipped", "queued"] {

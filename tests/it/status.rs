@@ -19,7 +19,12 @@ async fn status_explains_each_handoff_per_org_and_filters() {
     let orgs = body["orgs"].as_array().unwrap();
     assert_eq!(orgs.len(), 2);
     let a = find(&body["orgs"], "org_id", "acme");
-    assert_eq!(a["connection"]["label"], "Active");
+    // fail_1 failed with missing_privilege, the connection's own fault: the card follows it.
+    assert_eq!(a["connection"]["label"], "Failing");
+    assert_eq!(
+        a["connection"]["failing_check"]["code"],
+        "missing_privilege"
+    );
     assert_eq!(
         a["counts_24h"],
         json!({ "queued": 1, "processing": 0, "succeeded": 1, "failed": 1, "skipped": 1 })
@@ -215,8 +220,9 @@ async fn the_page_asks_a_browser_to_sign_in_and_shows_the_facts() {
 #[tokio::test]
 async fn orgs_that_need_attention_come_first_then_by_name() {
     let t = TestApp::start().await;
-    // Healthy orgs whose names sort first, then one with a failed handoff and one without a
-    // connection.
+    // Healthy orgs whose names sort first, then one whose handoff failed for a reason of its
+    // connection (missing_privilege: its card is Failing, so it comes first) and one
+    // without a connection.
     for org in ["aaa", "bbb"] {
         let secret = t.connected_org(org).await;
         t.hand_off(org, &secret, json!({ "id": format!("{org}_ok") }))
@@ -236,11 +242,11 @@ async fn orgs_that_need_attention_come_first_then_by_name() {
         .collect();
     assert_eq!(
         order,
-        [("xxx", true), ("yyy", true), ("aaa", false), ("bbb", false)]
+        [("yyy", true), ("xxx", true), ("aaa", false), ("bbb", false)]
     );
     let page = t.admin_text("/status").await;
     let at = |org: &str| page.find(&format!("id=\"org-{org}\"")).unwrap();
-    assert!(at("xxx") < at("yyy") && at("yyy") < at("aaa") && at("aaa") < at("bbb"));
+    assert!(at("yyy") < at("xxx") && at("xxx") < at("aaa") && at("aaa") < at("bbb"));
 }
 
 /// A widget backend whose answer a test sets: `refuse` answers 500 with `Retry-After: 300`,
@@ -322,4 +328,90 @@ async fn a_refused_callback_shows_beside_dynamics_and_the_retry_resends_it() {
         .admin(Method::POST, "/v1/orgs/acme/sessions/told-late/retry", None)
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+}
+
+/// The `acme` card of `/v1/status`.
+async fn acme_card(t: &TestApp) -> Value {
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    status["orgs"][0]["connection"].clone()
+}
+
+#[tokio::test]
+async fn the_card_follows_handoff_outcomes_both_ways() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    t.hand_off("acme", &secret, json!({ "id": "first" })).await;
+    let card = acme_card(&t).await;
+    assert_eq!(card["label"], "Active");
+    assert!(card["last_success_at"].is_string(), "{card}");
+
+    // The client secret expires after the check passed: handoffs fail for good, and the
+    // card says so without a new check.
+    let demo = t.sandbox.demo_connection();
+    t.sandbox.expire_secret(&demo.client_secret);
+    t.sandbox.expire_tokens();
+    t.hand_off("acme", &secret, json!({ "id": "expired" }))
+        .await;
+    assert_eq!(
+        t.record("acme", "expired").await["last_error"]["code"],
+        "entra_secret_expired"
+    );
+    let card = acme_card(&t).await;
+    assert_eq!(card["label"], "Failing", "{card}");
+    assert_eq!(card["failing_check"]["name"], "handoffs");
+    assert_eq!(card["failing_check"]["code"], "entra_secret_expired");
+    assert_eq!(card["last_failure"]["code"], "entra_secret_expired");
+    assert!(card["failing_since"].is_string());
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    assert_eq!(status["orgs"][0]["needs_attention"], true);
+    let page = t.admin_text("/status?org=acme").await;
+    assert!(page.contains("failing since"), "the page shows it");
+
+    // A session-level failure does not turn it Failing; a success turns it Active again.
+    t.sandbox.edit_seed(|seed| {
+        for app in seed.tenants.iter_mut().flat_map(|t| t.apps.iter_mut()) {
+            for s in &mut app.secrets {
+                s.expired = false;
+            }
+        }
+    });
+    t.hand_off("acme", &secret, json!({ "id": "renewed" }))
+        .await;
+    let card = acme_card(&t).await;
+    assert_eq!(card["label"], "Active", "{card}");
+    assert!(card.get("failing_since").is_none(), "{card}");
+    assert_eq!(
+        card["last_failure"]["code"], "entra_secret_expired",
+        "kept for the record"
+    );
+
+    // The other way: a check that failed (a passing Dataverse refusal at that moment), and
+    // a handoff that reaches Dynamics after it.
+    t.refuse_next_create(400, None);
+    t.hand_off("acme", &secret, json!({ "id": "refused" }))
+        .await;
+    assert_eq!(
+        acme_card(&t).await["label"],
+        "Active",
+        "one request's refusal is not the connection's"
+    );
+    t.sandbox.inject(handoff_bridge::sandbox::Fault::next(
+        "whoami",
+        handoff_bridge::sandbox::FaultAction::status(400, None),
+        5,
+    ));
+    let (_, checked) = t
+        .admin(Method::POST, "/v1/orgs/acme/connection/check", None)
+        .await;
+    assert_eq!(checked["status"], "failing", "{checked}");
+    t.sandbox.clear_faults();
+    assert_eq!(acme_card(&t).await["label"], "Failing");
+    t.advance(std::time::Duration::from_millis(5));
+    t.hand_off("acme", &secret, json!({ "id": "works" })).await;
+    let card = acme_card(&t).await;
+    assert_eq!(card["label"], "Active", "{card}");
+    assert!(
+        card["hint"].as_str().unwrap().contains("works again"),
+        "{card}"
+    );
 }
