@@ -138,6 +138,61 @@ impl Job {
 /// Longest sleep between two looks at the queue when nothing is due.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
+/// How long a saved connection goes without a check before the worker checks it again
+/// (its card then shows a secret that expired or a role that was taken away, even when no
+/// handoff came to meet it).
+pub const RECHECK_EVERY: Duration = Duration::from_secs(3600);
+/// Connections checked again in one pass of the schedule, at most (each check is a token
+/// request and three to five Dataverse requests; the next pass takes the rest).
+const RECHECKS_PER_PASS: i64 = 50;
+
+/// Runs the connection checks of `org_id` again and records them on its card, as `POST
+/// …/connection/check` does (a pass wakes the org's waiting handoffs). `reason` goes in
+/// the log. A store error is logged; nothing else can fail.
+pub async fn recheck_connection(worker: &Worker, org_id: &str, reason: &str) {
+    let conn = match worker.store.connection(org_id).await {
+        Ok(Some(conn)) => conn,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the connection to check it again");
+            return;
+        }
+    };
+    let rules = crate::connection::orgs::OrgRules {
+        store: &worker.store,
+        vault: &worker.vault,
+        dataverse: &worker.dataverse,
+        opencx: &worker.opencx,
+        allow_insecure: worker.settings.allow_insecure,
+    };
+    match rules.check_again(&conn, worker.clock.now_ms()).await {
+        Ok((status, _)) => {
+            tracing::info!(
+                org_id,
+                status = status.as_str(),
+                reason,
+                "connection checked again"
+            );
+            worker.wake.notify_one();
+        }
+        Err(e) => tracing::warn!(org_id, error = %e, "could not record the connection check"),
+    }
+}
+
+/// Checks again the connections not checked for [`RECHECK_EVERY`] as of `now` (Unix ms),
+/// at most [`RECHECKS_PER_PASS`], oldest first. Returns how many. The worker runs it on its
+/// hourly tick, in a task of its own.
+pub async fn recheck_stale(worker: &Worker, now: i64) -> Result<usize, StoreError> {
+    let stale = worker
+        .store
+        .connections_checked_before(now - millis(RECHECK_EVERY), RECHECKS_PER_PASS)
+        .await?;
+    for org_id in &stale {
+        recheck_connection(worker, org_id, "scheduled").await;
+    }
+    Ok(stale.len())
+}
+
 /// How often the worker redacts handoffs whose retention period ended.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -252,7 +307,16 @@ async fn run_job(worker: Arc<Worker>, job: Job) {
                                 code = code.unwrap_or(""),
                                 duration_ms,
                                 "handoff failed for good; its record has the code and hint"
-                            )
+                            );
+                            // The connection's own fault: its card shows the full checks.
+                            if code.is_some_and(crate::domain::catalog::is_connection_level) {
+                                recheck_connection(
+                                    &worker,
+                                    &claim.handoff.org_id,
+                                    "a handoff failed for a reason of the connection",
+                                )
+                                .await;
+                            }
                         } else {
                             tracing::info!(
                                 state = state.as_str(),
@@ -475,6 +539,13 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             }
             // One pacer entry per OpenCX API key would otherwise stay for the process's life.
             worker.opencx.forget_quiet_keys();
+            // Connections no handoff met for an hour are checked again, in the background.
+            let rechecks = worker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = recheck_stale(&rechecks, rechecks.clock.now_ms()).await {
+                    tracing::warn!(error = %e, "could not list the connections to check again");
+                }
+            });
         }
         let wait = match running.fill(&worker).await {
             Ok((_, None)) => None,

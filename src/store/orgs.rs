@@ -280,6 +280,8 @@ impl Store {
         checks: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        // `failing_since` stays: checks that pass while handoffs fail (a privilege they do
+        // not probe) must not hide the failures; a handoff that succeeds clears it.
         sqlx::query(
             "UPDATE connections SET status = $1, checks = $2, last_checked_at = $3, updated_at = $3 WHERE org_id = $4",
         )
@@ -290,6 +292,24 @@ impl Store {
         .execute(self.writer())
         .await?;
         Ok(())
+    }
+
+    /// The org ids of connections last checked before `before` (Unix ms), oldest first, at
+    /// most `limit`: those the worker checks again on its schedule.
+    pub async fn connections_checked_before(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT org_id FROM connections WHERE last_checked_at < $1 \
+             ORDER BY last_checked_at, org_id LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| col(row, "org_id")).collect()
     }
 
     /// Deletes an org's connection; `false` if there was none.

@@ -415,3 +415,54 @@ async fn the_card_follows_handoff_outcomes_both_ways() {
         "{card}"
     );
 }
+
+#[tokio::test]
+async fn the_connection_is_checked_again_after_its_own_failure_and_on_a_schedule() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    let demo = t.sandbox.demo_connection();
+    t.sandbox.expire_secret(&demo.client_secret);
+    t.sandbox.expire_tokens();
+    t.hand_off("acme", &secret, json!({ "id": "expired" }))
+        .await;
+    // The failure was the connection's: its checks ran again at once and say which.
+    let (_, saved) = t.admin(Method::GET, "/v1/orgs/acme/connection", None).await;
+    assert_eq!(saved["status"], "failing", "{saved}");
+    let token = find(&saved["checks"], "name", "token");
+    assert_eq!(token["code"], "entra_secret_expired", "{saved}");
+    let checked_at = saved["last_checked_at"].as_str().unwrap().to_owned();
+
+    // Nothing is stale within the hour.
+    let worker = t.app.worker().clone();
+    let now = t.clock().now_ms();
+    assert_eq!(
+        handoff_bridge::handoff::worker::recheck_stale(&worker, now)
+            .await
+            .unwrap(),
+        0
+    );
+    // The admin renews the secret in Entra ID; an hour later the schedule checks it again.
+    t.sandbox.edit_seed(|seed| {
+        for app in seed.tenants.iter_mut().flat_map(|t| t.apps.iter_mut()) {
+            for s in &mut app.secrets {
+                s.expired = false;
+            }
+        }
+    });
+    t.advance(handoff_bridge::handoff::worker::RECHECK_EVERY + std::time::Duration::from_secs(1));
+    let now = t.clock().now_ms();
+    assert_eq!(
+        handoff_bridge::handoff::worker::recheck_stale(&worker, now)
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, saved) = t.admin(Method::GET, "/v1/orgs/acme/connection", None).await;
+    assert_eq!(saved["status"], "active", "{saved}");
+    assert_ne!(saved["last_checked_at"], checked_at.as_str());
+    // The card still says handoffs failed until one succeeds.
+    assert_eq!(acme_card(&t).await["failing_check"]["name"], "handoffs");
+    t.hand_off("acme", &secret, json!({ "id": "renewed" }))
+        .await;
+    assert_eq!(acme_card(&t).await["label"], "Active");
+}
