@@ -98,6 +98,11 @@ pub struct ServeArgs {
     /// which makes one up and prints it.
     #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// A token that can only read: the status page (as its sign-in password) and GET
+    /// /v1/status. At least 16 characters, not the admin token. The admin token keeps full
+    /// rights, the page's buttons included.
+    #[arg(long, env = "HANDOFF_VIEWER_TOKEN", hide_env_values = true)]
+    pub viewer_token: Option<String>,
     #[command(flatten)]
     pub keys: KeyArgs,
     /// Entra ID authority for tokens (sovereign clouds: `https://login.microsoftonline.us`, …).
@@ -261,10 +266,12 @@ pub fn serve_config(
     let encryption_key =
         config::encryption_key(key.as_deref(), args.keys.encryption_key_file.as_deref())?;
     let admin_token = config::admin_token(token.as_deref())?;
+    let viewer_token = config::viewer_token(args.viewer_token.as_deref(), &admin_token)?;
     Ok(Config {
         listen: args.listen,
         database_url: db,
         admin_token,
+        viewer_token,
         encryption_key,
         previous_encryption_keys: config::previous_encryption_keys(
             args.keys.previous_encryption_keys.as_deref(),

@@ -18,6 +18,8 @@ pub struct Config {
     pub database_url: String,
     /// Bearer token of the admin API and status page.
     pub admin_token: SecretString,
+    /// A token that only reads: the status page and `GET /v1/status` (`HANDOFF_VIEWER_TOKEN`).
+    pub viewer_token: Option<SecretString>,
     pub encryption_key: EncryptionKey,
     /// Keys that only open stored secrets (a key rotation in progress).
     pub previous_encryption_keys: Vec<EncryptionKey>,
@@ -109,6 +111,8 @@ pub enum ConfigError {
     MissingAdminToken,
     #[error("HANDOFF_ADMIN_TOKEN is shorter than 16 characters; use a long random value, e.g. the output of `handoff-bridge keygen`.")]
     ShortAdminToken,
+    #[error("HANDOFF_VIEWER_TOKEN must be at least 16 characters and differ from HANDOFF_ADMIN_TOKEN (it only reads the status page and GET /v1/status).")]
+    BadViewerToken,
     #[error("HANDOFF_ENTRA_AUTHORITY must be an https:// URL (http:// is allowed only for loopback with HANDOFF_ALLOW_INSECURE_DYNAMICS=true): {0}")]
     InsecureAuthority(String),
 }
@@ -144,6 +148,21 @@ pub fn admin_token(value: Option<&str>) -> Result<SecretString, ConfigError> {
         None | Some("") => Err(ConfigError::MissingAdminToken),
         Some(t) if t.chars().count() < MIN_ADMIN_TOKEN_LEN => Err(ConfigError::ShortAdminToken),
         Some(t) => Ok(SecretString::from(t.to_owned())),
+    }
+}
+
+/// Reads the optional viewer token: at least 16 characters, not the admin token.
+pub fn viewer_token(
+    value: Option<&str>,
+    admin: &SecretString,
+) -> Result<Option<SecretString>, ConfigError> {
+    use secrecy::ExposeSecret;
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() < MIN_ADMIN_TOKEN_LEN || t == admin.expose_secret() => {
+            Err(ConfigError::BadViewerToken)
+        }
+        Some(t) => Ok(Some(SecretString::from(t.to_owned()))),
     }
 }
 

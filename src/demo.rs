@@ -209,6 +209,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
         listen: "127.0.0.1:0".parse().expect("valid"),
         database_url: format!("sqlite://{}", dir.join("bridge.db").display()),
         admin_token: secrecy::SecretString::from(admin_token.to_owned()),
+        viewer_token: None,
         encryption_key: EncryptionKey::from_base64(&EncryptionKey::generate_base64())
             .expect("fresh key"),
         previous_encryption_keys: Vec::new(),

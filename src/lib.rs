@@ -152,6 +152,7 @@ impl App {
             allow_insecure: settings.allow_insecure_dynamics,
             limits: settings.limits,
             admin_token: config.admin_token,
+            viewer_token: config.viewer_token,
             clock,
             wake,
         });

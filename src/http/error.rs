@@ -37,6 +37,10 @@ pub enum ApiError {
     UnknownSession { org: String, session: String },
     #[error("org '{0}' has no Dynamics connection")]
     NotConnected(String),
+    /// 403 `forbidden`: a status page form that is not the admin's own (the sentence says
+    /// why).
+    #[error("refused: {0}")]
+    Forbidden(String),
     #[error("org '{0}' has no OpenCX connection")]
     OpenCxNotConnected(String),
     #[error(
@@ -80,6 +84,7 @@ impl ApiError {
             Self::UnknownOrg(_) => (StatusCode::NOT_FOUND, "unknown_org"),
             Self::UnknownSession { .. } => (StatusCode::NOT_FOUND, "unknown_session"),
             Self::NotConnected(_) => (StatusCode::NOT_FOUND, "not_connected"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::OpenCxNotConnected(_) => (StatusCode::NOT_FOUND, "opencx_not_connected"),
             Self::NothingToRetry { .. } => (StatusCode::CONFLICT, "nothing_to_retry"),
             Self::SessionRedacted { .. } => (StatusCode::CONFLICT, "session_redacted"),

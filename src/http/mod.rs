@@ -34,6 +34,8 @@ pub use state::AppState;
 /// route cannot be served undocumented or documented unserved.
 struct RouteTable {
     admin: OpenApiRouter<Arc<AppState>>,
+    /// Behind the admin or the viewer token.
+    read: OpenApiRouter<Arc<AppState>>,
     webhooks: OpenApiRouter<Arc<AppState>>,
     public: OpenApiRouter<Arc<AppState>>,
 }
@@ -60,17 +62,22 @@ fn route_table() -> RouteTable {
         .routes(routes!(admin::get_session))
         .routes(routes!(admin::retry_session))
         .routes(routes!(admin::retry_failed))
-        .routes(routes!(admin::status))
         .routes(routes!(operations::metrics));
+    // What the viewer token may read as well.
+    let read = OpenApiRouter::new().routes(routes!(admin::status));
     let webhooks = OpenApiRouter::new().routes(routes!(webhooks::receive));
     let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::openapi_json))
         .routes(routes!(status::page))
-        .routes(routes!(status::session));
+        .routes(routes!(status::session))
+        .routes(routes!(status::retry_form))
+        .routes(routes!(status::retry_failed_form))
+        .routes(routes!(status::check_form));
     RouteTable {
         admin,
+        read,
         webhooks,
         public,
     }
@@ -83,6 +90,7 @@ pub fn api_document() -> utoipa::openapi::OpenApi {
         .public
         .merge(table.webhooks)
         .merge(table.admin)
+        .merge(table.read)
         .into_openapi()
 }
 
@@ -92,10 +100,18 @@ pub fn router(ctx: Arc<AppState>) -> Router {
     let admin = table
         .admin
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_admin));
+    let read = table
+        .read
+        .route_layer(middleware::from_fn_with_state(ctx.clone(), require_reader));
     let webhooks = table
         .webhooks
         .route_layer(middleware::from_fn_with_state(ctx.clone(), count_webhook));
-    let (router, document) = table.public.merge(webhooks).merge(admin).split_for_parts();
+    let (router, document) = table
+        .public
+        .merge(webhooks)
+        .merge(admin)
+        .merge(read)
+        .split_for_parts();
     router
         .layer(Extension(Arc::new(document)))
         .layer(middleware::from_fn(log_request))
@@ -112,15 +128,27 @@ async fn count_webhook(State(ctx): State<Arc<AppState>>, request: Request, next:
     response
 }
 
-/// Checks `Authorization: Bearer <admin token>` in constant time.
-async fn require_admin(State(ctx): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
+/// The `Authorization: Bearer` token of a request, or `""`.
+fn bearer(req: &Request) -> &str {
+    req.headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if ctx.admin_token_matches(given) {
+        .unwrap_or_default()
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+async fn require_admin(State(ctx): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if ctx.admin_token_matches(bearer(&req)) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Checks `Authorization: Bearer <admin or viewer token>` in constant time.
+async fn require_reader(State(ctx): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if ctx.role(bearer(&req)).is_some() {
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()

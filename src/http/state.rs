@@ -16,6 +16,15 @@ use crate::metrics::Metrics;
 use crate::opencx::OpenCx;
 use crate::store::Store;
 
+/// What a presented token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The admin token: everything.
+    Admin,
+    /// The viewer token: `/status` and `GET /v1/status`, no action.
+    Viewer,
+}
+
 /// The state of every route.
 pub struct AppState {
     pub store: Store,
@@ -37,6 +46,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// The bearer token of `/v1/*` and the password of `/status`.
     pub admin_token: SecretString,
+    /// A token that only reads `/status` and `GET /v1/status`.
+    pub viewer_token: Option<SecretString>,
     /// The service's clock (intake and admin timestamps).
     pub clock: Arc<Clock>,
     /// Wakes the worker when work arrives.
@@ -61,5 +72,37 @@ impl AppState {
             .as_bytes()
             .ct_eq(self.admin_token.expose_secret().as_bytes())
             .into()
+    }
+
+    /// What `given` may do: everything (the admin token), read (the viewer token), or
+    /// nothing (`None`). Constant-time comparisons.
+    pub fn role(&self, given: &str) -> Option<Role> {
+        if self.admin_token_matches(given) {
+            return Some(Role::Admin);
+        }
+        let viewer = self.viewer_token.as_ref()?;
+        bool::from(given.as_bytes().ct_eq(viewer.expose_secret().as_bytes()))
+            .then_some(Role::Viewer)
+    }
+
+    /// The token the status page's forms carry against cross-site requests: HMAC-SHA256
+    /// of a fixed label under the admin token, hex. A page only an admin can load shows it;
+    /// another site cannot read it.
+    pub fn csrf_token(&self) -> String {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(self.admin_token.expose_secret().as_bytes())
+                .expect("HMAC takes a key of any length");
+        mac.update(b"handoff-bridge status page forms v1");
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `given` is [`AppState::csrf_token`] (constant-time comparison).
+    pub fn csrf_matches(&self, given: &str) -> bool {
+        given.as_bytes().ct_eq(self.csrf_token().as_bytes()).into()
     }
 }

@@ -1,11 +1,17 @@
 //! `GET /status` and `GET /status/{org}/sessions/{session}`: the troubleshooting page,
 //! server-rendered (minijinja, auto-escaped) from the same facts as `GET /v1/status`. The
-//! admin token is accepted as a Bearer token or as the HTTP Basic password, so a browser's
-//! sign-in prompt works.
+//! admin token (or the viewer token, which only reads) is accepted as a Bearer token or as
+//! the HTTP Basic password, so a browser's sign-in prompt works.
+//!
+//! The admin acts from the page with POST forms (retry a handoff or resend its callback,
+//! retry every failed one, check the connection again). Each form carries the CSRF token
+//! (`AppState::csrf_token`), and a request whose `Origin` is another site is refused too:
+//! a browser would send the Basic credentials it holds with a cross-site form as well.
+//! Errors on these routes are HTML pages, not JSON.
 
 use std::sync::{Arc, LazyLock};
 
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::Environment;
@@ -16,7 +22,8 @@ use super::lookup::{existing_handoff, existing_org, list_options, StatusQuery};
 use super::views::HandoffRecord;
 use crate::diagnostics::{Explanation, StatusReport};
 use crate::http::error::ApiError;
-use crate::http::state::AppState;
+use crate::http::extract::OrgIdPath;
+use crate::http::state::{AppState, Role};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -40,7 +47,8 @@ fn path_segment(value: String) -> String {
 }
 
 /// What every HTML answer carries: no script, style only inline, forms to this origin, no
-/// framing (clickjacking), no MIME sniffing, no referrer (ids in URLs stay here).
+/// framing (clickjacking), no MIME sniffing, no referrer to other sites (ids in URLs stay
+/// here).
 fn secure_html_headers(headers: &mut HeaderMap) {
     for (name, value) in [
         (
@@ -49,7 +57,9 @@ fn secure_html_headers(headers: &mut HeaderMap) {
         ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Nothing leaves for another site (ids in URLs stay here); same-origin requests keep
+        // their `Origin`, which the forms check (with `no-referrer` a browser sends `null`).
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
@@ -86,8 +96,92 @@ fn challenge() -> Response {
     response
 }
 
-fn authorized(ctx: &AppState, headers: &HeaderMap) -> bool {
-    presented_token(headers).is_some_and(|t| ctx.admin_token_matches(&t))
+/// What the request's token may do on the page, if anything.
+fn role(ctx: &AppState, headers: &HeaderMap) -> Option<Role> {
+    presented_token(headers).and_then(|t| ctx.role(&t))
+}
+
+/// The notices a form's redirect may ask the page to show (`?done=`): fixed sentences, so
+/// a link cannot make the page say anything else.
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "retried" => "Retried: the handoff (or its callback) is queued again and due now.",
+        "nothing" => "Nothing to retry: the handoff did not fail and no callback waits.",
+        "retried_all" => "Every failed handoff and callback of the org is queued again.",
+        "checked" => "The connection was checked again; the card shows the verdict.",
+        _ => return None,
+    })
+}
+
+/// `?done=` of a page after a form.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+/// The body of every form: the CSRF token.
+#[derive(Debug, serde::Deserialize)]
+pub struct FormToken {
+    csrf: Option<String>,
+}
+
+/// An error on an HTML route, as a page: its status, code and sentence.
+fn html_error(err: &ApiError) -> Response {
+    let (status, code) = err.status_and_code();
+    let page = Page {
+        error: Some(PageError {
+            status: status.as_u16(),
+            code,
+            message: err.to_string(),
+        }),
+        ..Page::default()
+    };
+    let mut response = render(&page).unwrap_or_else(|_| (status, err.to_string()).into_response());
+    *response.status_mut() = status;
+    response
+}
+
+/// Refuses a form post that is not the admin's own: another site's `Origin`, a missing or
+/// wrong CSRF token, or a token that may not act. `None` when it may go on.
+fn refuse_form(ctx: &AppState, headers: &HeaderMap, form: &FormToken) -> Option<Response> {
+    let Some(role) = role(ctx, headers) else {
+        return Some(challenge());
+    };
+    let forbidden = |why: &str| {
+        let mut response = html_error(&ApiError::Forbidden(why.to_owned()));
+        secure_html_headers(response.headers_mut());
+        Some(response)
+    };
+    if role != Role::Admin {
+        return forbidden(
+            "the viewer token can read the page but not act; sign in with the admin token",
+        );
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    // `null` (a privacy setting, a sandboxed frame) says nothing: the CSRF token decides.
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    if let Some(origin) = origin.filter(|o| *o != "null") {
+        let same = host
+            .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
+        if !same {
+            return forbidden("the form was sent from another site");
+        }
+    }
+    if !form.csrf.as_deref().is_some_and(|t| ctx.csrf_matches(t)) {
+        return forbidden(
+            "the form's CSRF token is missing or wrong; reload the page and try again",
+        );
+    }
+    None
+}
+
+/// `303 See Other` to `location` (after a form).
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 /// What `templates/status.html` renders: the overview (`status`, `org_ids`, `filter`) or one
@@ -100,6 +194,23 @@ struct Page<'a> {
     filter: PageFilter<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<SessionDetail>,
+    /// The forms' CSRF token, for the admin only (the viewer sees no forms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf: Option<String>,
+    /// What the last form did (`notice`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<&'static str>,
+    /// An error page instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<PageError>,
+}
+
+/// An error shown as a page.
+#[derive(Serialize)]
+struct PageError {
+    status: u16,
+    code: &'static str,
+    message: String,
 }
 
 /// The overview's filter, as the form shows it.
@@ -142,10 +253,22 @@ pub async fn page(
     State(ctx): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<StatusQuery>,
+    Query(done): Query<Done>,
+) -> Response {
+    let Some(role) = role(&ctx, &headers) else {
+        return challenge();
+    };
+    overview(&ctx, role, query, done)
+        .await
+        .unwrap_or_else(|e| html_error(&e))
+}
+
+async fn overview(
+    ctx: &AppState,
+    role: Role,
+    query: StatusQuery,
+    done: Done,
 ) -> Result<Response, ApiError> {
-    if !authorized(&ctx, &headers) {
-        return Ok(challenge());
-    }
     let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
     let filter = crate::diagnostics::Filter {
         org: query.org.clone().filter(|o| !o.is_empty()),
@@ -170,7 +293,9 @@ pub async fn page(
             state: state.map(|s| s.as_str()),
             session: query.session,
         },
-        detail: None,
+        csrf: (role == Role::Admin).then(|| ctx.csrf_token()),
+        notice: notice(done.done.as_deref()),
+        ..Page::default()
     })
 }
 
@@ -185,12 +310,25 @@ pub async fn session(
     State(ctx): State<Arc<AppState>>,
     headers: HeaderMap,
     SessionPath(org_id, session_id): SessionPath,
+    Query(done): Query<Done>,
+) -> Response {
+    let Some(role) = role(&ctx, &headers) else {
+        return challenge();
+    };
+    timeline(&ctx, role, &org_id, &session_id, done)
+        .await
+        .unwrap_or_else(|e| html_error(&e))
+}
+
+async fn timeline(
+    ctx: &AppState,
+    role: Role,
+    org_id: &crate::domain::OrgId,
+    session_id: &crate::domain::SessionId,
+    done: Done,
 ) -> Result<Response, ApiError> {
-    if !authorized(&ctx, &headers) {
-        return Ok(challenge());
-    }
-    let org = existing_org(&ctx, &org_id).await?;
-    let handoff = existing_handoff(&ctx, &org, &session_id).await?;
+    let org = existing_org(ctx, org_id).await?;
+    let handoff = existing_handoff(ctx, &org, session_id).await?;
     let events = ctx.store.events(&handoff.handoff_id).await?;
     let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
     render(&Page {
@@ -201,6 +339,133 @@ pub async fn session(
             ),
             record: HandoffRecord::new(&handoff, &events, &callbacks),
         }),
+        csrf: (role == Role::Admin).then(|| ctx.csrf_token()),
+        notice: notice(done.done.as_deref()),
         ..Page::default()
     })
+}
+
+/// The path of a session's page.
+fn session_page(org: &str, session: &str) -> String {
+    format!(
+        "/status/{}/sessions/{}",
+        path_segment(org.to_owned()),
+        path_segment(session.to_owned())
+    )
+}
+
+/// `POST /status/{org}/sessions/{session}/retry` (the page's Retry / Resend callback):
+/// what `POST /v1/orgs/{org}/sessions/{session}/retry` does, then back to the session's
+/// page with a notice.
+#[utoipa::path(post, path = "/status/{org_id}/sessions/{session_id}/retry", tag = "status",
+    params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC), ("session_id" = String, Path, description = super::openapi::SESSION_ID_DOC)),
+    request_body(content = String, description = "`csrf=<the page's token>`", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Back to the session's page (`?done=retried` or `?done=nothing`)"),
+        (status = 401, description = "Sign in: `WWW-Authenticate: Basic`"),
+        (status = 403, description = "Not the admin, another site's form, or no CSRF token (an HTML page)", content_type = "text/html"),
+    ), security(("admin_token" = []), ("admin_basic" = [])))]
+pub async fn retry_form(
+    State(ctx): State<Arc<AppState>>,
+    headers: HeaderMap,
+    SessionPath(org_id, session_id): SessionPath,
+    Form(form): Form<FormToken>,
+) -> Response {
+    if let Some(refused) = refuse_form(&ctx, &headers, &form) {
+        return refused;
+    }
+    let retried = async {
+        let org = existing_org(&ctx, &org_id).await?;
+        let handoff = existing_handoff(&ctx, &org, &session_id).await?;
+        match crate::http::admin::retry_handoff(&ctx, &handoff).await {
+            Ok(_) => Ok("retried"),
+            Err(ApiError::NothingToRetry { .. }) => Ok("nothing"),
+            Err(e) => Err(e),
+        }
+    };
+    match retried.await {
+        Ok(done) => see_other(&format!(
+            "{}?done={done}",
+            session_page(org_id.as_str(), session_id.as_str())
+        )),
+        Err(e) => html_error(&e),
+    }
+}
+
+/// `POST /status/{org}/retry-failed` (the page's Retry all failed): what `POST
+/// /v1/orgs/{org}/handoffs/retry-failed` does, then back to the org's page.
+#[utoipa::path(post, path = "/status/{org_id}/retry-failed", tag = "status",
+    params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
+    request_body(content = String, description = "`csrf=<the page's token>`", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Back to the org's page (`?done=retried_all`)"),
+        (status = 401, description = "Sign in: `WWW-Authenticate: Basic`"),
+        (status = 403, description = "Not the admin, another site's form, or no CSRF token (an HTML page)", content_type = "text/html"),
+    ), security(("admin_token" = []), ("admin_basic" = [])))]
+pub async fn retry_failed_form(
+    State(ctx): State<Arc<AppState>>,
+    headers: HeaderMap,
+    OrgIdPath(org_id): OrgIdPath,
+    Form(form): Form<FormToken>,
+) -> Response {
+    if let Some(refused) = refuse_form(&ctx, &headers, &form) {
+        return refused;
+    }
+    let retried = async {
+        let org = existing_org(&ctx, &org_id).await?;
+        ctx.store
+            .replay_failed(&org.org_id, None, ctx.clock.now_ms())
+            .await?;
+        ctx.wake.notify_one();
+        Ok::<_, ApiError>(())
+    };
+    match retried.await {
+        Ok(()) => see_other(&format!(
+            "/status?org={}&done=retried_all",
+            path_segment(org_id.to_string())
+        )),
+        Err(e) => html_error(&e),
+    }
+}
+
+/// `POST /status/{org}/connection/check` (the page's Check connection again): what `POST
+/// /v1/orgs/{org}/connection/check` does, then back to the org's page.
+#[utoipa::path(post, path = "/status/{org_id}/connection/check", tag = "status",
+    params(("org_id" = String, Path, description = super::openapi::ORG_ID_DOC)),
+    request_body(content = String, description = "`csrf=<the page's token>`", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Back to the org's page (`?done=checked`)"),
+        (status = 401, description = "Sign in: `WWW-Authenticate: Basic`"),
+        (status = 403, description = "Not the admin, another site's form, or no CSRF token (an HTML page)", content_type = "text/html"),
+        (status = 404, description = "No such org, or no connection (an HTML page)", content_type = "text/html"),
+    ), security(("admin_token" = []), ("admin_basic" = [])))]
+pub async fn check_form(
+    State(ctx): State<Arc<AppState>>,
+    headers: HeaderMap,
+    OrgIdPath(org_id): OrgIdPath,
+    Form(form): Form<FormToken>,
+) -> Response {
+    if let Some(refused) = refuse_form(&ctx, &headers, &form) {
+        return refused;
+    }
+    let checked = async {
+        let org = existing_org(&ctx, &org_id).await?;
+        let conn = ctx
+            .store
+            .connection(&org.org_id)
+            .await?
+            .ok_or_else(|| ApiError::NotConnected(org.org_id.clone()))?;
+        ctx.org_rules()
+            .check_again(&conn, ctx.clock.now_ms())
+            .await?;
+        ctx.wake.notify_one();
+        Ok::<_, ApiError>(())
+    };
+    match checked.await {
+        Ok(()) => see_other(&format!(
+            "/status?org={}&done=checked",
+            path_segment(org_id.to_string())
+        )),
+        Err(e) => html_error(&e),
+    }
 }

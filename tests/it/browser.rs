@@ -377,6 +377,31 @@ async fn the_status_page_in_headless_chromium() {
         audit(&client, &format!("session timeline at {width} px")).await;
         screenshot(&client, width, &format!("session-{label}")).await;
     }
+    // Act from the page: the failed handoff's Retry button, a POST form with its CSRF
+    // token, then back to the session's page with a notice.
+    client
+        .goto(&format!("{}/status/acme/sessions/fail_1", t.url))
+        .await
+        .unwrap();
+    client
+        .find(Locator::XPath("//button[normalize-space()='Retry']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(std::time::Duration::from_secs(10))
+        .for_element(Locator::Css("[role=status]"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/status/acme/sessions/fail_1");
+    assert_eq!(url.query(), Some("done=retried"));
+    assert!(text(&client, "[role=status]").await.starts_with("Retried"));
+    assert_eq!(t.record("acme", "fail_1").await["state"], "queued");
+    audit(&client, "session page after a retry").await;
     client.close().await.unwrap();
 
     if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {

@@ -640,7 +640,7 @@ async fn status_links_encode_each_path_segment_and_html_carries_security_headers
     for (name, value) in [
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
     ] {
         assert_eq!(response.headers()[name], value);
     }

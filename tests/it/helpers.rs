@@ -584,6 +584,8 @@ pub struct TestOptions {
     pub quick_retries: u32,
     /// `HANDOFF_INSTANCE_ID` [default: none].
     pub instance: Option<String>,
+    /// `HANDOFF_VIEWER_TOKEN` [default: none].
+    pub viewer_token: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -602,6 +604,7 @@ impl Default for TestOptions {
             lease: Duration::from_secs(15),
             quick_retries: 0,
             instance: None,
+            viewer_token: None,
         }
     }
 }
@@ -617,6 +620,10 @@ fn test_config(
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: db.url(),
         admin_token: secrecy::SecretString::from(admin_token.to_owned()),
+        viewer_token: options
+            .viewer_token
+            .clone()
+            .map(secrecy::SecretString::from),
         encryption_key: EncryptionKey::from_base64(key).unwrap(),
         previous_encryption_keys: Vec::new(),
         entra_authority: sandbox.url(),

@@ -20,6 +20,7 @@ mod keys;
 mod metrics;
 mod openapi;
 mod opencx;
+mod page_actions;
 mod reliability;
 mod replay;
 mod secrets;

@@ -123,16 +123,29 @@ pub async fn retry_session(
 ) -> Result<(StatusCode, Json<Requeued>), ApiError> {
     let org = existing_org(&ctx, &org_id).await?;
     let handoff = existing_handoff(&ctx, &org, &session_id).await?;
+    let replayed = retry_handoff(&ctx, &handoff).await?;
+    Ok(requeued(&handoff, replayed))
+}
+
+/// What the retry route does, for it and the status page's button: re-queues `handoff` if
+/// it failed, resends its failed or still-retrying callbacks, makes a queued one due now,
+/// and wakes the worker. `nothing_to_retry` (or `session_redacted`) when none applies.
+pub(crate) async fn retry_handoff(
+    ctx: &AppState,
+    handoff: &HandoffRow,
+) -> Result<Replayed, ApiError> {
+    let org_id = &handoff.org_id;
+    let session_id = &handoff.session_id;
     let now = ctx.clock.now_ms();
     let mut replayed = ctx
         .store
-        .replay_failed(&org.org_id, Some(&handoff.handoff_id), now)
+        .replay_failed(org_id, Some(&handoff.handoff_id), now)
         .await?;
     if handoff.state == HandoffState::Queued {
         replayed.handoffs += ctx
             .store
             .wake_queued(
-                &org.org_id,
+                org_id,
                 Some(&handoff.handoff_id),
                 "an admin asked to retry",
                 now,
@@ -140,7 +153,7 @@ pub async fn retry_session(
             .await?;
         // Already due: the worker takes it next; nothing to put back, nothing refused.
         ctx.wake.notify_one();
-        return Ok(requeued(&handoff, replayed));
+        return Ok(replayed);
     }
     if replayed.handoffs + replayed.callbacks == 0 && handoff.redacted_at.is_some() {
         return Err(ApiError::SessionRedacted {
@@ -154,7 +167,7 @@ pub async fn retry_session(
         });
     }
     ctx.wake.notify_one();
-    Ok(requeued(&handoff, replayed))
+    Ok(replayed)
 }
 
 fn requeued(handoff: &HandoffRow, replayed: Replayed) -> (StatusCode, Json<Requeued>) {
