@@ -123,6 +123,99 @@ pub struct EventView {
     /// What the event adds (ids, durations, the error); its keys depend on `kind`.
     #[schema(value_type = Object)]
     pub detail: Value,
+    /// The event in one sentence, for people (the status page shows it, with `detail`
+    /// folded away beneath).
+    pub sentence: String,
+}
+
+/// `kind` with its `detail` in one sentence: what happened, and the one fact that matters
+/// (the code, the id, the delay). Unknown kinds read as their name.
+pub fn sentence(kind: &str, detail: &Value) -> String {
+    let text = |key: &str| detail[key].as_str().map(str::to_owned);
+    let code = || text("code").map_or(String::new(), |c| format!(" ({c})"));
+    let ms = |key: &str| {
+        detail[key]
+            .as_u64()
+            .map_or(String::new(), |v| format!(" after {v} ms"))
+    };
+    match kind {
+        "received" => "The webhook was received and stored.".to_owned(),
+        "duplicate_delivery" => {
+            "The same session was delivered again; nothing new was queued.".to_owned()
+        }
+        "attempt_started" => format!("Attempt {} started.", detail["attempt"]),
+        "enriched" => format!(
+            "The session and {} history messages were fetched from OpenCX ({} channel).",
+            detail["history_items"],
+            text("channel").unwrap_or_default()
+        ),
+        "contact_resolved" => format!(
+            "Contact: {}{}.",
+            text("contact_match").unwrap_or_default(),
+            text("contact_id").map_or(String::new(), |id| format!(" ({id})"))
+        ),
+        "work_item_created" => format!(
+            "The live work item {} {}.",
+            text("activityid").unwrap_or_default(),
+            if detail["already_existed"] == true {
+                "already existed (an earlier attempt made it)"
+            } else {
+                "was created"
+            }
+        ),
+        "incident_created" => format!(
+            "The incident {} {}.",
+            text("ticketnumber").unwrap_or_else(|| text("incidentid").unwrap_or_default()),
+            if detail["already_existed"] == true {
+                "already existed (an earlier attempt made it)"
+            } else {
+                "was created"
+            }
+        ),
+        "incident_routed" => {
+            "The incident was routed (msdyn_ApplyRoutingRuleEntityRecord).".to_owned()
+        }
+        "attempt_failed" => format!(
+            "The {} step failed{}{}.",
+            text("step").unwrap_or_default(),
+            code(),
+            text("error_detail").map_or(String::new(), |d| format!(": {d}"))
+        ),
+        "request_retried" => format!(
+            "The {} request failed{} and was sent again{}.",
+            text("step").unwrap_or_default(),
+            code(),
+            ms("delay_ms")
+        ),
+        "attempt_panicked" => "The attempt hit an internal error; it is retried.".to_owned(),
+        "retry_scheduled" => format!("Another attempt is scheduled{}{}.", ms("delay_ms"), code()),
+        "waiting" => format!(
+            "Nothing was sent; it waits until {}{}.",
+            text("until").unwrap_or_default(),
+            code()
+        ),
+        "woken" => format!("Made due now: {}.", text("reason").unwrap_or_default()),
+        "delayed" => format!("The widget was told the handoff is delayed{}.", code()),
+        "succeeded" => "The handoff succeeded.".to_owned(),
+        "failed" => format!("The handoff failed for good{}.", code()),
+        "skipped" => format!("Nothing was created{}.", code()),
+        "released" => "A worker shutting down gave it back to the queue.".to_owned(),
+        "replayed" => "An admin put it back in the queue.".to_owned(),
+        "redacted" => "The session was removed at the end of its retention period.".to_owned(),
+        "callback_delivered" => format!("{} was delivered.", text("event").unwrap_or_default()),
+        "callback_retry_scheduled" => format!(
+            "{} was refused ({}); it is sent again later.",
+            text("event").unwrap_or_default(),
+            text("error").unwrap_or_default()
+        ),
+        "callback_failed" => format!(
+            "{} was given up ({}){}.",
+            text("event").unwrap_or_default(),
+            text("error").unwrap_or_default(),
+            code()
+        ),
+        other => other.to_owned(),
+    }
 }
 
 /// One callback delivery to the widget backend.
@@ -166,6 +259,7 @@ impl HandoffRecord {
                 .map(|e| EventView {
                     at: rfc3339(e.at),
                     kind: e.kind.clone(),
+                    sentence: sentence(&e.kind, &e.detail),
                     detail: e.detail.clone(),
                 })
                 .collect(),
@@ -183,5 +277,37 @@ impl HandoffRecord {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_read_as_sentences_with_their_one_fact() {
+        assert_eq!(
+            sentence(
+                "attempt_failed",
+                &json!({ "step": "work_item", "code": "missing_privilege", "error_detail": "HTTP 403 0x80040220: denied" })
+            ),
+            "The work_item step failed (missing_privilege): HTTP 403 0x80040220: denied."
+        );
+        assert_eq!(
+            sentence(
+                "incident_created",
+                &json!({ "ticketnumber": "CAS-01", "already_existed": true })
+            ),
+            "The incident CAS-01 already existed (an earlier attempt made it)."
+        );
+        assert_eq!(
+            sentence(
+                "retry_scheduled",
+                &json!({ "delay_ms": 250, "code": "dataverse_unavailable" })
+            ),
+            "Another attempt is scheduled after 250 ms (dataverse_unavailable)."
+        );
+        assert_eq!(sentence("something_new", &json!({})), "something_new");
     }
 }

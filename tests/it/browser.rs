@@ -370,6 +370,11 @@ async fn the_status_page_in_headless_chromium() {
         for kind in ["received", "attempt_started", "attempt_failed", "failed"] {
             assert!(timeline.contains(kind), "{kind} in {timeline}");
         }
+        // Events read as sentences, their data folded away.
+        assert!(
+            timeline.contains("The work_item step failed (missing_privilege): HTTP 403"),
+            "{timeline}"
+        );
         assert!(text(&client, ".card").await.contains("security role"));
         assert!(text(&client, "[data-testid=error-detail]")
             .await
