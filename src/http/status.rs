@@ -371,23 +371,35 @@ pub async fn retry_form(
     SessionPath(org_id, session_id): SessionPath,
     Form(form): Form<FormToken>,
 ) -> Response {
-    if let Some(refused) = refuse_form(&ctx, &headers, &form) {
-        return refused;
-    }
     let retried = async {
         let org = existing_org(&ctx, &org_id).await?;
         let handoff = existing_handoff(&ctx, &org, &session_id).await?;
-        match crate::http::admin::retry_handoff(&ctx, &handoff).await {
-            Ok(_) => Ok("retried"),
-            Err(ApiError::NothingToRetry { .. }) => Ok("nothing"),
-            Err(e) => Err(e),
-        }
-    };
-    match retried.await {
-        Ok(done) => see_other(&format!(
+        let done = match crate::http::admin::retry_handoff(&ctx, &handoff).await {
+            Ok(_) => "retried",
+            Err(ApiError::NothingToRetry { .. }) => "nothing",
+            Err(e) => return Err(e),
+        };
+        Ok(format!(
             "{}?done={done}",
             session_page(org_id.as_str(), session_id.as_str())
-        )),
+        ))
+    };
+    act(&ctx, &headers, &form, retried).await
+}
+
+/// A form's answer: refused (see [`refuse_form`]) before `action` runs, else `303` to the
+/// page `action` names, or its error as a page.
+async fn act(
+    ctx: &AppState,
+    headers: &HeaderMap,
+    form: &FormToken,
+    action: impl std::future::Future<Output = Result<String, ApiError>>,
+) -> Response {
+    if let Some(refused) = refuse_form(ctx, headers, form) {
+        return refused;
+    }
+    match action.await {
+        Ok(location) => see_other(&location),
         Err(e) => html_error(&e),
     }
 }
@@ -408,24 +420,23 @@ pub async fn retry_failed_form(
     OrgIdPath(org_id): OrgIdPath,
     Form(form): Form<FormToken>,
 ) -> Response {
-    if let Some(refused) = refuse_form(&ctx, &headers, &form) {
-        return refused;
-    }
     let retried = async {
         let org = existing_org(&ctx, &org_id).await?;
         ctx.store
             .replay_failed(&org.org_id, None, ctx.clock.now_ms())
             .await?;
         ctx.wake.notify_one();
-        Ok::<_, ApiError>(())
+        Ok(org_page(&org.org_id, "retried_all"))
     };
-    match retried.await {
-        Ok(()) => see_other(&format!(
-            "/status?org={}&done=retried_all",
-            path_segment(org_id.to_string())
-        )),
-        Err(e) => html_error(&e),
-    }
+    act(&ctx, &headers, &form, retried).await
+}
+
+/// The org's part of the page after a form, with the notice `done`.
+fn org_page(org_id: &str, done: &str) -> String {
+    format!(
+        "/status?org={}&done={done}",
+        path_segment(org_id.to_owned())
+    )
 }
 
 /// `POST /status/{org}/connection/check` (the page's Check connection again): what `POST
@@ -445,9 +456,6 @@ pub async fn check_form(
     OrgIdPath(org_id): OrgIdPath,
     Form(form): Form<FormToken>,
 ) -> Response {
-    if let Some(refused) = refuse_form(&ctx, &headers, &form) {
-        return refused;
-    }
     let checked = async {
         let org = existing_org(&ctx, &org_id).await?;
         let conn = ctx
@@ -459,13 +467,7 @@ pub async fn check_form(
             .check_again(&conn, ctx.clock.now_ms())
             .await?;
         ctx.wake.notify_one();
-        Ok::<_, ApiError>(())
+        Ok(org_page(&org.org_id, "checked"))
     };
-    match checked.await {
-        Ok(()) => see_other(&format!(
-            "/status?org={}&done=checked",
-            path_segment(org_id.to_string())
-        )),
-        Err(e) => html_error(&e),
-    }
+    act(&ctx, &headers, &form, checked).await
 }
