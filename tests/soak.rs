@@ -904,10 +904,20 @@ async fn idle_with_parked_handoffs() {
     let pool = sqlx::AnyPool::connect(&db).await.unwrap();
     let now = handoff_bridge::clock::now_ms();
     let mut tx = pool.begin().await.unwrap();
+    // Sealed with the bridge's key: a secret it cannot open would stop it from starting.
+    let vault = handoff_bridge::connection::vault::Vault::new(
+        handoff_bridge::connection::crypto::Keyring::new(
+            EncryptionKey::from_base64(&soak_key()).unwrap(),
+            Vec::new(),
+        ),
+    );
     for o in 0..1000 {
-        sqlx::query("INSERT INTO orgs (org_id, name, webhook_secret_enc, created_at, updated_at) VALUES ($1, $1, 'sealed', $2, $2)")
-            .bind(format!("org-{o}"))
+        let org = format!("org-{o}");
+        let sealed = vault.seal_webhook_secret(&org, &WebhookSecret::generate());
+        sqlx::query("INSERT INTO orgs (org_id, name, webhook_secret_enc, created_at, updated_at) VALUES ($1, $1, $3, $2, $2)")
+            .bind(org)
             .bind(now)
+            .bind(sealed)
             .execute(&mut *tx)
             .await
             .unwrap();
