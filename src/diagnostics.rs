@@ -126,6 +126,10 @@ pub struct ConnectionCard {
     /// When a handoff last reached Dynamics through this connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<String>,
+    /// When the client secret expires, as entered with the connection; the card warns
+    /// (`client_secret_expiring`) 30 days ahead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<String>,
     /// The last handoff that failed for good for a reason of the connection, and when.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Diagnosis>,
@@ -407,6 +411,7 @@ async fn connection_card(
     store: &Store,
     vault: &Vault,
     org: &OrgRow,
+    now: i64,
 ) -> Result<ConnectionCard, StoreError> {
     let org_id = org.org_id.as_str();
     let conn = store.connection(org_id).await?;
@@ -424,6 +429,9 @@ async fn connection_card(
             last_failure: conn.as_ref().and_then(|c| c.last_failure.clone()),
             last_failure_at: conn.as_ref().and_then(|c| c.last_failure_at.map(rfc3339)),
             failing_since: conn.as_ref().and_then(|c| c.failing_since.map(rfc3339)),
+            client_secret_expires_at: conn
+                .as_ref()
+                .and_then(|c| c.client_secret_expires_at.map(rfc3339)),
         });
     }
     let Some(conn) = conn else {
@@ -440,6 +448,7 @@ async fn connection_card(
             last_failure: None,
             last_failure_at: None,
             failing_since: None,
+            client_secret_expires_at: None,
         });
     };
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
@@ -469,7 +478,11 @@ async fn connection_card(
         label: status.label(),
         hint,
         failing_check,
-        warning: with(CheckStatus::Warn),
+        // A secret about to expire is told whatever the last check found: days pass.
+        warning: crate::connection::expiry_warning(conn.client_secret_expires_at, now)
+            .map(|diag| Check::warned("token", diag))
+            .or_else(|| with(CheckStatus::Warn)),
+        client_secret_expires_at: conn.client_secret_expires_at.map(rfc3339),
         environment_url: Some(conn.environment_url),
         workstream_id: Some(conn.workstream_id),
         last_checked_at: Some(rfc3339(conn.last_checked_at)),
@@ -538,7 +551,7 @@ async fn org_status(
         )
         .await?;
     let opencx = store.opencx_connection(&org.org_id).await?;
-    let connection = connection_card(store, vault, org).await?;
+    let connection = connection_card(store, vault, org, now).await?;
     let opencx_card = opencx_card(&org.org_id, opencx.as_ref());
     Ok(OrgStatus {
         org_id: org.org_id.clone(),

@@ -40,6 +40,10 @@ pub struct ConnectionInput {
     pub default_queue_id: Option<String>,
     #[serde(default)]
     pub create_contact_if_missing: bool,
+    /// When the client secret expires (its Expires column in Certificates & secrets), as
+    /// `YYYY-MM-DD` or an RFC 3339 time: the card warns 30 days ahead. Entra ID does not
+    /// tell a client-credentials caller, so only the admin can.
+    pub client_secret_expires_at: Option<String>,
     /// What sessions on channels that are not chats become (default: incidents, bound to the
     /// linked contact; see `incidents::IncidentsInput`).
     pub incidents: Option<incidents::IncidentsInput>,
@@ -52,6 +56,46 @@ pub struct ValidConnection {
     pub workstream: WorkstreamId,
     pub create_contact_if_missing: bool,
     pub incidents: IncidentSettings,
+    /// When the client secret expires, Unix ms.
+    pub client_secret_expires_at: Option<i64>,
+}
+
+/// How long before the client secret's expiry the token check and the card warn.
+pub const SECRET_EXPIRY_WARNING_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// `client_secret_expires_at`: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, as Unix ms.
+fn expiry(raw: &str) -> Result<i64, Diagnosis> {
+    use time::format_description::well_known::Rfc3339;
+    let raw = raw.trim();
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    let at = time::OffsetDateTime::parse(raw, &Rfc3339)
+        .or_else(|_| time::Date::parse(raw, &date).map(|d| d.midnight().assume_utc()));
+    match at {
+        Ok(at) => Ok((at.unix_timestamp_nanos() / 1_000_000) as i64),
+        Err(_) => Err(catalog::CLIENT_SECRET_EXPIRY_INVALID.diagnose(format!(
+            "client_secret_expires_at '{}' is neither YYYY-MM-DD nor an RFC 3339 time",
+            raw.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// The warning for a client secret that expires at `expires_at` (Unix ms), seen at `now`:
+/// `client_secret_expiring` within [`SECRET_EXPIRY_WARNING_MS`] or past it, else `None`.
+pub fn expiry_warning(expires_at: Option<i64>, now: i64) -> Option<Diagnosis> {
+    let at = expires_at?;
+    if at - now > SECRET_EXPIRY_WARNING_MS {
+        return None;
+    }
+    let days = (at - now).div_euclid(24 * 3600 * 1000);
+    let when = if at <= now {
+        format!(
+            "the date entered, {}, has passed",
+            crate::clock::rfc3339(at)
+        )
+    } else {
+        format!("it expires {} (in {days} days)", crate::clock::rfc3339(at))
+    };
+    Some(catalog::CLIENT_SECRET_EXPIRING.diagnose(format!("client_secret_expires_at: {when}")))
 }
 
 /// `pass`, `fail`, `warn` (passes, with advice) or `skip` (not run: an earlier check failed).
@@ -106,6 +150,11 @@ impl Check {
     /// a request, e.g. by the status page).
     pub fn failed(name: &str, diag: Diagnosis) -> Self {
         Self::diagnosed(name, CheckStatus::Fail, diag, Instant::now())
+    }
+
+    /// A warning of check `name` with the diagnosis `diag`, found without a request.
+    pub fn warned(name: &str, diag: Diagnosis) -> Self {
+        Self::diagnosed(name, CheckStatus::Warn, diag, Instant::now())
     }
 
     fn skipped(name: &str, after: &str) -> Self {
@@ -178,6 +227,12 @@ pub fn validate_input(
     let workstream = WorkstreamId::parse(&field(&input.default_queue_id)).map_err(|why| {
         catalog::DEFAULT_QUEUE_ID_INVALID.diagnose(format!("default_queue_id {why}"))
     })?;
+    let client_secret_expires_at = input
+        .client_secret_expires_at
+        .as_deref()
+        .filter(|raw| !raw.trim().is_empty())
+        .map(expiry)
+        .transpose()?;
     let incidents = incidents::validate(input.incidents.as_ref())?;
     Ok(ValidConnection {
         credentials: Credentials {
@@ -189,6 +244,7 @@ pub fn validate_input(
         workstream,
         create_contact_if_missing: input.create_contact_if_missing,
         incidents,
+        client_secret_expires_at,
     })
 }
 
@@ -247,11 +303,15 @@ pub async fn check_valid(
     match tokens.fetch(&valid.credentials).await {
         Ok(token) => {
             tokens.prime(&valid.credentials, token).await;
-            checks.push(Check::pass(
-                "token",
-                "Entra ID issued an access token for the environment.".into(),
-                started,
-            ));
+            let now = crate::clock::now_ms();
+            checks.push(match expiry_warning(valid.client_secret_expires_at, now) {
+                Some(diag) => Check::diagnosed("token", CheckStatus::Warn, diag, started),
+                None => Check::pass(
+                    "token",
+                    "Entra ID issued an access token for the environment.".into(),
+                    started,
+                ),
+            });
         }
         Err(err) => {
             checks.push(Check::diagnosed(

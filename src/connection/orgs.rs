@@ -310,6 +310,7 @@ impl OrgRules<'_> {
                 last_failure_at: None,
                 last_failure: None,
                 failing_since: None,
+                client_secret_expires_at: valid.client_secret_expires_at,
                 incidents: Some(
                     serde_json::to_string(&valid.incidents).expect("incident settings serialize"),
                 ),
@@ -345,6 +346,7 @@ impl OrgRules<'_> {
                     workstream,
                     create_contact_if_missing: conn.create_contact_if_missing,
                     incidents,
+                    client_secret_expires_at: conn.client_secret_expires_at,
                 };
                 check_valid(self.dataverse, &valid, started).await
             }

@@ -59,6 +59,9 @@ catalog! {
     DEFAULT_QUEUE_ID_INVALID = ("default_queue_id_invalid", Input,
         "The default_queue_id is not a GUID.",
         "Set default_queue_id to the GUID of a messaging workstream (Customer Service admin center > Workstreams; the ID is in the URL).");
+    CLIENT_SECRET_EXPIRY_INVALID = ("client_secret_expiry_invalid", Input,
+        "The client_secret_expires_at is not a date.",
+        "Give the secret's Expires date from the app registration's Certificates & secrets page as YYYY-MM-DD (or an RFC 3339 time), or leave it out.");
     ENVIRONMENT_URL_INVALID = ("environment_url_invalid", Input,
         "The environment URL is not the root URL of a Dynamics 365 environment; no request was sent to it.",
         "Use the environment URL from the Power Platform admin center, e.g. https://contoso.crm.dynamics.com, with no path after the host.");
@@ -77,6 +80,9 @@ catalog! {
     ENTRA_UNKNOWN_RESOURCE = ("entra_unknown_resource", Token,
         "Entra ID does not know the environment URL as a resource in this tenant (AADSTS500011).",
         "Check the environment URL for typos: it must be the URL of a Dynamics 365 environment in the same tenant.");
+    CLIENT_SECRET_EXPIRING = ("client_secret_expiring", Token,
+        "The client secret expires within 30 days (by the client_secret_expires_at entered with the connection), or that date has passed.",
+        "Create a new client secret in Certificates & secrets, save the connection with its Value and its expiry date, then delete the old secret; handoffs fail with entra_secret_expired once it expires.");
     ENTRA_THROTTLED = ("entra_throttled", Token,
         "Entra ID is throttling token requests for this app (HTTP 429).",
         "Nothing to change: the bridge waits for the time Entra ID asks and tries again.");

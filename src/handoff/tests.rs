@@ -169,6 +169,7 @@ async fn setup_with(session: Value, connected: bool, claimed_at: i64, version: i
                 last_failure_at: None,
                 last_failure: None,
                 failing_since: None,
+                client_secret_expires_at: None,
                 status: "active".into(),
                 checks: "[]".into(),
                 last_checked_at: 0,

@@ -84,6 +84,8 @@ pub struct ConnectionRow {
     pub last_failure: Option<Diagnosis>,
     /// Since when handoffs have failed that way, with no success since (Unix ms).
     pub failing_since: Option<i64>,
+    /// When the client secret expires, as the admin entered it (Unix ms).
+    pub client_secret_expires_at: Option<i64>,
     /// `active` or `failing`.
     pub status: String,
     /// The last check results, as the JSON array the API returns.
@@ -95,7 +97,7 @@ pub struct ConnectionRow {
 
 const CONNECTION_COLUMNS: &str = "org_id, tenant_id, client_id, client_secret_enc, environment_url, \
      workstream_id, create_contact_if_missing, incidents, status, checks, last_checked_at, created_at, updated_at, \
-     last_success_at, last_failure_at, last_failure, failing_since";
+     last_success_at, last_failure_at, last_failure, failing_since, client_secret_expires_at";
 
 impl ConnectionRow {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
@@ -114,6 +116,7 @@ impl ConnectionRow {
             last_failure: col::<Option<String>>(row, "last_failure")?
                 .and_then(|text| serde_json::from_str(&text).ok()),
             failing_since: col(row, "failing_since")?,
+            client_secret_expires_at: col(row, "client_secret_expires_at")?,
             status: col(row, "status")?,
             checks: col(row, "checks")?,
             last_checked_at: col(row, "last_checked_at")?,
@@ -245,13 +248,14 @@ impl Store {
     pub async fn save_connection(&self, c: &ConnectionRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO connections (org_id, tenant_id, client_id, client_secret_enc, environment_url, \
-             workstream_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at, incidents) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
+             workstream_id, create_contact_if_missing, status, checks, last_checked_at, created_at, updated_at, incidents, \
+             client_secret_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) \
              ON CONFLICT (org_id) DO UPDATE SET tenant_id = excluded.tenant_id, client_id = excluded.client_id, \
              client_secret_enc = excluded.client_secret_enc, environment_url = excluded.environment_url, \
              workstream_id = excluded.workstream_id, \
              create_contact_if_missing = excluded.create_contact_if_missing, incidents = excluded.incidents, status = excluded.status, \
-             failing_since = NULL, \
+             failing_since = NULL, client_secret_expires_at = excluded.client_secret_expires_at, \
              checks = excluded.checks, last_checked_at = excluded.last_checked_at, updated_at = excluded.updated_at",
         )
         .bind(&c.org_id)
@@ -266,6 +270,7 @@ impl Store {
         .bind(c.last_checked_at)
         .bind(c.updated_at)
         .bind(c.incidents.as_deref())
+        .bind(c.client_secret_expires_at)
         .execute(self.writer())
         .await?;
         Ok(())

@@ -94,6 +94,8 @@ const EXPECTED: &[(&str, &[Surface])] = &[
     ("opencx_write_back_failed", &[Record, Status]),
     ("callback_failed", &[Record, Status]),
     ("incident_settings_invalid", &[TestAndSave]),
+    ("client_secret_expiry_invalid", &[TestAndSave]),
+    ("client_secret_expiring", &[TestAndSave, Status]),
     ("fallback_customer_missing", &[TestAndSave, Status]),
     ("fallback_customer_not_found", &[TestAndSave]),
     ("incident_owner_not_found", &[TestAndSave]),
@@ -756,6 +758,52 @@ async fn incident_entries_are_reported_at_test_and_save_and_on_the_record() {
     expect_handoff(&t, "acme", "unrouted", "failed", "incident_routing_failed").await;
 }
 
+async fn a_secret_about_to_expire_is_warned_at_test_and_save_and_on_the_card() {
+    let t = TestApp::start().await;
+    t.create_org("acme", None).await;
+    let soon =
+        handoff_bridge::clock::rfc3339(handoff_bridge::clock::now_ms() + 10 * 24 * 3600 * 1000);
+    let later =
+        handoff_bridge::clock::rfc3339(handoff_bridge::clock::now_ms() + 90 * 24 * 3600 * 1000);
+    expect_check(
+        &t,
+        json!({ "client_secret_expires_at": "next tuesday" }),
+        "input",
+        "fail",
+        "client_secret_expiry_invalid",
+    )
+    .await;
+    let expiring = json!({ "client_secret_expires_at": soon });
+    expect_check(
+        &t,
+        expiring.clone(),
+        "token",
+        "warn",
+        "client_secret_expiring",
+    )
+    .await;
+    t.connect_with("acme", expiring).await;
+    expect_card(&t, "acme", "warn", "client_secret_expiring").await;
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    let warning = &status["orgs"][0]["connection"]["warning"];
+    assert!(
+        warning["detail"].as_str().unwrap().contains("(in 9 days)")
+            || warning["detail"].as_str().unwrap().contains("(in 10 days)"),
+        "{warning}"
+    );
+    // Far enough: no warning.
+    t.connect_with("acme", json!({ "client_secret_expires_at": later }))
+        .await;
+    let (_, status) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
+    assert!(
+        status["orgs"][0]["connection"]["warning"].is_null(),
+        "{status}"
+    );
+    // The date is shown as saved.
+    let (_, saved) = t.admin(Method::GET, "/v1/orgs/acme/connection", None).await;
+    assert!(saved["client_secret_expires_at"].is_string(), "{saved}");
+}
+
 async fn given_up_handoffs_and_callbacks_are_reported() {
     // No retry window: the first temporary failure is the last.
     let options = TestOptions {
@@ -969,6 +1017,7 @@ async fn every_catalog_entry_is_reported_where_it_belongs() {
     given_up_handoffs_and_callbacks_are_reported().await;
     opencx_entries_are_reported_at_its_test_and_save_and_on_the_record().await;
     incident_entries_are_reported_at_test_and_save_and_on_the_record().await;
+    a_secret_about_to_expire_is_warned_at_test_and_save_and_on_the_card().await;
 
     let observed = OBSERVED.lock().unwrap().clone();
     for (code, surfaces) in EXPECTED {

@@ -62,6 +62,8 @@ pub struct SavedConnection {
     pub environment_url: String,
     pub default_queue_id: String,
     pub create_contact_if_missing: bool,
+    /// When the client secret expires, as entered (RFC 3339); `null` when not given.
+    pub client_secret_expires_at: Option<String>,
     /// The incident settings in force, in the shape `incidents` is saved with (defaults
     /// filled in): `{enabled, fallback_customer, priority, case_origin, owner, routing}`.
     #[schema(value_type = Object)]
@@ -190,6 +192,7 @@ pub async fn get_connection(
             environment_url: conn.environment_url,
             default_queue_id: conn.workstream_id,
             create_contact_if_missing: conn.create_contact_if_missing,
+            client_secret_expires_at: conn.client_secret_expires_at.map(rfc3339),
             client_secret_set: true,
             last_checked_at: rfc3339(conn.last_checked_at),
         }),
