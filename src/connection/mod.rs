@@ -353,7 +353,7 @@ pub async fn check_valid(
 
     let started = Instant::now();
     let id = valid.workstream.uuid();
-    let mut check = match client.workstream(id).await {
+    let check = match client.workstream(id).await {
         Ok(Some(ws)) => judge_workstream(&ws, started),
         Ok(None) => {
             let entry = match client.queue_exists(id).await {
@@ -374,20 +374,24 @@ pub async fn check_valid(
             started,
         ),
     };
-    for next in ["privileges", "incidents"] {
-        if check.status == CheckStatus::Fail {
-            let failed = check.name.clone();
-            checks.push(check);
-            checks_after(&mut checks, &failed);
-            return checks;
-        }
+    // Each of the last checks runs only if the one before did not fail.
+    let failed = |checks: &mut Vec<Check>, check: Check| {
+        let failed = check.status == CheckStatus::Fail;
+        let name = check.name.clone();
         checks.push(check);
-        check = match next {
-            "privileges" => incidents::check_privileges(&client, valid, me.user_id).await,
-            _ => incidents::check_incidents(&client, &valid.incidents).await,
-        };
+        if failed {
+            checks_after(checks, &name);
+        }
+        failed
+    };
+    if failed(&mut checks, check) {
+        return checks;
     }
-    checks.push(check);
+    let privileges = incidents::check_privileges(&client, valid, me.user_id).await;
+    if failed(&mut checks, privileges) {
+        return checks;
+    }
+    checks.push(incidents::check_incidents(&client, &valid.incidents).await);
     checks
 }
 
