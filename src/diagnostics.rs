@@ -13,22 +13,32 @@ use crate::connection::{Check, CheckStatus};
 use crate::domain::catalog::{self, Diagnosis, Failure};
 use crate::domain::{outbox_failure, ContactMatch, HandoffState};
 use crate::domain::{QueuedHandoff, QUEUED_PAYLOAD_VERSION};
-use crate::store::{CallbackTrouble, HandoffRow, OpenCxConnectionRow, OrgRow, Store, StoreError};
+use crate::store::{
+    CallbackTrouble, ConnectionRow, Cursor, HandoffQuery, HandoffRow, ListedHandoff,
+    OpenCxConnectionRow, OrgRow, QueueDepth, Store, StoreError,
+};
 
-/// Filters of the recent-handoffs list.
+/// What a status view shows: every org, one line each (`org: None`), or one org with a page
+/// of its handoffs.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Only this org.
+    /// Only this org, with a page of its handoffs.
     pub org: Option<String>,
     pub state: Option<HandoffState>,
     /// Session ids containing this text.
     pub session: Option<String>,
-    /// Recent handoffs per org, 1–500.
+    /// Customers whose name or email contains this text (ASCII case ignored).
+    pub customer: Option<String>,
+    /// The page starts just older than this (`next_before` of the page before).
+    pub before: Option<Cursor>,
+    /// Handoffs per page, 1–500.
     pub limit: i64,
 }
 
 /// The facts of `GET /v1/status`: every org (or the one asked for), as of `generated_at`;
 /// orgs with a failing connection first, then the others that need attention, then by name.
+/// Only the one org asked for (`?org=`) comes with its handoffs (`recent`): the overview of
+/// every org stays one line each however many handoffs there are.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusReport {
     pub generated_at: String,
@@ -51,8 +61,13 @@ pub struct OrgStatus {
     /// Handoffs received in the last 24 hours, by their state now.
     pub counts_24h: Counts,
     pub queue: QueueView,
-    /// The newest handoffs (at most the filter's `limit`), explained.
-    pub recent: Vec<RecentHandoff>,
+    /// A page of the org's handoffs (at most the filter's `limit`), newest first and
+    /// explained; only when the view is of this org alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent: Option<Vec<RecentHandoff>>,
+    /// The cursor of the next, older page (`before=`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 /// Handoffs by state.
@@ -117,6 +132,9 @@ pub struct ConnectionCard {
     pub environment_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workstream_id: Option<String>,
+    /// The workstream's `msdyn_name`, as the last check found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workstream_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_checked_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -407,21 +425,21 @@ fn unreadable_secret(
     Some(Check::failed("secrets", diag))
 }
 
-async fn connection_card(
-    store: &Store,
+fn connection_card(
     vault: &Vault,
     org: &OrgRow,
+    conn: Option<ConnectionRow>,
     now: i64,
-) -> Result<ConnectionCard, StoreError> {
+) -> ConnectionCard {
     let org_id = org.org_id.as_str();
-    let conn = store.connection(org_id).await?;
     if let Some(unreadable) = unreadable_secret(vault, org, conn.as_ref()) {
-        return Ok(ConnectionCard {
+        return ConnectionCard {
             status: CardStatus::Failing,
             label: CardStatus::Failing.label(),
             hint: None,
             environment_url: conn.as_ref().map(|c| c.environment_url.clone()),
             workstream_id: conn.as_ref().map(|c| c.workstream_id.clone()),
+            workstream_name: None,
             last_checked_at: conn.as_ref().map(|c| rfc3339(c.last_checked_at)),
             failing_check: Some(unreadable),
             warning: None,
@@ -432,15 +450,16 @@ async fn connection_card(
             client_secret_expires_at: conn
                 .as_ref()
                 .and_then(|c| c.client_secret_expires_at.map(rfc3339)),
-        });
+        };
     }
     let Some(conn) = conn else {
-        return Ok(ConnectionCard {
+        return ConnectionCard {
             status: CardStatus::NotConnected,
             label: CardStatus::NotConnected.label(),
             hint: Some(catalog::NOT_CONNECTED.hint_for_org(org_id)),
             environment_url: None,
             workstream_id: None,
+            workstream_name: None,
             last_checked_at: None,
             failing_check: None,
             warning: None,
@@ -449,7 +468,7 @@ async fn connection_card(
             last_failure_at: None,
             failing_since: None,
             client_secret_expires_at: None,
-        });
+        };
     };
     let checks: Vec<Check> = serde_json::from_str(&conn.checks).unwrap_or_default();
     let with = |status| checks.iter().find(|c| c.status == status).cloned();
@@ -473,7 +492,7 @@ async fn connection_card(
         ),
         _ => (CardStatus::from(checked), with(CheckStatus::Fail), None),
     };
-    Ok(ConnectionCard {
+    ConnectionCard {
         status,
         label: status.label(),
         hint,
@@ -483,6 +502,10 @@ async fn connection_card(
             .map(|diag| Check::warned("token", diag))
             .or_else(|| with(CheckStatus::Warn)),
         client_secret_expires_at: conn.client_secret_expires_at.map(rfc3339),
+        workstream_name: checks
+            .iter()
+            .find(|c| c.name == "workstream")
+            .and_then(|c| c.found.clone()),
         environment_url: Some(conn.environment_url),
         workstream_id: Some(conn.workstream_id),
         last_checked_at: Some(rfc3339(conn.last_checked_at)),
@@ -490,7 +513,7 @@ async fn connection_card(
         last_failure: conn.last_failure,
         last_failure_at: conn.last_failure_at.map(rfc3339),
         failing_since: conn.failing_since.map(rfc3339),
-    })
+    }
 }
 
 fn opencx_card(org_id: &str, conn: Option<&OpenCxConnectionRow>) -> OpenCxCard {
@@ -521,18 +544,17 @@ fn opencx_card(org_id: &str, conn: Option<&OpenCxConnectionRow>) -> OpenCxCard {
     }
 }
 
-async fn org_status(
-    store: &Store,
-    vault: &Vault,
-    org: &OrgRow,
-    filter: &Filter,
-    now: i64,
-) -> Result<OrgStatus, StoreError> {
+/// What one org's line is made of, read for every org at once.
+struct OrgFacts {
+    connection: Option<ConnectionRow>,
+    opencx: Option<OpenCxConnectionRow>,
+    counts: Vec<(HandoffState, i64)>,
+    queue: Option<QueueDepth>,
+}
+
+fn org_status(vault: &Vault, org: &OrgRow, facts: OrgFacts, now: i64) -> OrgStatus {
     let mut counts = Counts::default();
-    for (state, n) in store
-        .counts_since(&org.org_id, now - 24 * 3600 * 1000)
-        .await?
-    {
+    for (state, n) in facts.counts {
         *match state {
             HandoffState::Queued => &mut counts.queued,
             HandoffState::Processing => &mut counts.processing,
@@ -541,19 +563,9 @@ async fn org_status(
             HandoffState::Skipped => &mut counts.skipped,
         } += n;
     }
-    let (depth, oldest) = store.queue_depth(&org.org_id).await?;
-    let recent = store
-        .recent_handoffs(
-            &org.org_id,
-            filter.state,
-            filter.session.as_deref(),
-            filter.limit,
-        )
-        .await?;
-    let opencx = store.opencx_connection(&org.org_id).await?;
-    let connection = connection_card(store, vault, org, now).await?;
-    let opencx_card = opencx_card(&org.org_id, opencx.as_ref());
-    Ok(OrgStatus {
+    let connection = connection_card(vault, org, facts.connection, now);
+    let opencx_card = opencx_card(&org.org_id, facts.opencx.as_ref());
+    OrgStatus {
         org_id: org.org_id.clone(),
         name: org.name.clone(),
         needs_attention: connection.status != CardStatus::Active
@@ -563,51 +575,105 @@ async fn org_status(
         opencx: opencx_card,
         write_back: WriteBackPaths::new(
             org.callback_url.is_some(),
-            opencx.is_some_and(|c| c.write_back_message.is_some()),
+            facts.opencx.is_some_and(|c| c.write_back_message.is_some()),
         ),
         counts_24h: counts,
         queue: QueueView {
-            depth,
-            oldest_queued_age_ms: oldest.map(|t| (now - t).max(0)),
+            depth: facts.queue.as_ref().map_or(0, |q| q.depth),
+            oldest_queued_age_ms: facts
+                .queue
+                .and_then(|q| q.oldest_queued_at)
+                .map(|t| (now - t).max(0)),
         },
-        recent: recent
-            .iter()
-            .map(|listed| {
-                let h = &listed.handoff;
-                RecentHandoff {
-                    session_id: h.session_id.clone(),
-                    channel: h.channel.clone(),
-                    state: h.state,
-                    contact_match: h.contact_match,
-                    dynamics365_chat_id: h.dynamics365_chat_id.clone(),
-                    dynamics365_incident_id: h.dynamics365_incident_id.clone(),
-                    dynamics365_ticket_number: h.dynamics365_ticket_number.clone(),
-                    attempts: h.attempts,
-                    last_error: h.last_error.clone(),
-                    notes: notes(h, listed.callback_trouble.as_ref()),
-                    created_at: rfc3339(h.created_at),
-                    delayed_at: h.delayed_at.map(rfc3339),
-                    explanation: explain(h, listed.callback_trouble.as_ref()),
-                }
-            })
-            .collect(),
-    })
+        recent: None,
+        next_before: None,
+    }
 }
 
-/// The status of every org (or of `filter.org`) at `now` (Unix ms); `vault` tells whether
-/// each org's stored secrets still open (a bridge started with another encryption key).
+/// A handoff of a page, explained.
+fn recent_handoff(listed: &ListedHandoff) -> RecentHandoff {
+    let h = &listed.handoff;
+    RecentHandoff {
+        session_id: h.session_id.clone(),
+        channel: h.channel.clone(),
+        state: h.state,
+        contact_match: h.contact_match,
+        dynamics365_chat_id: h.dynamics365_chat_id.clone(),
+        dynamics365_incident_id: h.dynamics365_incident_id.clone(),
+        dynamics365_ticket_number: h.dynamics365_ticket_number.clone(),
+        attempts: h.attempts,
+        last_error: h.last_error.clone(),
+        notes: notes(h, listed.callback_trouble.as_ref()),
+        created_at: rfc3339(h.created_at),
+        delayed_at: h.delayed_at.map(rfc3339),
+        explanation: explain(h, listed.callback_trouble.as_ref()),
+    }
+}
+
+/// The status of every org, one line each, or of `filter.org` with a page of its handoffs,
+/// at `now` (Unix ms); `vault` tells whether each org's stored secrets still open (a bridge
+/// started with another encryption key).
+///
+/// The same few queries whatever the number of orgs and handoffs: the orgs, their
+/// connections, the 24-hour counts and the queues, each for every org at once (indexed), and
+/// one keyset page of handoffs for one org.
 pub async fn status(
     store: &Store,
     vault: &Vault,
     filter: &Filter,
     now: i64,
 ) -> Result<StatusReport, StoreError> {
-    let mut orgs = Vec::new();
-    for org in store.orgs().await? {
-        if filter.org.as_deref().is_some_and(|o| o != org.org_id) {
-            continue;
-        }
-        orgs.push(org_status(store, vault, &org, filter, now).await?);
+    let only = filter.org.as_deref();
+    // Five reads that do not depend on each other, at once (readers do not wait for each
+    // other on either backend).
+    let orgs = async {
+        Ok::<Vec<OrgRow>, StoreError>(match only {
+            Some(id) => store.org(id).await?.into_iter().collect(),
+            None => store.orgs().await?,
+        })
+    };
+    let connections = async {
+        Ok::<Vec<ConnectionRow>, StoreError>(match only {
+            Some(id) => store.connection(id).await?.into_iter().collect(),
+            None => store.connections().await?,
+        })
+    };
+    let opencx = async {
+        Ok::<Vec<OpenCxConnectionRow>, StoreError>(match only {
+            Some(id) => store.opencx_connection(id).await?.into_iter().collect(),
+            None => store.opencx_connections().await?,
+        })
+    };
+    let (orgs, mut connections, mut opencx, mut counts, queues) = tokio::try_join!(
+        orgs,
+        connections,
+        opencx,
+        store.counts_since(only, now - 24 * 3600 * 1000),
+        store.queue_depths(only),
+    )?;
+    let mut queues: std::collections::HashMap<String, QueueDepth> =
+        queues.into_iter().map(|q| (q.org_id.clone(), q)).collect();
+    let mut take = |org_id: &str| OrgFacts {
+        connection: take_by(&mut connections, org_id, |c| &c.org_id),
+        opencx: take_by(&mut opencx, org_id, |c| &c.org_id),
+        counts: counts.remove(org_id).unwrap_or_default(),
+        queue: queues.remove(org_id),
+    };
+    let mut lines = Vec::with_capacity(orgs.len());
+    for org in &orgs {
+        let facts = take(&org.org_id);
+        lines.push(org_status(vault, org, facts, now));
+    }
+    if let (Some(line), Some(org)) = (lines.first_mut(), only) {
+        let query = HandoffQuery {
+            state: filter.state,
+            session: filter.session.as_deref(),
+            customer: filter.customer.as_deref(),
+            before: filter.before.as_ref(),
+        };
+        let page = store.recent_handoffs(org, &query, filter.limit).await?;
+        line.next_before = page.next_before.map(|c| c.to_string());
+        line.recent = Some(page.handoffs.iter().map(recent_handoff).collect());
     }
     // A failing connection first (nothing of that org gets through), then the others that
     // need attention, then the healthy ones; by name within each.
@@ -620,11 +686,18 @@ pub async fn status(
             (false, false) => 2,
         }
     };
-    orgs.sort_by_cached_key(|o| (rank(o), o.name.to_lowercase(), o.org_id.clone()));
+    lines.sort_by_cached_key(|o| (rank(o), o.name.to_lowercase(), o.org_id.clone()));
     Ok(StatusReport {
         generated_at: rfc3339(now),
-        orgs,
+        orgs: lines,
     })
+}
+
+/// Removes and returns the row of `rows` whose key is `org_id` (rows sorted by it).
+fn take_by<T>(rows: &mut Vec<T>, org_id: &str, key: impl Fn(&T) -> &String) -> Option<T> {
+    rows.binary_search_by(|r| key(r).as_str().cmp(org_id))
+        .ok()
+        .map(|i| rows.remove(i))
 }
 
 /// The catalog entry that explains a contact match the admin may want to act on

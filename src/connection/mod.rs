@@ -108,7 +108,7 @@ pub enum CheckStatus {
     Skip,
 }
 
-/// One check result: `{"name","status","code","message","hint","detail","duration_ms"}`.
+/// One check result: `{"name","status","code","message","hint","detail","found","duration_ms"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: String,
@@ -118,6 +118,10 @@ pub struct Check {
     pub hint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
+    /// The name of what the check found in Dynamics, for the card: the workstream's
+    /// `msdyn_name` (`workstream`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub found: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -130,6 +134,7 @@ impl Check {
             message,
             hint: None,
             detail: None,
+            found: None,
             duration_ms: started.elapsed().as_millis() as u64,
         }
     }
@@ -142,6 +147,7 @@ impl Check {
             message: diag.message,
             hint: Some(diag.hint),
             detail: diag.detail,
+            found: None,
             duration_ms: started.elapsed().as_millis() as u64,
         }
     }
@@ -165,6 +171,7 @@ impl Check {
             message: format!("Not run because the {after} check failed."),
             hint: None,
             detail: None,
+            found: None,
             duration_ms: 0,
         }
     }
@@ -414,7 +421,7 @@ fn judge_workstream(ws: &Workstream, started: Instant) -> Check {
         .then_some((CheckStatus::Warn, catalog::WORKSTREAM_PICK_MODE)),
         _ => Some((CheckStatus::Warn, catalog::WORKSTREAM_OTHER_CHANNEL)),
     };
-    match verdict {
+    let check = match verdict {
         Some((status, entry)) => Check::diagnosed(
             "workstream",
             status,
@@ -426,6 +433,10 @@ fn judge_workstream(ws: &Workstream, started: Instant) -> Check {
             format!("Workstream '{name}' is an active messaging workstream."),
             started,
         ),
+    };
+    Check {
+        found: ws.msdyn_name.clone(),
+        ..check
     }
 }
 

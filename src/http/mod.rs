@@ -9,6 +9,7 @@ mod operations;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod times;
 pub mod views;
 pub mod webhooks;
 

@@ -29,7 +29,7 @@ pub async fn metrics(State(ctx): State<Arc<AppState>>) -> Result<Response, ApiEr
     let now = ctx.clock.now_ms();
     let queues: Vec<QueueGauge> = ctx
         .store
-        .queue_depths()
+        .queue_depths(None)
         .await?
         .into_iter()
         .map(|q| QueueGauge {

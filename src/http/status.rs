@@ -18,7 +18,7 @@ use minijinja::Environment;
 use serde::Serialize;
 
 use super::extract::SessionPath;
-use super::lookup::{existing_handoff, existing_org, list_options, StatusQuery};
+use super::lookup::{existing_handoff, existing_org, StatusQuery};
 use super::views::HandoffRecord;
 use crate::diagnostics::{Explanation, StatusReport};
 use crate::http::error::ApiError;
@@ -28,6 +28,13 @@ use crate::http::state::{AppState, Role};
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.add_filter("path_segment", path_segment);
+    env.add_filter("when", super::times::when);
+    env.add_filter("duration", super::times::duration);
+    env.add_function("record_url", record_url);
+    env.add_global(
+        "local_times_script",
+        minijinja::Value::from_safe_string(super::times::LOCAL_TIMES_SCRIPT.to_owned()),
+    );
     env.add_template("status.html", include_str!("../../templates/status.html"))
         .expect("the status template parses");
     env
@@ -46,15 +53,34 @@ fn path_segment(value: String) -> String {
     percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string()
 }
 
-/// What every HTML answer carries: no script, style only inline, forms to this origin, no
-/// framing (clickjacking), no MIME sniffing, no referrer to other sites (ids in URLs stay
-/// here).
+/// The link that opens a Dynamics record (`etn` its table's logical name, `id` its GUID) in
+/// the environment's app: `{environment}/main.aspx?pagetype=entityrecord&etn=…&id=…`
+/// (Microsoft Learn, "Open forms, views, dialogs, and reports with a URL").
+fn record_url(environment_url: String, table: String, id: String) -> String {
+    let encode = |v: &str| percent_encoding::utf8_percent_encode(v, SEGMENT).to_string();
+    format!(
+        "{}/main.aspx?pagetype=entityrecord&etn={}&id={}",
+        environment_url.trim_end_matches('/'),
+        encode(&table),
+        encode(&id)
+    )
+}
+
+/// The Content-Security-Policy of every HTML answer: only the page's own script (by its
+/// hash), style only inline, forms to this origin, no framing.
+static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src {}; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        *super::times::LOCAL_TIMES_HASH
+    ))
+    .expect("the policy is ASCII")
+});
+
+/// What every HTML answer carries: [`CSP`], no framing (clickjacking), no MIME sniffing, no
+/// referrer to other sites (ids in URLs stay here).
 fn secure_html_headers(headers: &mut HeaderMap) {
+    headers.insert(header::CONTENT_SECURITY_POLICY, CSP.clone());
     for (name, value) in [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         // Nothing leaves for another site (ids in URLs stay here); same-origin requests keep
@@ -184,14 +210,18 @@ fn see_other(location: &str) -> Response {
     response
 }
 
-/// What `templates/status.html` renders: the overview (`status`, `org_ids`, `filter`) or one
-/// handoff (`detail`).
+/// What `templates/status.html` renders: the overview of every org or one org's page
+/// (`status`, `filter`, `next_page`), or one handoff (`detail`).
 #[derive(Serialize, Default)]
 struct Page<'a> {
+    /// Now, Unix ms: what the times' "… ago" counts from.
+    now_ms: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<StatusReport>,
-    org_ids: Vec<String>,
     filter: PageFilter<'a>,
+    /// The link to the org's next, older page of handoffs, with the same filters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<SessionDetail>,
     /// The forms' CSRF token, for the admin only (the viewer sees no forms).
@@ -213,19 +243,21 @@ struct PageError {
     message: String,
 }
 
-/// The overview's filter, as the form shows it.
+/// The org page's filter, as the form shows it.
 #[derive(Serialize, Default)]
 struct PageFilter<'a> {
     org: Option<String>,
     state: Option<&'a str>,
     session: Option<String>,
+    customer: Option<String>,
 }
 
-/// One handoff with its explanation.
+/// One handoff with its explanation, and the environment its records open in.
 #[derive(Serialize)]
 struct SessionDetail {
     record: HandoffRecord,
     explanation: Explanation,
+    environment_url: Option<String>,
 }
 
 fn render(context: &Page<'_>) -> Result<Response, ApiError> {
@@ -269,29 +301,42 @@ async fn overview(
     query: StatusQuery,
     done: Done,
 ) -> Result<Response, ApiError> {
-    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
-    let filter = crate::diagnostics::Filter {
-        org: query.org.clone().filter(|o| !o.is_empty()),
-        state,
-        session: query.session.clone(),
-        limit,
-    };
-    let status =
-        crate::diagnostics::status(&ctx.store, &ctx.vault, &filter, ctx.clock.now_ms()).await?;
-    let org_ids: Vec<String> = ctx
-        .store
-        .orgs()
-        .await?
-        .into_iter()
-        .map(|o| o.org_id)
-        .collect();
+    let filter = query.filter()?;
+    let now_ms = ctx.clock.now_ms();
+    let status = crate::diagnostics::status(&ctx.store, &ctx.vault, &filter, now_ms).await?;
+    if let (Some(org), true) = (&filter.org, status.orgs.is_empty()) {
+        return Err(ApiError::UnknownOrg(org.clone()));
+    }
+    let next_page = status
+        .orgs
+        .first()
+        .and_then(|o| o.next_before.as_deref())
+        .filter(|_| filter.org.is_some())
+        .map(|before| {
+            let mut link = url::form_urlencoded::Serializer::new(String::new());
+            for (key, value) in [
+                ("org", filter.org.as_deref()),
+                ("state", filter.state.map(|s| s.as_str())),
+                ("session", filter.session.as_deref()),
+                ("customer", filter.customer.as_deref()),
+                ("before", Some(before)),
+                ("limit", query.limit.as_deref()),
+            ] {
+                if let Some(value) = value {
+                    link.append_pair(key, value);
+                }
+            }
+            format!("/status?{}", link.finish())
+        });
     render(&Page {
+        now_ms,
         status: Some(status),
-        org_ids,
+        next_page,
         filter: PageFilter {
             org: filter.org,
-            state: state.map(|s| s.as_str()),
-            session: query.session,
+            state: filter.state.map(|s| s.as_str()),
+            session: filter.session,
+            customer: filter.customer,
         },
         csrf: (role == Role::Admin).then(|| ctx.csrf_token()),
         notice: notice(done.done.as_deref()),
@@ -331,8 +376,11 @@ async fn timeline(
     let handoff = existing_handoff(ctx, &org, session_id).await?;
     let events = ctx.store.events(&handoff.handoff_id).await?;
     let callbacks = ctx.store.callbacks(&handoff.handoff_id).await?;
+    let connection = ctx.store.connection(&org.org_id).await?;
     render(&Page {
+        now_ms: ctx.clock.now_ms(),
         detail: Some(SessionDetail {
+            environment_url: connection.map(|c| c.environment_url),
             explanation: crate::diagnostics::explain(
                 &handoff,
                 crate::http::views::callback_trouble(&callbacks).as_ref(),

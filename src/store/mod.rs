@@ -37,7 +37,7 @@ pub use opencx::OpenCxConnectionRow;
 pub use orgs::{ConnectionRow, OrgRow};
 pub use queue::{Claims, Lease, Queue};
 pub use replay::Replayed;
-pub use reports::{CallbackTrouble, ListedHandoff, QueueDepth};
+pub use reports::{CallbackTrouble, Cursor, HandoffPage, HandoffQuery, ListedHandoff, QueueDepth};
 pub use retention::{DEFAULT_RETENTION, REDACTED_PAYLOAD};
 pub use sealed::SealedValue;
 pub use upgrade::StoredPayload;

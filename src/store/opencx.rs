@@ -50,6 +50,16 @@ impl OpenCxConnectionRow {
 }
 
 impl Store {
+    /// Every org's OpenCX connection, by org id.
+    pub async fn opencx_connections(&self) -> Result<Vec<OpenCxConnectionRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM opencx_connections ORDER BY org_id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(OpenCxConnectionRow::from_row).collect()
+    }
+
     /// The org's OpenCX connection, if one is saved.
     pub async fn opencx_connection(
         &self,

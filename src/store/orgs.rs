@@ -243,6 +243,16 @@ impl Store {
         row.as_ref().map(ConnectionRow::from_row).transpose()
     }
 
+    /// Every org's connection, by org id (the status overview reads them in one query).
+    pub async fn connections(&self) -> Result<Vec<ConnectionRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY org_id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(ConnectionRow::from_row).collect()
+    }
+
     /// Creates or replaces an org's connection (one statement: the previous one stays until
     /// this commits).
     pub async fn save_connection(&self, c: &ConnectionRow) -> Result<(), StoreError> {

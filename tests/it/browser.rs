@@ -18,7 +18,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use handoff_bridge::domain::catalog;
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
+use crate::helpers::{switchable_receiver, TestApp, TestOptions};
 
 /// A chromedriver process on a free port; killed on drop.
 struct Driver {
@@ -249,7 +249,11 @@ async fn the_status_page_in_headless_chromium() {
         eprintln!("SKIPPED the_status_page_in_headless_chromium: chromedriver is not on the PATH");
         return;
     };
-    let t = TestApp::start().await;
+    let t = TestApp::start_with(TestOptions {
+        viewer_token: Some(VIEWER.to_owned()),
+        ..TestOptions::default()
+    })
+    .await;
     // gamma's workstream was deleted after it was saved: a failing check with its detail.
     let sms_workstream = "b1e2c3d4-0002-4a5b-8c6d-7e8f9a0b1c2d";
     t.create_org("gamma", None).await;
@@ -267,44 +271,89 @@ async fn the_status_page_in_headless_chromium() {
         )
         .await;
     assert_eq!(status, reqwest::StatusCode::OK);
+    // delta's widget backend refuses the callback: Dynamics succeeded, the widget not told.
+    let (receiver, refuse) = switchable_receiver().await;
+    let delta = t.create_org("delta", Some(&receiver)).await;
+    t.connect("delta").await;
+    t.hand_off("delta", &delta, json!({ "id": "told_late" }))
+        .await;
     // Before the others: their wait_1 pauses the environment for 300 s.
     t.two_orgs_in_every_state().await;
     let client = driver.session().await;
-    // The browser signs in as after the Basic prompt: the header on every request.
-    let basic = basic_auth(&t.admin_token);
-    cdp(&client, "Network.enable", json!({})).await;
+    // The browser signs in as after the Basic prompt: the header on every request. Its
+    // time zone is New York's, so the page's times must show in it.
+    sign_in(&client, &t.admin_token).await;
     cdp(
         &client,
-        "Network.setExtraHTTPHeaders",
-        json!({ "headers": { "Authorization": basic } }),
+        "Emulation.setTimezoneOverride",
+        json!({ "timezoneId": "America/New_York" }),
     )
     .await;
 
     let mut saved = Vec::new();
     for (width, label) in [(1280, "1280"), (390, "390")] {
         set_width(&client, width, 900).await;
+        // The overview: one line per org, the failing ones first with what fails.
         client.goto(&format!("{}/status", t.url)).await.unwrap();
         assert_eq!(
             text(&client, "h1").await,
             "handoff-bridge status",
             "signed in at {width}"
         );
+        let source = client.source().await.unwrap();
+        let at = |org: &str| source.find(&format!("id=\"org-{org}\"")).unwrap();
+        assert!(at("acme") < at("gamma") && at("gamma") < at("beta") && at("beta") < at("delta"));
+        let acme_line = text(&client, "#org-acme").await;
+        assert!(acme_line.contains("Failing"), "{acme_line}");
+        assert!(acme_line.contains("missing_privilege"), "{acme_line}");
+        assert!(
+            acme_line.contains("injected fault"),
+            "the detail: {acme_line}"
+        );
+        let gamma_line = text(&client, "#org-gamma").await;
+        assert!(
+            gamma_line.contains(&format!("default_queue_id {sms_workstream}")),
+            "the check's detail: {gamma_line}"
+        );
+        let beta_line = text(&client, "#org-beta").await;
+        assert!(beta_line.contains("Not connected"), "{beta_line}");
+        assert!(
+            beta_line.contains("Connect Dynamics with PUT /v1/orgs/beta/connection"),
+            "the hint names the org, not a placeholder: {beta_line}"
+        );
+        assert!(text(&client, "#org-delta").await.contains("Active"));
+        // Times in the viewer's zone, with how long ago.
+        let generated = text(&client, "p.muted").await;
+        assert!(
+            generated.contains("EST") && generated.contains("just now"),
+            "{generated}"
+        );
+        audit(&client, &format!("/status at {width} px")).await;
+        saved.push((
+            label,
+            screenshot(&client, width, &format!("status-{label}")).await,
+        ));
 
-        let acme_card = text(&client, "#org-acme ~ [data-testid=connection-card]").await;
+        // acme's page: its card and its handoffs.
+        client
+            .find(Locator::LinkText("acme"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert_eq!(text(&client, "h1").await, "acme (acme)");
+        let acme_card = text(&client, "[data-testid=connection-card]").await;
         assert!(
             acme_card.contains("Dynamics connection: Failing"),
             "{acme_card}"
         );
-        let beta_card = text(&client, "#org-beta ~ [data-testid=connection-card]").await;
+        assert!(acme_card.contains("Failing check: handoffs"), "{acme_card}");
+        assert!(acme_card.contains("injected fault"), "{acme_card}");
         assert!(
-            beta_card.contains("Dynamics connection: Not connected"),
-            "{beta_card}"
+            acme_card.contains("workstream Live chat – Support"),
+            "the workstream's name: {acme_card}"
         );
-        assert!(
-            beta_card.contains("Connect Dynamics with PUT /v1/orgs/beta/connection"),
-            "the hint names the org, not a placeholder: {beta_card}"
-        );
-
         // The failed row names its code and the hint, visibly (also as a card on a phone).
         let row = client
             .find(Locator::XPath("//tr[.//a[normalize-space()='fail_1']]"))
@@ -323,39 +372,58 @@ async fn the_status_page_in_headless_chromium() {
             row_text.contains("injected fault"),
             "the detail: {row_text}"
         );
-        // A failing check shows its detail too, and the orgs whose connection fails (acme:
-        // its handoff met missing_privilege; gamma: its check failed) come first.
-        assert_eq!(text(&client, "section h2").await, "acme (acme)");
-        let source = client.source().await.unwrap();
-        let at = |org: &str| source.find(&format!("id=\"org-{org}\"")).unwrap();
-        assert!(at("acme") < at("gamma") && at("gamma") < at("beta"));
-        let gamma_card = text(&client, "#org-gamma ~ [data-testid=connection-card]").await;
+        // Every state is on the page; beta's handoffs are not.
+        let page = text(&client, "main").await;
+        for state in ["succeeded", "failed", "skipped", "queued"] {
+            assert!(page.contains(state), "{state} at {width}");
+        }
+        assert!(!page.contains("beta_1"), "{page}");
+        // The work item opens in Dynamics.
+        let record = client
+            .find(Locator::XPath(
+                "//tr[.//a[normalize-space()='ok_1']]//a[contains(@href, 'main.aspx')]",
+            ))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            record.starts_with(&format!(
+                "{}/main.aspx?pagetype=entityrecord&etn=msdyn_ocliveworkitem&id=",
+                t.sandbox.url()
+            )),
+            "{record}"
+        );
+        audit(&client, &format!("acme's page at {width} px")).await;
+        saved.push((
+            if width == 1280 { "org-1280" } else { "org-390" },
+            screenshot(&client, width, &format!("org-{label}")).await,
+        ));
+
+        // gamma's page: the failing check with its detail.
+        client
+            .goto(&format!("{}/status?org=gamma", t.url))
+            .await
+            .unwrap();
+        let gamma_card = text(&client, "[data-testid=connection-card]").await;
         assert!(
             gamma_card.contains("Dynamics connection: Failing"),
             "{gamma_card}"
         );
         assert!(
-            gamma_card.contains(&format!("default_queue_id {sms_workstream}")),
-            "the check's detail: {gamma_card}"
+            text(&client, "[data-testid=check-detail]")
+                .await
+                .contains(&format!("default_queue_id {sms_workstream}")),
+            "{gamma_card}"
         );
-        // acme's card fails by its handoffs, with the detail of the refusal.
-        assert!(acme_card.contains("Failing check: handoffs"), "{acme_card}");
-        assert!(acme_card.contains("injected fault"), "{acme_card}");
-        // Every state is on the page; beta's handoffs only under beta.
-        let page = text(&client, "main").await;
-        for state in ["succeeded", "failed", "skipped", "queued"] {
-            assert!(page.contains(state), "{state} at {width}");
-        }
-        let acme_section = text(&client, "section[aria-labelledby=org-acme]").await;
-        assert!(!acme_section.contains("beta_1"), "{acme_section}");
-
-        audit(&client, &format!("/status at {width} px")).await;
-        saved.push((
-            label,
-            screenshot(&client, width, &format!("status-{label}")).await,
-        ));
 
         // Follow the link to the failed session's timeline.
+        client
+            .goto(&format!("{}/status?org=acme", t.url))
+            .await
+            .unwrap();
         client
             .find(Locator::LinkText("fail_1"))
             .await
@@ -370,11 +438,12 @@ async fn the_status_page_in_headless_chromium() {
         for kind in ["received", "attempt_started", "attempt_failed", "failed"] {
             assert!(timeline.contains(kind), "{kind} in {timeline}");
         }
-        // Events read as sentences, their data folded away.
+        // Events read as sentences, their data folded away, at the viewer's time.
         assert!(
             timeline.contains("The work_item step failed (missing_privilege): HTTP 403"),
             "{timeline}"
         );
+        assert!(timeline.contains("EST"), "{timeline}");
         assert!(text(&client, ".card").await.contains("security role"));
         assert!(text(&client, "[data-testid=error-detail]")
             .await
@@ -388,8 +457,32 @@ async fn the_status_page_in_headless_chromium() {
         .goto(&format!("{}/status/acme/sessions/fail_1", t.url))
         .await
         .unwrap();
+    click_and_wait_for_notice(&client, "Retry").await;
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/status/acme/sessions/fail_1");
+    assert_eq!(url.query(), Some("done=retried"));
+    assert!(text(&client, "[role=status]").await.starts_with("Retried"));
+    assert_eq!(t.record("acme", "fail_1").await["state"], "queued");
+    audit(&client, "session page after a retry").await;
+
+    // Resend a callback the widget backend refused, once it takes it again.
     client
-        .find(Locator::XPath("//button[normalize-space()='Retry']"))
+        .goto(&format!("{}/status/delta/sessions/told_late", t.url))
+        .await
+        .unwrap();
+    assert!(text(&client, ".card").await.contains("widget not told yet"));
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    click_and_wait_for_notice(&client, "Resend callback").await;
+    t.drain().await;
+    let record = t.record("delta", "told_late").await;
+    assert_eq!(record["callbacks"][0]["state"], "delivered", "{record}");
+
+    // A form on another site posts to the bridge with the browser's credentials but
+    // without the token: refused, and nothing is retried.
+    let attacker = cross_site_form(&format!("{}/status/acme/sessions/ok_1/retry", t.url)).await;
+    client.goto(&attacker).await.unwrap();
+    client
+        .find(Locator::Css("button"))
         .await
         .unwrap()
         .click()
@@ -397,16 +490,38 @@ async fn the_status_page_in_headless_chromium() {
         .unwrap();
     client
         .wait()
-        .at_most(std::time::Duration::from_secs(10))
-        .for_element(Locator::Css("[role=status]"))
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("h1"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let url = client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/status/acme/sessions/fail_1");
-    assert_eq!(url.query(), Some("done=retried"));
-    assert!(text(&client, "[role=status]").await.starts_with("Retried"));
-    assert_eq!(t.record("acme", "fail_1").await["state"], "queued");
-    audit(&client, "session page after a retry").await;
+        .unwrap();
+    assert_eq!(text(&client, "h1").await, "403: forbidden");
+    assert!(text(&client, "main").await.contains("another site"));
+    let events = t.record("acme", "ok_1").await["events"].to_string();
+    assert!(!events.contains("replayed"), "{events}");
+
+    // The viewer token reads the page but has no form, and a post is refused.
+    sign_in(&client, VIEWER).await;
+    client
+        .goto(&format!("{}/status?org=acme", t.url))
+        .await
+        .unwrap();
+    assert_eq!(text(&client, "h1").await, "acme (acme)");
+    assert!(client
+        .find_all(Locator::Css("form.act"))
+        .await
+        .unwrap()
+        .is_empty());
+    client
+        .goto(&format!("{}/status/acme/sessions/wait_1", t.url))
+        .await
+        .unwrap();
+    assert!(client
+        .find_all(Locator::Css("form.act"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(text(&client, "h1").await, "Session wait_1");
+    audit(&client, "the viewer's session page").await;
     client.close().await.unwrap();
 
     if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
@@ -416,6 +531,62 @@ async fn the_status_page_in_headless_chromium() {
             std::fs::copy(path, docs.join(format!("status-{label}.png"))).unwrap();
         }
     }
+}
+
+/// The read-only token of this test's bridge.
+const VIEWER: &str = "viewer-token-for-the-browser-0123";
+
+/// Every request of the browser carries `Authorization: Basic` with `token`, as after the
+/// sign-in prompt.
+async fn sign_in(client: &Client, token: &str) {
+    cdp(client, "Network.enable", json!({})).await;
+    cdp(
+        client,
+        "Network.setExtraHTTPHeaders",
+        json!({ "headers": { "Authorization": basic_auth(token) } }),
+    )
+    .await;
+}
+
+/// Clicks the button labelled `label` and waits for the page it leads to show its notice.
+async fn click_and_wait_for_notice(client: &Client, label: &str) {
+    client
+        .find(Locator::XPath(&format!(
+            "//button[normalize-space()='{label}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"))
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[role=status]"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Another site (its own port): a page with a form that posts to `target` without a CSRF
+/// token. Returns the page's URL.
+async fn cross_site_form(target: &str) -> String {
+    let html = format!(
+        "<!doctype html><title>elsewhere</title><form method=post action=\"{target}\"><button>Win a prize</button></form>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let html = html.clone();
+            async move { axum::response::Html(html) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://localhost:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
 
 /// `Basic base64("admin:{token}")`: what a browser sends after the sign-in prompt.

@@ -632,7 +632,7 @@ async fn status_links_encode_each_path_segment_and_html_carries_security_headers
     }
     let response = t
         .http
-        .get(format!("{}/status", t.url))
+        .get(format!("{}/status?org=acme", t.url))
         .bearer_auth(&t.admin_token)
         .send()
         .await
@@ -648,6 +648,11 @@ async fn status_links_encode_each_path_segment_and_html_carries_security_headers
         .to_str()
         .unwrap();
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    // One script runs (the local times), allowed by its hash: no inline script of another.
+    assert!(
+        csp.contains("script-src 'sha256-") && !csp.contains("unsafe-inline';  script"),
+        "{csp}"
+    );
     let html = response.text().await.unwrap();
     for href in [
         "/status/acme/sessions/%2E%2E%2F%2E%2E%2F%2E%2E%2Fmetrics",

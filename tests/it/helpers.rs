@@ -688,3 +688,29 @@ pub fn events<'a>(record: &'a Value, kind: &str) -> Vec<&'a Value> {
         .filter(|e| e["kind"] == kind)
         .collect()
 }
+
+/// A widget backend whose answer a test sets: `refuse` answers 500 with `Retry-After: 300`,
+/// otherwise 204.
+pub async fn switchable_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = refuse.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        post(move || {
+            let flag = flag.clone();
+            async move {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    (StatusCode::INTERNAL_SERVER_ERROR, [("retry-after", "300")]).into_response()
+                } else {
+                    StatusCode::NO_CONTENT.into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, refuse)
+}

@@ -86,9 +86,10 @@ async fn no_secret_appears_in_logs_responses_or_the_database_file() {
     responses.push(t.record("acme", "ocx-web-1").await);
     responses.push(t.admin(Method::GET, "/v1/orgs/acme/sessions", None).await.1);
     responses.push(t.admin(Method::GET, "/v1/status", None).await.1);
+    responses.push(t.admin(Method::GET, "/v1/status?org=acme", None).await.1);
     let html = t
         .http
-        .get(format!("{}/status", t.url))
+        .get(format!("{}/status?org=acme", t.url))
         .basic_auth("admin", Some(&t.admin_token))
         .send()
         .await

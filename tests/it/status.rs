@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{find, TestApp};
+use crate::helpers::{find, switchable_receiver, TestApp};
 
 fn recent<'a>(org: &'a Value, session: &str) -> &'a Value {
     find(&org["recent"], "session_id", session)
@@ -18,12 +18,19 @@ async fn status_explains_each_handoff_per_org_and_filters() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let orgs = body["orgs"].as_array().unwrap();
     assert_eq!(orgs.len(), 2);
+    // Every org in one line: no handoffs, however many there are.
+    assert!(orgs.iter().all(|o| o.get("recent").is_none()), "{body}");
+    let (_, body) = t.admin(Method::GET, "/v1/status?org=acme", None).await;
     let a = find(&body["orgs"], "org_id", "acme");
     // fail_1 failed with missing_privilege, the connection's own fault: the card follows it.
     assert_eq!(a["connection"]["label"], "Failing");
     assert_eq!(
         a["connection"]["failing_check"]["code"],
         "missing_privilege"
+    );
+    assert_eq!(
+        a["connection"]["workstream_name"], "Live chat – Support",
+        "the name the workstream check found"
     );
     assert_eq!(
         a["counts_24h"],
@@ -62,6 +69,7 @@ async fn status_explains_each_handoff_per_org_and_filters() {
         .starts_with("Waiting to try again"));
     assert_eq!(waiting["explanation"]["side"], "dynamics_service");
 
+    let (_, body) = t.admin(Method::GET, "/v1/status?org=beta", None).await;
     let b = find(&body["orgs"], "org_id", "beta");
     assert_eq!(b["connection"]["label"], "Not connected");
     assert_eq!(b["queue"]["depth"], 1);
@@ -175,8 +183,21 @@ async fn the_page_asks_a_browser_to_sign_in_and_shows_the_facts() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
+    // The overview: one line per org, linking to its page, no handoff listed.
+    assert!(html.contains("href=\"/status?org=acme\""), "{html}");
+    assert!(html.contains("href=\"/status?org=beta\""), "{html}");
     assert!(
-        html.contains("Dynamics connection: <span class=\"badge active\">Active</span>"),
+        html.contains("<span class=\"badge active\">Active</span>"),
+        "beta's line: {html}"
+    );
+    assert!(
+        html.contains("missing_privilege"),
+        "acme's line names why its connection fails: {html}"
+    );
+    assert!(!html.contains("acme-ok"), "no handoff on the overview");
+    let (_, _, html) = page(&t, "/status?org=acme", Some(("admin", &token))).await;
+    assert!(
+        html.contains("Dynamics connection: <span class=\"badge failing\">Failing</span>"),
         "{html}"
     );
     assert!(
@@ -247,32 +268,6 @@ async fn orgs_that_need_attention_come_first_then_by_name() {
     let page = t.admin_text("/status").await;
     let at = |org: &str| page.find(&format!("id=\"org-{org}\"")).unwrap();
     assert!(at("yyy") < at("xxx") && at("xxx") < at("aaa") && at("aaa") < at("bbb"));
-}
-
-/// A widget backend whose answer a test sets: `refuse` answers 500 with `Retry-After: 300`,
-/// otherwise 204.
-async fn switchable_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use axum::response::IntoResponse;
-    use axum::routing::post;
-    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flag = refuse.clone();
-    let app = axum::Router::new().route(
-        "/hooks",
-        post(move || {
-            let flag = flag.clone();
-            async move {
-                if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    (StatusCode::INTERNAL_SERVER_ERROR, [("retry-after", "300")]).into_response()
-                } else {
-                    StatusCode::NO_CONTENT.into_response()
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, refuse)
 }
 
 #[tokio::test]
@@ -465,4 +460,136 @@ async fn the_connection_is_checked_again_after_its_own_failure_and_on_a_schedule
     t.hand_off("acme", &secret, json!({ "id": "renewed" }))
         .await;
     assert_eq!(acme_card(&t).await["label"], "Active");
+}
+
+/// The session ids of a `/v1/status?org=` page's `recent`, and its `next_before`.
+fn page_of(body: &Value) -> (Vec<String>, Option<String>) {
+    let org = &body["orgs"][0];
+    let ids = org["recent"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no recent in {body}"))
+        .iter()
+        .map(|h| h["session_id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, org["next_before"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn an_org_pages_by_cursor_and_finds_customers_by_name_or_email() {
+    let t = TestApp::start().await;
+    let secret = t.connected_org("acme").await;
+    let customers = [
+        ("Ada Lovelace", "ada@example.com"),
+        ("Grace Hopper", "grace@example.com"),
+        ("Alan Turing", "alan@example.org"),
+        ("Edsger Dijkstra", "ewd@example.com"),
+        ("Barbara Liskov", "liskov_b@example.com"),
+    ];
+    for (i, (name, email)) in customers.iter().enumerate() {
+        t.hand_off(
+            "acme",
+            &secret,
+            json!({ "id": format!("p{i}"), "contact": { "name": name, "email": email } }),
+        )
+        .await;
+    }
+    let (_, all) = t
+        .admin(Method::GET, "/v1/status?org=acme&limit=500", None)
+        .await;
+    let (everything, last) = page_of(&all);
+    assert_eq!(everything.len(), 5);
+    assert_eq!(last, None, "one page holds them all");
+
+    // Pages of two, each from the cursor of the one before: the same order, none twice.
+    let mut seen = Vec::new();
+    let mut path = "/v1/status?org=acme&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, body) = t.admin(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (ids, next) = page_of(&body);
+        assert!(ids.len() <= 2);
+        seen.extend(ids);
+        pages += 1;
+        match next {
+            Some(cursor) => path = format!("/v1/status?org=acme&limit=2&before={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!((pages, &seen), (3, &everything));
+    // The session list pages the same way.
+    let (_, list) = t
+        .admin(Method::GET, "/v1/orgs/acme/sessions?limit=3", None)
+        .await;
+    let cursor = list["next_before"].as_str().unwrap().to_owned();
+    let (_, rest) = t
+        .admin(
+            Method::GET,
+            &format!("/v1/orgs/acme/sessions?limit=3&before={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["sessions"].as_array().unwrap().len(), 2);
+    assert!(rest.get("next_before").is_none(), "{rest}");
+    // A cursor that is not one is refused, naming the option.
+    let (status, problem) = t
+        .admin(Method::GET, "/v1/status?org=acme&before=yesterday", None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(problem.to_string().contains("/before"), "{problem}");
+
+    // Customers by a part of their name or email, ASCII case ignored; `_` is no wildcard.
+    for (search, expected) in [
+        ("LOVELACE", vec!["p0"]),
+        ("example.org", vec!["p2"]),
+        ("a", vec!["p4", "p3", "p2", "p1", "p0"]),
+        ("liskov_", vec!["p4"]),
+        ("v_b", vec!["p4"]),
+        ("n_t", vec![]),
+        ("%", vec![]),
+    ] {
+        let (_, body) = t
+            .admin(
+                Method::GET,
+                &format!("/v1/status?org=acme&customer={}", urlencode(search)),
+                None,
+            )
+            .await;
+        let (mut ids, _) = page_of(&body);
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(ids, expected, "customer={search}");
+    }
+
+    // The page: the same search box, and an "Older handoffs" link to the next page.
+    let html = t.admin_text("/status?org=acme&limit=2").await;
+    let link = html
+        .split("href=\"")
+        .find_map(|rest| {
+            let href = rest.split('"').next()?;
+            href.contains("before=")
+                .then(|| href.replace("&amp;", "&").replace("&#x2f;", "/"))
+        })
+        .unwrap_or_else(|| panic!("no link to the next page in {html}"));
+    assert!(
+        link.starts_with("/status?") && link.contains("limit=2") && link.contains("org=acme"),
+        "{link}"
+    );
+    let older = t.admin_text(&link).await;
+    assert!(older.contains(&format!(">{}<", everything[2])), "{older}");
+    assert!(!older.contains(&format!(">{}<", everything[0])));
+    let found = t.admin_text("/status?org=acme&customer=grace").await;
+    assert!(found.contains(">p1<") && !found.contains(">p0<"), "{found}");
+    // An org that does not exist is a 404 page, not an empty one.
+    let missing = t
+        .http
+        .get(format!("{}/status?org=nobody", t.url))
+        .bearer_auth(&t.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

@@ -496,7 +496,7 @@ async fn the_status_shows_the_opencx_card_and_how_the_id_reaches_opencx() {
     assert_eq!(org["opencx"]["label"], "Failing");
     assert_eq!(org["opencx"]["failing_check"]["code"], "opencx_key_refused");
 
-    let page = t.admin_text("/status").await;
+    let page = t.admin_text("/status?org=acme").await;
     assert!(page.contains("OpenCX connection:"), "{page}");
     assert!(page.contains("opencx_key_refused"));
     assert!(page.contains("through the write-back message"));

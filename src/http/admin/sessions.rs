@@ -22,6 +22,9 @@ use crate::store::{HandoffRow, Replayed};
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionList {
     pub sessions: Vec<HandoffSummary>,
+    /// The cursor of the next, older page (`before=`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 /// What a replay put back in the queues.
@@ -51,39 +54,37 @@ pub async fn get_session(
     Ok(Json(HandoffRecord::new(&handoff, &events, &callbacks)))
 }
 
-/// `GET /v1/status?org=&state=&session=&limit=`: per org, the connection card, counts over
-/// 24 h, the queue, and recent handoffs with an explanation each (`diagnostics.rs`).
+/// `GET /v1/status?org=&state=&session=&customer=&before=&limit=`: per org, the connection
+/// card, counts over 24 h and the queue (`diagnostics.rs`); with `org`, a page of its
+/// handoffs too, newest first, each explained, and `next_before` for the next page.
 #[utoipa::path(get, path = "/v1/status", tag = "status",
     params(
-        ("org" = Option<String>, Query, description = "Only this org"),
-        ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
-        ("session" = Option<String>, Query, description = "Session ids containing this text"),
-        ("limit" = Option<u32>, Query, description = "Recent handoffs per org, 1–500 (default 20)"),
+        ("org" = Option<String>, Query, description = "Only this org, with a page of its handoffs (`recent`)"),
+        ("state" = Option<String>, Query, description = "With `org`: queued, processing, succeeded, failed or skipped"),
+        ("session" = Option<String>, Query, description = "With `org`: session ids containing this text"),
+        ("customer" = Option<String>, Query, description = "With `org`: customers whose name or email contains this text (ASCII case ignored)"),
+        ("before" = Option<String>, Query, description = "With `org`: the page after this cursor (`next_before` of the page before)"),
+        ("limit" = Option<u32>, Query, description = "With `org`: handoffs per page, 1–500 (default 20)"),
     ),
-    responses((status = 200, description = "Per org: the connection card, counts over 24 h, the queue, recent handoffs", body = StatusReport),
-        (status = 422, description = "`validation_failed`: `state` or `limit`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Per org: the connection card, counts over 24 h, the queue; with `org`, a page of its handoffs", body = StatusReport),
+        (status = 422, description = "`validation_failed`: `state`, `before` or `limit`", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
     security(("admin_token" = [])))]
 pub async fn status(
     State(ctx): State<Arc<AppState>>,
     Query(query): Query<StatusQuery>,
 ) -> Result<Json<StatusReport>, ApiError> {
-    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 20)?;
-    let filter = crate::diagnostics::Filter {
-        org: query.org.filter(|o| !o.is_empty()),
-        state,
-        session: query.session,
-        limit,
-    };
+    let filter = query.filter()?;
     Ok(Json(
         crate::diagnostics::status(&ctx.store, &ctx.vault, &filter, ctx.clock.now_ms()).await?,
     ))
 }
 
-/// `GET /v1/orgs/{org_id}/sessions?state=…&limit=…`: recent handoffs, newest first
-/// (`limit` 1–500, default 50).
+/// `GET /v1/orgs/{org_id}/sessions?state=…&before=…&limit=…`: a page of the org's handoffs,
+/// newest first (`limit` 1–500, default 50), and `next_before` for the next page.
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/sessions", tag = "handoffs",
     params(("org_id" = String, Path, description = ORG_ID_DOC),
         ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
+        ("before" = Option<String>, Query, description = "The page after this cursor (`next_before` of the page before)"),
         ("limit" = Option<u32>, Query, description = "1–500 (default 50)"),
     ),
     responses((status = 200, description = "Newest first", body = SessionList), PathProblems),
@@ -94,16 +95,29 @@ pub async fn list_sessions(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
     let org = existing_org(&ctx, &org_id).await?;
-    let (state, limit) = list_options(query.state.as_deref(), query.limit.as_deref(), 50)?;
-    let rows = ctx
+    let (state, before, limit) = list_options(
+        query.state.as_deref(),
+        query.before.as_deref(),
+        query.limit.as_deref(),
+        50,
+    )?;
+    let query = crate::store::HandoffQuery {
+        state,
+        before: before.as_ref(),
+        ..Default::default()
+    };
+    let page = ctx
         .store
-        .recent_handoffs(&org.org_id, state, None, limit)
+        .recent_handoffs(&org.org_id, &query, limit)
         .await?;
-    let sessions = rows
-        .iter()
-        .map(|r| HandoffSummary::new(&r.handoff, r.callback_trouble.as_ref()))
-        .collect();
-    Ok(Json(SessionList { sessions }))
+    Ok(Json(SessionList {
+        sessions: page
+            .handoffs
+            .iter()
+            .map(|r| HandoffSummary::new(&r.handoff, r.callback_trouble.as_ref()))
+            .collect(),
+        next_before: page.next_before.map(|c| c.to_string()),
+    }))
 }
 
 /// `POST /v1/orgs/{org_id}/sessions/{session_id}/retry`: re-queues a `failed` handoff, and
