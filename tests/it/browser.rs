@@ -522,6 +522,24 @@ async fn the_status_page_in_headless_chromium() {
         .is_empty());
     assert_eq!(text(&client, "h1").await, "Session wait_1");
     audit(&client, "the viewer's session page").await;
+    client.goto(&attacker).await.unwrap();
+    client
+        .find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap();
+    assert_eq!(text(&client, "h1").await, "403: forbidden");
+    assert!(text(&client, "main")
+        .await
+        .contains("viewer token can read the page but not act"));
     client.close().await.unwrap();
 
     if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
