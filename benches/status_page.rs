@@ -21,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use handoff_bridge::connection::crypto::EncryptionKey;
-use handoff_bridge::demo::{connect_demo_org, post_signed, sandbox_config};
+use handoff_bridge::demo::{connect_demo_org, demo_connection_body, post_signed, sandbox_config};
 use handoff_bridge::sandbox::{Fault, FaultAction, Sandbox, Seed};
 use handoff_bridge::webhook::signature::WebhookSecret;
 use handoff_bridge::App;
@@ -117,15 +117,7 @@ async fn main() {
         assert_eq!(status, 202, "{answer}");
     }
     loop {
-        let status: Value = http
-            .get(format!("{url}/v1/status?org=demo"))
-            .bearer_auth(&admin_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = get_json(&http, &format!("{url}/v1/status?org=demo"), &admin_token).await;
         if status["orgs"][0]["queue"]["depth"] == 0 {
             println!(
                 "{handoffs} handoffs stored and settled in {:.1} s; counts {}",
@@ -156,15 +148,12 @@ async fn main() {
         "/metrics".to_owned(),
     ];
     // The org's second page, through the cursor its first page links to.
-    let first: Value = http
-        .get(format!("{url}/v1/status?org={first_org}"))
-        .bearer_auth(&admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = get_json(
+        &http,
+        &format!("{url}/v1/status?org={first_org}"),
+        &admin_token,
+    )
+    .await;
     if let Some(cursor) = first["orgs"][0]["next_before"].as_str() {
         views.push(format!("/status?org={first_org}&before={cursor}"));
         views.push(format!("/v1/status?org={first_org}&before={cursor}"));
@@ -207,6 +196,18 @@ async fn main() {
     let _ = server.await;
 }
 
+/// The JSON answer of `GET url` with the admin token.
+async fn get_json(http: &reqwest::Client, url: &str, admin_token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Drops and recreates the `public` schema of the PostgreSQL database at `url`.
 async fn empty_postgres(url: &str) {
     sqlx::any::install_default_drivers();
@@ -230,7 +231,6 @@ async fn seed_orgs(
     sandbox: &Sandbox,
     count: usize,
 ) {
-    let demo = sandbox.demo_connection();
     for o in 0..count {
         let org = format!("org-{o:04}");
         let created = http
@@ -245,14 +245,7 @@ async fn seed_orgs(
             let saved = http
                 .put(format!("{url}/v1/orgs/{org}/connection"))
                 .bearer_auth(admin_token)
-                .json(&json!({
-                    "tenant_id": demo.tenant_id,
-                    "client_id": demo.client_id,
-                    "client_secret": demo.client_secret,
-                    "environment_url": sandbox.url(),
-                    "default_queue_id": demo.default_queue_id,
-                    "incidents": demo.incidents,
-                }))
+                .json(&demo_connection_body(sandbox))
                 .send()
                 .await
                 .unwrap();

@@ -127,6 +127,20 @@ pub async fn post_signed(
     Ok((status, response.text().await.unwrap_or_default()))
 }
 
+/// The body of `PUT /v1/orgs/{org}/connection` that connects an org to `sandbox` with the
+/// seed's demo application user.
+pub fn demo_connection_body(sandbox: &Sandbox) -> Value {
+    let demo = sandbox.demo_connection();
+    json!({
+        "tenant_id": demo.tenant_id,
+        "client_id": demo.client_id,
+        "client_secret": demo.client_secret,
+        "environment_url": sandbox.url(),
+        "default_queue_id": demo.default_queue_id,
+        "incidents": demo.incidents,
+    })
+}
+
 /// Creates org `demo` through the admin API and connects it to the sandbox's Dynamics with
 /// the seed's demo credentials. Returns the org's webhook secret.
 pub async fn connect_demo_org(
@@ -147,18 +161,10 @@ pub async fn connect_demo_org(
         .as_str()
         .ok_or("the demo org already existed; its secret is not shown again")?
         .to_owned();
-    let demo = sandbox.demo_connection();
     let saved = http
         .put(format!("{bridge_url}/v1/orgs/{DEMO_ORG}/connection"))
         .bearer_auth(admin_token)
-        .json(&json!({
-            "tenant_id": demo.tenant_id,
-            "client_id": demo.client_id,
-            "client_secret": demo.client_secret,
-            "environment_url": sandbox.url(),
-            "default_queue_id": demo.default_queue_id,
-            "incidents": demo.incidents,
-        }))
+        .json(&demo_connection_body(sandbox))
         .send()
         .await
         .map_err(|e| e.to_string())?;

@@ -1,5 +1,6 @@
-//! `GET /status` and `GET /status/{org}/sessions/{session}`: the troubleshooting page,
-//! server-rendered (minijinja, auto-escaped) from the same facts as `GET /v1/status`. The
+//! `GET /status` (every org, one line each), `GET /status?org=` (one org's page) and
+//! `GET /status/{org}/sessions/{session}`: the troubleshooting page, server-rendered
+//! (minijinja, auto-escaped) from the same facts as `GET /v1/status`. The
 //! admin token (or the viewer token, which only reads) is accepted as a Bearer token or as
 //! the HTTP Basic password, so a browser's sign-in prompt works.
 //!
@@ -270,12 +271,16 @@ fn render(context: &Page<'_>) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// `GET /status?org=&state=&session=&limit=`.
+/// `GET /status`: every org, one line each; `GET /status?org=&state=&session=&customer=&before=&limit=`:
+/// that org's page, its cards and a page of its handoffs.
 #[utoipa::path(get, path = "/status", tag = "status",
     params(
-        ("org" = Option<String>, Query, description = "Only this org"),
-        ("state" = Option<String>, Query, description = "queued, processing, succeeded, failed or skipped"),
-        ("session" = Option<String>, Query, description = "Session ids containing this text"),
+        ("org" = Option<String>, Query, description = "This org's page (404 when there is no such org)"),
+        ("state" = Option<String>, Query, description = "With `org`: queued, processing, succeeded, failed or skipped"),
+        ("session" = Option<String>, Query, description = "With `org`: session ids containing this text"),
+        ("customer" = Option<String>, Query, description = "With `org`: customers whose name or email contains this text"),
+        ("before" = Option<String>, Query, description = "With `org`: the page after this cursor (the Older handoffs link)"),
+        ("limit" = Option<u32>, Query, description = "With `org`: handoffs per page, 1–500 (default 20)"),
     ),
     responses(
         (status = 200, description = "The troubleshooting page", content_type = "text/html"),

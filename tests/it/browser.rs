@@ -480,22 +480,8 @@ async fn the_status_page_in_headless_chromium() {
     // A form on another site posts to the bridge with the browser's credentials but
     // without the token: refused, and nothing is retried.
     let attacker = cross_site_form(&format!("{}/status/acme/sessions/ok_1/retry", t.url)).await;
-    client.goto(&attacker).await.unwrap();
-    client
-        .find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap();
-    assert_eq!(text(&client, "h1").await, "403: forbidden");
-    assert!(text(&client, "main").await.contains("another site"));
+    let refusal = post_cross_site(&client, &attacker).await;
+    assert!(refusal.contains("another site"), "{refusal}");
     let events = t.record("acme", "ok_1").await["events"].to_string();
     assert!(!events.contains("replayed"), "{events}");
 
@@ -522,24 +508,11 @@ async fn the_status_page_in_headless_chromium() {
         .is_empty());
     assert_eq!(text(&client, "h1").await, "Session wait_1");
     audit(&client, "the viewer's session page").await;
-    client.goto(&attacker).await.unwrap();
-    client
-        .find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap();
-    assert_eq!(text(&client, "h1").await, "403: forbidden");
-    assert!(text(&client, "main")
-        .await
-        .contains("viewer token can read the page but not act"));
+    let refusal = post_cross_site(&client, &attacker).await;
+    assert!(
+        refusal.contains("viewer token can read the page but not act"),
+        "{refusal}"
+    );
     client.close().await.unwrap();
 
     if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
@@ -583,6 +556,27 @@ async fn click_and_wait_for_notice(client: &Client, label: &str) {
         .for_element(Locator::Css("[role=status]"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Submits the form of the page at `attacker` ([`cross_site_form`]) and returns the text of
+/// the bridge's answer, after checking that it is the `403` page.
+async fn post_cross_site(client: &Client, attacker: &str) -> String {
+    client.goto(attacker).await.unwrap();
+    client
+        .find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap();
+    assert_eq!(text(client, "h1").await, "403: forbidden");
+    text(client, "main").await
 }
 
 /// Another site (its own port): a page with a form that posts to `target` without a CSRF
