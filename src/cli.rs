@@ -129,6 +129,15 @@ pub struct ServeArgs {
     /// allows 52 per user; stay well under).
     #[arg(long, env = "HANDOFF_DATAVERSE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=52))]
     pub dataverse_concurrency: u16,
+    /// Dataverse requests per window (HANDOFF_DATAVERSE_WINDOW_SECS) this process sends to
+    /// one environment: Dataverse allows 6,000 per 300 s per user. The bridge paces itself
+    /// under it (96 % spread over the window plus a 2 % burst) and slows after a 429; with
+    /// several replicas or other clients on the same application user, give each its share.
+    #[arg(long, env = "HANDOFF_DATAVERSE_REQUESTS_PER_WINDOW", default_value_t = 6_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub dataverse_requests_per_window: u32,
+    /// The window of HANDOFF_DATAVERSE_REQUESTS_PER_WINDOW, seconds (Dataverse: 300).
+    #[arg(long, env = "HANDOFF_DATAVERSE_WINDOW_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub dataverse_window_secs: u32,
     /// OpenCX API requests a minute per API key, sustained (fetching thin events' sessions,
     /// the write-back). OpenCX documents 100 a minute; keep this plus the burst at or under
     /// your plan's limit.
@@ -302,6 +311,10 @@ pub fn serve_config(
                 usize::from,
             ),
             dataverse_concurrency: args.dataverse_concurrency as usize,
+            dataverse_pacing: crate::dynamics::Pacing {
+                requests: args.dataverse_requests_per_window,
+                window: std::time::Duration::from_secs(u64::from(args.dataverse_window_secs)),
+            },
             opencx_requests_per_minute: args.opencx_requests_per_minute,
             opencx_burst: args.opencx_burst,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),

@@ -50,6 +50,9 @@ pub struct Settings {
     pub org_concurrency: usize,
     /// Concurrent Dataverse requests per environment from this process (default 8).
     pub dataverse_concurrency: usize,
+    /// Dataverse requests per window per environment from this process (default
+    /// [`Pacing::DATAVERSE`](crate::dynamics::Pacing::DATAVERSE), 6,000 per 300 s).
+    pub dataverse_pacing: crate::dynamics::Pacing,
     /// OpenCX API requests a minute per API key from this process, sustained (default
     /// [`opencx::PACE_PER_MINUTE`](crate::opencx::PACE_PER_MINUTE)).
     pub opencx_requests_per_minute: u32,

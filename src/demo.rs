@@ -229,6 +229,7 @@ pub fn sandbox_config(sandbox: &Sandbox, dir: &Path, admin_token: &str) -> Confi
             concurrency: 4,
             org_concurrency: Settings::default_org_concurrency(4),
             dataverse_concurrency: crate::dynamics::throttle::DEFAULT_MAX_CONCURRENT,
+            dataverse_pacing: crate::dynamics::Pacing::DATAVERSE,
             opencx_requests_per_minute: crate::opencx::PACE_PER_MINUTE,
             opencx_burst: crate::opencx::PACE_BURST,
             shutdown_grace: Duration::from_secs(5),

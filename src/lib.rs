@@ -93,6 +93,7 @@ impl App {
             outbound::http_client(config.request_timeout),
             &config.entra_authority,
             config.settings.dataverse_concurrency,
+            config.settings.dataverse_pacing,
             metrics.clone(),
             clock.clone(),
         );

@@ -16,9 +16,9 @@
 //! session. Half the handoffs are OpenCX's thin event (the session fetched from the
 //! sandbox's OpenCX API) and the org has the write-back on, so they also check exactly one
 //! write-back message per session carrying its work item id (OpenCX's sends meet the same
-//! faults, and 10 % are handled and then dropped). OpenCX pacing is raised there
-//! (`HANDOFF_OPENCX_REQUESTS_PER_MINUTE`; the sandbox allows it) so it does not set the pace;
-//! everything else runs at the defaults. They print the time-to-work-item distribution (each
+//! faults, and 10 % are handled and then dropped). OpenCX and Dataverse pacing are raised
+//! there (`HANDOFF_OPENCX_REQUESTS_PER_MINUTE`, `HANDOFF_DATAVERSE_REQUESTS_PER_WINDOW`; the
+//! sandbox allows it) so they do not set the pace; everything else runs at the defaults. They print the time-to-work-item distribution (each
 //! record's `created_at` to its `work_item_created` event): the figure the waiting visitor
 //! feels.
 
@@ -473,6 +473,13 @@ fn new_bridge(dir: &Path, name: &str, sandbox: &Sandbox, db: &str) -> Bridge {
             "100000".to_owned(),
         ),
         ("HANDOFF_OPENCX_BURST".to_owned(), "100000".to_owned()),
+        // The sandbox has no service protection limit here unless a test sets one: the
+        // pacing at Dataverse's 6,000 per 300 s is not what a soak measures either.
+        (
+            "HANDOFF_DATAVERSE_REQUESTS_PER_WINDOW".to_owned(),
+            "1000000".to_owned(),
+        ),
+        ("HANDOFF_DATAVERSE_WINDOW_SECS".to_owned(), "1".to_owned()),
         // Everything else (lease, retry schedule, concurrency, timeouts) as a new user
         // runs it: the defaults.
     ];

@@ -113,11 +113,8 @@ impl DataverseError {
             DataverseError::Token(t) => t.explain(),
             DataverseError::Paused(p) => not_sent(
                 catalog::DATAVERSE_THROTTLED,
-                format!(
-                    "not sent: the environment is paused for {} ms more after a 429",
-                    p.0.as_millis()
-                ),
-                p.0,
+                format!("not sent: {p}"),
+                p.wait(),
             ),
             DataverseError::Transport { detail, .. } => {
                 transient(catalog::DATAVERSE_UNAVAILABLE, Some(detail.clone()), None)

@@ -21,7 +21,7 @@ pub use failure::{Explained, RetryClass};
 pub use tables::{
     AnnotationCreate, ContactCreate, ContextItemCreate, IncidentCreate, LiveWorkItemCreate,
 };
-pub use throttle::{Gates, Paused};
+pub use throttle::{Gates, Pacing, Paused};
 pub use token::{Credentials, TokenError, TokenProvider};
 
 /// What every Dataverse client of this process shares: the HTTP client, the token cache and
@@ -35,18 +35,20 @@ pub struct Dataverse {
 }
 
 impl Dataverse {
-    /// `authority` is the Entra ID authority; `max_concurrent` the requests per environment;
-    /// pauses after a 429 and token lifetimes are measured by `clock`.
+    /// `authority` is the Entra ID authority; `max_concurrent` the requests per environment
+    /// at once, `pacing` how many it may be sent in a window; pauses after a 429 and token
+    /// lifetimes are measured by `clock`.
     pub fn new(
         http: reqwest::Client,
         authority: &str,
         max_concurrent: usize,
+        pacing: Pacing,
         metrics: Arc<Metrics>,
         clock: Arc<Clock>,
     ) -> Arc<Self> {
         Arc::new(Self {
             tokens: TokenProvider::new(http.clone(), authority, metrics.clone(), clock.clone()),
-            gates: Gates::new(max_concurrent, clock),
+            gates: Gates::new(max_concurrent, pacing, clock),
             http,
             metrics,
         })

@@ -578,7 +578,7 @@ async fn a_request_the_paused_environment_did_not_send_is_a_wait() {
     let setup = setup(json!({}), true, NOW).await;
     let paused = FakeDataverse {
         create_work_item: || {
-            Err(DataverseError::Paused(crate::dynamics::Paused(
+            Err(DataverseError::Paused(crate::dynamics::Paused::After429(
                 Duration::from_millis(700),
             )))
         },
@@ -728,7 +728,7 @@ async fn a_later_attempt_takes_the_contact_the_earlier_one_resolved_until_a_repl
     // The lookup succeeds; the create meets a paused environment.
     let paused = FakeDataverse {
         create_work_item: || {
-            Err(DataverseError::Paused(crate::dynamics::Paused(
+            Err(DataverseError::Paused(crate::dynamics::Paused::After429(
                 Duration::from_millis(700),
             )))
         },

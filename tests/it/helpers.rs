@@ -568,6 +568,9 @@ pub struct TestOptions {
     pub worker_concurrency: usize,
     /// Concurrent Dataverse requests per environment.
     pub dataverse_concurrency: usize,
+    /// Dataverse requests per window per environment [default: a million a second, so no test
+    /// waits for the pacer unless it is about it; the bridge's default is 6,000 per 300 s].
+    pub dataverse_pacing: handoff_bridge::dynamics::Pacing,
     /// OpenCX requests a minute per API key, and at once [default: the bridge's].
     pub opencx_requests_per_minute: u32,
     pub opencx_burst: u32,
@@ -596,6 +599,10 @@ impl Default for TestOptions {
             request_timeout: Duration::from_secs(5),
             worker_concurrency: 4,
             dataverse_concurrency: 8,
+            dataverse_pacing: handoff_bridge::dynamics::Pacing {
+                requests: 1_000_000,
+                window: Duration::from_secs(1),
+            },
             opencx_requests_per_minute: handoff_bridge::opencx::PACE_PER_MINUTE,
             opencx_burst: handoff_bridge::opencx::PACE_BURST,
             shutdown_grace: Duration::from_secs(5),
@@ -646,6 +653,7 @@ fn test_config(
                 .org_concurrency
                 .unwrap_or_else(|| Settings::default_org_concurrency(options.worker_concurrency)),
             dataverse_concurrency: options.dataverse_concurrency,
+            dataverse_pacing: options.dataverse_pacing,
             opencx_requests_per_minute: options.opencx_requests_per_minute,
             opencx_burst: options.opencx_burst,
             shutdown_grace: options.shutdown_grace,

@@ -444,3 +444,45 @@ async fn random_transient_faults_end_in_one_work_item_per_session() {
     }
     assert_eq!(t.sandbox.work_items().len(), 30);
 }
+
+#[tokio::test]
+async fn paced_at_the_request_limit_the_bridge_is_never_refused() {
+    // The bridge is told the sandbox's limit (20 a second) and paces itself under it.
+    let t = TestApp::start_with(TestOptions {
+        dataverse_pacing: handoff_bridge::dynamics::Pacing {
+            requests: 20,
+            window: Duration::from_secs(1),
+        },
+        ..Default::default()
+    })
+    .await;
+    let secret = t.connected_org("acme").await;
+    t.sandbox
+        .set_limits(Some(handoff_bridge::sandbox::ServiceProtection {
+            window_secs: 1,
+            max_requests: 20,
+            max_concurrent: 52,
+        }));
+    let before = t.sandbox.requests().len();
+    let sessions: Vec<String> = (0..40).map(|i| format!("paced-{i}")).collect();
+    for s in &sessions {
+        t.send("acme", &secret, s, &envelope("acme", json!({ "id": s })))
+            .await;
+    }
+    let started = std::time::Instant::now();
+    t.drain().await;
+    let sent: Vec<_> = t.sandbox.requests().into_iter().skip(before).collect();
+    let refused = sent.iter().filter(|r| r.status == 429).count();
+    assert_eq!(refused, 0, "paced under the limit, never over it");
+    for s in &sessions {
+        assert_eq!(t.record("acme", s).await["state"], "succeeded");
+    }
+    assert_eq!(t.sandbox.work_items().len(), 40);
+    // 40 requests at 19 a second (96 % of 20) and a burst of 1 take about two seconds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_800),
+        "{:?} for {} requests",
+        started.elapsed(),
+        sent.len()
+    );
+}
