@@ -8,7 +8,8 @@
 //!
 //! - a **pacer**, a token bucket ([`governor`], GCRA) sized from [`Pacing`]: no window of the
 //!   configured length holds more than 98 % of its requests (96 % sustained plus a burst of
-//!   2 %), so the bridge works at the ceiling without bursting into it. A 429 says the ceiling
+//!   2 %; for a limit under 100 a window, at most the limit), so the bridge works at the
+//!   ceiling without bursting into it. A 429 says the ceiling
 //!   is lower than configured (another client spends the same user's budget): the pacer
 //!   drops to 80 % of its rate (never under 10 % of the configured one) and climbs back by
 //!   5 % of it per window without a 429;
@@ -55,17 +56,24 @@ impl Pacing {
     };
 
     /// The pacer's quota at `share` (0.1–1) of this pacing: 96 % of the requests spread over
-    /// the window, and a burst of 2 % (at least 1 each).
+    /// the window, and a burst of 2 %, at least 2 (a turn taken a little late, as timers
+    /// wake, is made up at the next one instead of lost) as long as the window's total stays
+    /// within the limit: for fewer than 100 requests a window, 96 % and the burst may add up
+    /// to all of it.
     fn quota(self, share: f64) -> Quota {
-        let scaled = |part: f64| {
-            let n = (f64::from(self.requests) * part * share).floor();
-            NonZeroU32::new(n.clamp(1.0, f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN)
-        };
-        let sustained = scaled(0.96);
-        let period = self.window.max(Duration::from_millis(1)) / sustained.get();
+        let limit = (f64::from(self.requests) * share).floor().max(1.0);
+        let sustained = (limit * 0.96).floor().max(1.0);
+        let burst = (limit * 0.02)
+            .floor()
+            .max(2.0)
+            .min(limit - sustained)
+            .max(1.0);
+        let whole =
+            |n: f64| NonZeroU32::new(n.min(f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN);
+        let period = self.window.max(Duration::from_millis(1)) / whole(sustained).get();
         Quota::with_period(period.max(Duration::from_nanos(1)))
             .expect("a period of at least 1 ns")
-            .allow_burst(scaled(0.02))
+            .allow_burst(whole(burst))
     }
 }
 
@@ -281,8 +289,15 @@ mod tests {
     }
 
     #[test]
-    fn no_window_holds_more_than_98_percent_of_the_pacing() {
-        for (requests, secs) in [(6_000, 300), (50, 1), (1, 1), (100_000, 60)] {
+    fn no_window_holds_more_than_the_limit() {
+        for (requests, secs) in [
+            (6_000, 300),
+            (50, 1),
+            (20, 1),
+            (2, 1),
+            (1, 1),
+            (100_000, 60),
+        ] {
             let pacing = Pacing {
                 requests,
                 window: Duration::from_secs(secs),
@@ -290,8 +305,14 @@ mod tests {
             let quota = pacing.quota(1.0);
             let per_window = quota.burst_size().get() as f64
                 + secs as f64 / quota.replenish_interval().as_secs_f64();
+            // 98 % from 100 requests a window; all of it (and at least 2) below.
+            let most = if requests >= 100 {
+                requests as f64 * 0.98
+            } else {
+                (requests as f64).max(2.0)
+            };
             assert!(
-                per_window <= (requests as f64 * 0.98).max(2.0) + 0.01,
+                per_window <= most + 0.01,
                 "{requests}/{secs}s: {per_window}"
             );
             assert!(

@@ -387,6 +387,27 @@ struct Running {
     set: JoinSet<()>,
     leases: HashMap<Id, Lease>,
     orgs: HashMap<Id, String>,
+    /// What the last claim that found nothing showed, while it still holds.
+    dry: Option<Dry>,
+}
+
+/// A claim passing over the orgs `skip` (busy or paused) found nothing due, and nothing of
+/// the other orgs falls due before `due` (Unix ms; `None`: nothing is scheduled). Until
+/// something new arrives (a wake, or a job of another org ending: it is forgotten then) or
+/// `due` passes, a claim that passes over at least these orgs would find nothing either, so
+/// it is not run: with one org's
+/// backlog filling its share of the slots, every freed slot would otherwise pay a scan of
+/// that whole backlog for some other org's row, twice (the claim and the next due time).
+struct Dry {
+    skip: Vec<String>,
+    due: Option<i64>,
+}
+
+impl Dry {
+    /// Whether a claim passing over `skip` at `now` is known to find nothing.
+    fn covers(&self, skip: &[String], now: i64) -> bool {
+        self.due.is_none_or(|due| now < due) && self.skip.iter().all(|o| skip.contains(o))
+    }
 }
 
 impl Running {
@@ -421,7 +442,16 @@ impl Running {
         while jobs.len() < free {
             let (skip, pause_ends) =
                 worker.orgs_to_skip(busy_orgs(&per_org, worker.settings.org_concurrency));
-            let Some(job) = claim_next(&mut claims, &skip).await? else {
+            let known_dry = self
+                .dry
+                .as_ref()
+                .is_some_and(|d| d.covers(&skip, worker.clock.now_ms()));
+            let claimed = if known_dry {
+                None
+            } else {
+                claim_next(&mut claims, &skip).await?
+            };
+            let Some(job) = claimed else {
                 dry = Some((skip, pause_ends));
                 break;
             };
@@ -460,7 +490,13 @@ impl Running {
             Ok((id, ())) => (id, false),
             Err(e) => (e.id(), e.is_cancelled()),
         };
-        self.orgs.remove(&id);
+        // The job may have left new work of its org due now (a retry, a callback): what the
+        // last empty claim showed holds only for orgs it passed over.
+        if let Some(org) = self.orgs.remove(&id) {
+            if self.dry.as_ref().is_some_and(|d| !d.skip.contains(&org)) {
+                self.dry = None;
+            }
+        }
         if !keep_lease {
             self.leases.remove(&id);
         }
@@ -550,7 +586,15 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
         let wait = match running.fill(&worker).await {
             Ok((_, None)) => None,
             Ok((_, Some((skip, pause_ends)))) => {
-                let due = worker.store.next_due_at(&skip).await.ok().flatten();
+                let now = worker.clock.now_ms();
+                let due = match &running.dry {
+                    Some(dry) if dry.covers(&skip, now) => dry.due,
+                    _ => {
+                        let due = worker.store.next_due_at(&skip).await.ok().flatten();
+                        running.dry = Some(Dry { skip, due });
+                        due
+                    }
+                };
                 let soonest = due.into_iter().chain(pause_ends).min();
                 Some(soonest.map_or(IDLE_POLL, |at| {
                     Duration::from_millis(
@@ -563,11 +607,13 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                 Some(Duration::from_secs(1))
             }
         };
+        // A job that ended frees its org's slot and changes nothing else; a wake (new work)
+        // or the next due time makes what the last empty claim showed stale.
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(()) = running.join_ended(), if !running.set.is_empty() => {}
-            _ = worker.wake.notified(), if wait.is_some() => {}
-            _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+            _ = worker.wake.notified(), if wait.is_some() => running.dry = None,
+            _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => running.dry = None,
         }
     }
     tracing::info!(in_flight = running.set.len(), "worker stopping");
@@ -577,6 +623,30 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_claim_is_known_to_stay_empty_only_over_at_least_its_orgs_and_until_due() {
+        let dry = Dry {
+            skip: vec!["acme".to_owned()],
+            due: Some(1_000),
+        };
+        let orgs = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(dry.covers(&orgs(&["acme"]), 999));
+        assert!(
+            dry.covers(&orgs(&["acme", "beta"]), 999),
+            "passing over more finds less"
+        );
+        assert!(
+            !dry.covers(&orgs(&[]), 999),
+            "acme's slot is free: its rows count again"
+        );
+        assert!(!dry.covers(&orgs(&["acme"]), 1_000), "something fell due");
+        let nothing_scheduled = Dry {
+            skip: Vec::new(),
+            due: None,
+        };
+        assert!(nothing_scheduled.covers(&orgs(&[]), i64::MAX));
+    }
 
     #[tokio::test]
     async fn a_panicking_job_becomes_an_error_with_its_message() {
