@@ -18,6 +18,10 @@
 //!    and the most resident memory the view added (the peak RSS over one request less the
 //!    RSS before it, peak reset through `/proc/self/clear_refs`; Linux).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::empty_postgres;
+
 use std::time::{Duration, Instant};
 
 use handoff_bridge::connection::crypto::EncryptionKey;
@@ -211,21 +215,6 @@ async fn get_json(http: &reqwest::Client, url: &str, admin_token: &str) -> Value
         .json()
         .await
         .unwrap()
-}
-
-/// Drops and recreates the `public` schema of the PostgreSQL database at `url`.
-async fn empty_postgres(url: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    sqlx::query("DROP SCHEMA public CASCADE")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("CREATE SCHEMA public")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
 }
 
 /// `count` orgs `org-0000`…, through the admin API; one in four connected to the sandbox.

@@ -28,6 +28,16 @@
 //!    the bridge told so (`Pacing` 50 per 1 s); a backlog of anonymous handoffs, then the
 //!    requests Dataverse admitted over `THROUGHPUT_BENCH_WINDOW_SECS` (default 20) as a share
 //!    of 50 a second; then the backlog drains, and none may have failed.
+//!
+//! The bridge runs with its defaults but for the pacing (raised in phases 1–4, where the
+//! sandbox sets no limit). To see what the worker's slots do, `THROUGHPUT_BENCH_WORKERS`
+//! sets `HANDOFF_WORKER_CONCURRENCY` (and the one org's share to all of it),
+//! `THROUGHPUT_BENCH_ORG_WORKERS` the org's share, `THROUGHPUT_BENCH_DATAVERSE_CONCURRENCY`
+//! `HANDOFF_DATAVERSE_CONCURRENCY`.
+
+#[path = "common/mod.rs"]
+mod common;
+use common::empty_postgres;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -160,16 +170,6 @@ impl Bridge {
         self.shutdown.cancel();
         let _ = self.server.await;
     }
-}
-
-/// Drops and recreates the `public` schema of the PostgreSQL database at `url`.
-async fn empty_postgres(url: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPool::connect(url).await.unwrap();
-    for sql in ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
 }
 
 /// A webhook body of about 1 KB for session `id`: verified Ada (who has a contact in the

@@ -188,7 +188,8 @@ impl Gates {
     }
 
     /// The share of the configured pacing `environment` is paced at now (1 until a 429).
-    pub fn pacing_share(&self, environment: &str) -> f64 {
+    #[cfg(test)]
+    fn pacing_share(&self, environment: &str) -> f64 {
         self.gate(environment)
             .pacer
             .lock()

@@ -541,40 +541,32 @@ async fn sign_in(client: &Client, token: &str) {
 
 /// Clicks the button labelled `label` and waits for the page it leads to show its notice.
 async fn click_and_wait_for_notice(client: &Client, label: &str) {
+    let button = format!("//button[normalize-space()='{label}']");
+    click_and_wait(client, Locator::XPath(&button), "[role=status]").await;
+}
+
+/// Clicks what `target` finds and waits up to 10 s for an element `css` on the next page.
+async fn click_and_wait(client: &Client, target: Locator<'_>, css: &str) {
     client
-        .find(Locator::XPath(&format!(
-            "//button[normalize-space()='{label}']"
-        )))
+        .find(target)
         .await
-        .unwrap_or_else(|e| panic!("{label}: {e}"))
+        .unwrap_or_else(|e| panic!("{target:?}: {e}"))
         .click()
         .await
         .unwrap();
     client
         .wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[role=status]"))
+        .for_element(Locator::Css(css))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
 }
 
 /// Submits the form of the page at `attacker` ([`cross_site_form`]) and returns the text of
 /// the bridge's answer, after checking that it is the `403` page.
 async fn post_cross_site(client: &Client, attacker: &str) -> String {
     client.goto(attacker).await.unwrap();
-    client
-        .find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap();
+    click_and_wait(client, Locator::Css("button"), "h1").await;
     assert_eq!(text(client, "h1").await, "403: forbidden");
     text(client, "main").await
 }
