@@ -29,6 +29,9 @@
 //!    requests Dataverse admitted over `THROUGHPUT_BENCH_WINDOW_SECS` (default 20) as a share
 //!    of 50 a second; then the backlog drains, and none may have failed.
 //!
+//! `THROUGHPUT_BENCH_PHASES` (default `intake,latency,settled,ceiling`) picks phases 2–5 to
+//! run; phase 1 always runs, as intake is reported against it.
+//!
 //! The bridge runs with its defaults but for the pacing (raised in phases 1–4, where the
 //! sandbox sets no limit). To see what the worker's slots do, `THROUGHPUT_BENCH_WORKERS`
 //! sets `HANDOFF_WORKER_CONCURRENCY` (and the one org's share to all of it),
@@ -257,6 +260,9 @@ async fn main() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     let postgres = std::env::var("THROUGHPUT_BENCH_DATABASE_URL").ok();
+    let phases = std::env::var("THROUGHPUT_BENCH_PHASES")
+        .unwrap_or_else(|_| "intake,latency,settled,ceiling".to_owned());
+    let runs = |phase: &str| phases.split(',').any(|p| p.trim() == phase);
     let backend = if postgres.is_some() {
         "PostgreSQL"
     } else {
@@ -284,9 +290,49 @@ async fn main() {
         println!("raw commits, {label}: {rate:.0}/s");
     }
 
-    // 2. Intake, closed loop.
-    let bridge = Bridge::start(&sandbox, postgres.as_deref(), unpaced).await;
-    let secret = Arc::new(bridge.org(&http, &sandbox, "perf", false).await);
+    if runs("intake") {
+        intake(
+            &sandbox,
+            postgres.as_deref(),
+            &http,
+            &raw,
+            secs,
+            senders,
+            unpaced,
+        )
+        .await;
+    }
+    if runs("latency") {
+        ack_latency(&sandbox, postgres.as_deref(), &http, &rates, secs, unpaced).await;
+    }
+    if runs("settled") {
+        settled(
+            &sandbox,
+            postgres.as_deref(),
+            &http,
+            burst,
+            senders,
+            unpaced,
+        )
+        .await;
+    }
+    if runs("ceiling") {
+        ceiling_share(&sandbox, postgres.as_deref(), &http, window, senders).await;
+    }
+}
+
+/// 2. Intake, closed loop.
+async fn intake(
+    sandbox: &Sandbox,
+    postgres: Option<&str>,
+    http: &reqwest::Client,
+    raw: &[(String, f64)],
+    secs: u64,
+    senders: usize,
+    unpaced: Pacing,
+) {
+    let bridge = Bridge::start(sandbox, postgres, unpaced).await;
+    let secret = Arc::new(bridge.org(http, sandbox, "perf", false).await);
     let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
@@ -326,13 +372,22 @@ async fn main() {
         intake / best_rate * 100.0,
     );
     bridge.stop().await;
+}
 
-    // 3. Ack latency, open loop.
-    for rate in &rates {
-        let bridge = Bridge::start(&sandbox, postgres.as_deref(), unpaced).await;
-        let secret = Arc::new(bridge.org(&http, &sandbox, "perf", false).await);
+/// 3. Ack latency, open loop.
+async fn ack_latency(
+    sandbox: &Sandbox,
+    postgres: Option<&str>,
+    http: &reqwest::Client,
+    rates: &[u64],
+    secs: u64,
+    unpaced: Pacing,
+) {
+    for rate in rates {
+        let bridge = Bridge::start(sandbox, postgres, unpaced).await;
+        let secret = Arc::new(bridge.org(http, sandbox, "perf", false).await);
         let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
-        let (latencies, acknowledged, errors) = open_loop(&http, &url, &secret, *rate, secs).await;
+        let (latencies, acknowledged, errors) = open_loop(http, &url, &secret, *rate, secs).await;
         let stored = check_stored(&bridge.database_url, "perf", &acknowledged).await;
         let at = |q: f64| {
             latencies
@@ -344,14 +399,23 @@ async fn main() {
         );
         bridge.stop().await;
     }
+}
 
-    // 4. Settled against the sandbox.
-    let bridge = Bridge::start(&sandbox, postgres.as_deref(), unpaced).await;
-    let secret = Arc::new(bridge.org(&http, &sandbox, "perf", true).await);
+/// 4. Settled against the sandbox.
+async fn settled(
+    sandbox: &Sandbox,
+    postgres: Option<&str>,
+    http: &reqwest::Client,
+    burst: usize,
+    senders: usize,
+    unpaced: Pacing,
+) {
+    let bridge = Bridge::start(sandbox, postgres, unpaced).await;
+    let secret = Arc::new(bridge.org(http, sandbox, "perf", true).await);
     let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
     let first_post = handoff_bridge::clock::now_ms();
     let cpu = cpu_secs();
-    send_all(&http, &url, &secret, "e2e", burst, senders, |i| i % 2 == 0).await;
+    send_all(http, &url, &secret, "e2e", burst, senders, |i| i % 2 == 0).await;
     let (states, last) = wait_settled(&bridge.database_url, "perf").await;
     let seconds = (last - first_post) as f64 / 1000.0;
     println!(
@@ -360,19 +424,27 @@ async fn main() {
         (cpu_secs() - cpu) / seconds
     );
     bridge.stop().await;
+}
 
-    // 5. The share of an emulated ceiling.
+/// 5. The share of an emulated ceiling.
+async fn ceiling_share(
+    sandbox: &Sandbox,
+    postgres: Option<&str>,
+    http: &reqwest::Client,
+    window: u64,
+    senders: usize,
+) {
     let ceiling = 50;
     let bridge = Bridge::start(
-        &sandbox,
-        postgres.as_deref(),
+        sandbox,
+        postgres,
         Pacing {
             requests: ceiling,
             window: Duration::from_secs(1),
         },
     )
     .await;
-    let secret = Arc::new(bridge.org(&http, &sandbox, "perf", true).await);
+    let secret = Arc::new(bridge.org(http, sandbox, "perf", true).await);
     sandbox.set_limits(Some(ServiceProtection {
         window_secs: 1,
         max_requests: ceiling as usize,
@@ -380,7 +452,7 @@ async fn main() {
     }));
     let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
     let backlog = (ceiling as u64 * (window + 10)) as usize;
-    send_all(&http, &url, &secret, "ceil", backlog, senders, |_| false).await;
+    send_all(http, &url, &secret, "ceil", backlog, senders, |_| false).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let admitted = |sandbox: &Sandbox| {
         sandbox
@@ -396,16 +468,16 @@ async fn main() {
             .filter(|r| r.status == 429)
             .count()
     };
-    let (a0, r0) = (admitted(&sandbox), refused(&sandbox));
+    let (a0, r0) = (admitted(sandbox), refused(sandbox));
     tokio::time::sleep(Duration::from_secs(window)).await;
-    let (a1, r1) = (admitted(&sandbox), refused(&sandbox));
+    let (a1, r1) = (admitted(sandbox), refused(sandbox));
     let (states, _) = wait_settled(&bridge.database_url, "perf").await;
     let share = (a1 - a0) as f64 / (ceiling as f64 * window as f64) * 100.0;
     println!(
         "ceiling: {} requests admitted in {window} s = {share:.1} % of {ceiling}/s; {} refused with 429 in the window, {} over the run; states after the drain {states:?}",
         a1 - a0,
         r1 - r0,
-        refused(&sandbox)
+        refused(sandbox)
     );
     assert_eq!(
         states

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::callbacks::{write_callback_outcome, CallbackOutcome};
 use super::handoffs::{write_handoff_outcome, HandoffOutcome, Intake};
-use super::intake::{write_intake, IntakeRow};
+use super::intake::{write_intake, write_new_intakes, IntakeRow};
 use super::{Store, StoreError};
 
 /// Most writes in one transaction.
@@ -105,9 +105,11 @@ pub(super) enum Write {
 }
 
 impl Write {
-    /// Applies the write inside the caller's transaction and keeps what it wrote.
+    /// Applies the write inside the caller's transaction and keeps what it wrote; nothing
+    /// when it was written already (a new session, by [`write_new_intakes`]).
     async fn apply(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         match self {
+            Self::Intake(p) if p.done.is_some() => {}
             Self::Intake(p) => p.done = Some(write_intake(conn, &p.input).await?),
             Self::HandoffOutcome(p) => p.done = Some(write_handoff_outcome(conn, &p.input).await?),
             Self::CallbackOutcome(p) => {
@@ -231,9 +233,25 @@ impl Store {
     }
 }
 
-/// Applies `batch` in one transaction and commits it.
+/// Applies `batch` in one transaction and commits it: the deliveries of new sessions first,
+/// a few multi-row statements for all of them, then every other write in arrival order
+/// (outcomes concern handoffs committed before, so none depends on a delivery beside it).
 async fn commit(conn: &mut AnyConnection, batch: &mut [Write]) -> Result<(), StoreError> {
     let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut intakes: Vec<&mut Pending<IntakeRow, Intake>> = batch
+        .iter_mut()
+        .filter_map(|w| match w {
+            Write::Intake(p) => Some(&mut **p),
+            _ => None,
+        })
+        .collect();
+    if intakes.len() > 1 {
+        let rows: Vec<&IntakeRow> = intakes.iter().map(|p| &p.input).collect();
+        let written = write_new_intakes(&mut tx, &rows).await?;
+        for (p, done) in intakes.iter_mut().zip(written) {
+            p.done = done;
+        }
+    }
     for write in batch.iter_mut() {
         write.apply(&mut tx).await?;
     }

@@ -623,3 +623,64 @@ async fn admin_bodies_refuse_unknown_fields_and_bad_secrets_with_a_pointer() {
         .unwrap();
     assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+#[tokio::test]
+async fn deliveries_sent_together_make_one_handoff_per_session() {
+    // Sent at once, these commit in shared batches (multi-row inserts): 150 new sessions,
+    // 50 of them delivered again under another webhook id and 30 replayed under the same
+    // one, and 10 deliveries for a session stored before.
+    let t = std::sync::Arc::new(TestApp::start().await);
+    let secret = std::sync::Arc::new(t.connected_org("acme").await);
+    let (status, first) = t.submit("acme", &secret, json!({ "id": "s-old" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let deliveries: Vec<(String, String)> = (0..150)
+        .map(|i| (format!("s-{i}"), format!("msg_{i}")))
+        .chain((0..50).map(|i| (format!("s-{i}"), format!("msg_again_{i}"))))
+        .chain((50..80).map(|i| (format!("s-{i}"), format!("msg_{i}"))))
+        .chain((0..10).map(|i| ("s-old".to_owned(), format!("msg_old_{i}"))))
+        .collect();
+    let mut sent = tokio::task::JoinSet::new();
+    for (session, webhook_id) in deliveries {
+        let (t, secret) = (t.clone(), secret.clone());
+        sent.spawn(async move {
+            let body = envelope("acme", json!({ "id": session }));
+            let (status, answer) = t.send("acme", &secret, &webhook_id, &body).await;
+            (session, status, answer)
+        });
+    }
+    let mut handoff_of = std::collections::HashMap::new();
+    let mut accepted = std::collections::HashMap::<String, usize>::new();
+    while let Some(joined) = sent.join_next().await {
+        let (session, status, answer) = joined.unwrap();
+        match status {
+            StatusCode::ACCEPTED => *accepted.entry(session.clone()).or_default() += 1,
+            StatusCode::OK => assert_eq!(answer["duplicate"], true, "{answer}"),
+            other => panic!("{session}: {other} {answer}"),
+        }
+        let handoff_id = answer["handoff_id"].clone();
+        assert!(handoff_id.is_string(), "{answer}");
+        let known = handoff_of
+            .entry(session.clone())
+            .or_insert(handoff_id.clone());
+        assert_eq!(*known, handoff_id, "{session} has one handoff");
+    }
+    assert_eq!(accepted.len(), 150, "each new session accepted once");
+    assert!(accepted.values().all(|n| *n == 1));
+    assert_eq!(handoff_of["s-old"], first["handoff_id"]);
+    assert_eq!(t.stored_handoffs("acme").await, 151);
+    // Each session's timeline: one `received`, and one `duplicate_delivery` per other
+    // webhook id (a replay of the same id adds none).
+    for (session, duplicates) in [("s-0", 1), ("s-60", 0), ("s-120", 0), ("s-old", 10)] {
+        let record = t.record("acme", session).await;
+        assert_eq!(
+            crate::helpers::events(&record, "received").len(),
+            1,
+            "{record}"
+        );
+        assert_eq!(
+            crate::helpers::events(&record, "duplicate_delivery").len(),
+            duplicates,
+            "{session}: {record}"
+        );
+    }
+}
