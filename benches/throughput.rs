@@ -46,6 +46,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use handoff_bridge::config::Settings;
 use handoff_bridge::connection::crypto::EncryptionKey;
 use handoff_bridge::demo::{demo_connection_body, sandbox_config};
 use handoff_bridge::dynamics::Pacing;
@@ -102,6 +103,10 @@ impl Bridge {
             config.database_url = url.to_owned();
         }
         config.settings.dataverse_pacing = pacing;
+        // `serve`'s defaults (the sandbox configuration runs the demo's 4 slots).
+        let concurrency = usize::from(Settings::DEFAULT_CONCURRENCY);
+        config.settings.concurrency = concurrency;
+        config.settings.org_concurrency = Settings::default_org_concurrency(concurrency);
         if let Ok(n) =
             std::env::var("THROUGHPUT_BENCH_WORKERS").map(|v| v.parse::<usize>().unwrap_or(32))
         {

@@ -123,7 +123,7 @@ pub struct ServeArgs {
     pub allow_unreadable_secrets: bool,
     /// Handoffs and callbacks processed at once by this process (they wait on the network,
     /// not the CPU; each environment's gate still bounds its requests).
-    #[arg(long, env = "HANDOFF_WORKER_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "HANDOFF_WORKER_CONCURRENCY", default_value_t = Settings::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_concurrency: u16,
     /// Concurrent Dataverse requests per environment from this process (service protection
     /// allows 52 per user; stay well under).

@@ -75,6 +75,9 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The default of `concurrency` (`HANDOFF_WORKER_CONCURRENCY`).
+    pub const DEFAULT_CONCURRENCY: u16 = 32;
+
     /// The default per-org share of `concurrency`: half, at least 1.
     pub fn default_org_concurrency(concurrency: usize) -> usize {
         (concurrency / 2).max(1)
