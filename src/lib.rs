@@ -20,12 +20,12 @@ pub mod opencx;
 pub mod outbound;
 pub mod sandbox;
 pub mod store;
+pub mod wake;
 pub mod webhook;
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use clock::Clock;
@@ -122,7 +122,7 @@ impl App {
             }
             tracing::error!(error = %why, "starting anyway (HANDOFF_ALLOW_UNREADABLE_SECRETS)");
         }
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(crate::wake::Wake::default());
         let settings = config.settings;
         let worker = Arc::new(Worker {
             store: match &settings.instance {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::Notify;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -27,6 +26,7 @@ use crate::domain::{Ended, HandoffState};
 use crate::dynamics::Dataverse;
 use crate::metrics::Metrics;
 use crate::store::{CallbackRow, Claim, Claims, Lease, Store, StoreError};
+use crate::wake::Wake;
 
 /// What the worker runs with, and nothing more. `App::build` makes one and shares it (as
 /// `Arc<Worker>`) between the worker loop, its jobs and the HTTP state, which only wakes it.
@@ -45,9 +45,9 @@ pub struct Worker {
     /// The service's clock: claims, outcomes and retries are timed by it.
     pub clock: Arc<Clock>,
     pub settings: WorkerSettings,
-    /// Wakes the worker loop when work arrives (the webhook route and the retry routes
-    /// notify it).
-    pub wake: Arc<Notify>,
+    /// Wakes the worker loop when an org has new work (the webhook route, the retry and
+    /// connection routes, a connection checked again).
+    pub wake: Arc<Wake>,
     /// Orgs whose environment (or token requests) an attempt found paused after a 429, and
     /// until when (Unix ms): their handoffs are not claimed meanwhile, so a throttled tenant
     /// costs no claims and no worker slots.
@@ -173,7 +173,7 @@ pub async fn recheck_connection(worker: &Worker, org_id: &str, reason: &str) {
                 reason,
                 "connection checked again"
             );
-            worker.wake.notify_one();
+            worker.wake.org(org_id);
         }
         Err(e) => tracing::warn!(org_id, error = %e, "could not record the connection check"),
     }
@@ -393,8 +393,8 @@ struct Running {
 
 /// A claim passing over the orgs `skip` (busy or paused) found nothing due, and nothing of
 /// the other orgs falls due before `due` (Unix ms; `None`: nothing is scheduled). Until
-/// something new arrives (a wake, or a job of another org ending: it is forgotten then) or
-/// `due` passes, a claim that passes over at least these orgs would find nothing either, so
+/// something new arrives for another org (a wake naming it, or a job of it ending: it is
+/// forgotten then) or `due` passes, a claim that passes over at least these orgs would find nothing either, so
 /// it is not run: with one org's
 /// backlog filling its share of the slots, every freed slot would otherwise pay a scan of
 /// that whole backlog for some other org's row, twice (the claim and the next due time).
@@ -404,6 +404,12 @@ struct Dry {
 }
 
 impl Dry {
+    /// Whether it still holds after new work arrived for the `woken` orgs: only when it
+    /// passed over every one of them.
+    fn outlives(&self, woken: &std::collections::HashSet<String>) -> bool {
+        woken.iter().all(|org| self.skip.contains(org))
+    }
+
     /// Whether a claim passing over `skip` at `now` is known to find nothing.
     fn covers(&self, skip: &[String], now: i64) -> bool {
         self.due.is_none_or(|due| now < due) && self.skip.iter().all(|o| skip.contains(o))
@@ -428,6 +434,11 @@ impl Running {
         &mut self,
         worker: &Arc<Worker>,
     ) -> Result<(usize, Option<(Vec<String>, Option<i64>)>), StoreError> {
+        // New work of an org the last empty claim passed over changes nothing it showed.
+        let woken = worker.wake.take();
+        if self.dry.as_ref().is_some_and(|d| !d.outlives(&woken)) {
+            self.dry = None;
+        }
         let free = worker.settings.concurrency.saturating_sub(self.set.len());
         if free == 0 {
             return Ok((0, None));
@@ -607,12 +618,13 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                 Some(Duration::from_secs(1))
             }
         };
-        // A job that ended frees its org's slot and changes nothing else; a wake (new work)
-        // or the next due time makes what the last empty claim showed stale.
+        // A job that ended frees its org's slot and changes nothing else; a wake (new work:
+        // the next fill sees for which orgs) or the next due time may make what the last
+        // empty claim showed stale.
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(()) = running.join_ended(), if !running.set.is_empty() => {}
-            _ = worker.wake.notified(), if wait.is_some() => running.dry = None,
+            _ = worker.wake.notified(), if wait.is_some() => {}
             _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => running.dry = None,
         }
     }
@@ -641,6 +653,12 @@ mod tests {
             "acme's slot is free: its rows count again"
         );
         assert!(!dry.covers(&orgs(&["acme"]), 1_000), "something fell due");
+        let woken = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        assert!(dry.outlives(&woken(&["acme"])), "acme was passed over");
+        assert!(
+            !dry.outlives(&woken(&["acme", "beta"])),
+            "beta's new work was not looked for"
+        );
         let nothing_scheduled = Dry {
             skip: Vec::new(),
             due: None,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
 
 use super::server::HttpLimits;
 use crate::clock::Clock;
@@ -15,6 +14,7 @@ use crate::dynamics::Dataverse;
 use crate::metrics::Metrics;
 use crate::opencx::OpenCx;
 use crate::store::Store;
+use crate::wake::Wake;
 
 /// What a presented token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct AppState {
     /// The service's clock (intake and admin timestamps).
     pub clock: Arc<Clock>,
     /// Wakes the worker when work arrives.
-    pub wake: Arc<Notify>,
+    pub wake: Arc<Wake>,
 }
 
 impl AppState {

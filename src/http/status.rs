@@ -478,7 +478,7 @@ pub async fn retry_failed_form(
         ctx.store
             .replay_failed(&org.org_id, None, ctx.clock.now_ms())
             .await?;
-        ctx.wake.notify_one();
+        ctx.wake.org(&org.org_id);
         Ok(org_page(&org.org_id, "retried_all"))
     };
     act(&ctx, &headers, &form, retried).await
@@ -519,7 +519,7 @@ pub async fn check_form(
         ctx.org_rules()
             .check_again(&conn, ctx.clock.now_ms())
             .await?;
-        ctx.wake.notify_one();
+        ctx.wake.org(&org.org_id);
         Ok(org_page(&org.org_id, "checked"))
     };
     act(&ctx, &headers, &form, checked).await

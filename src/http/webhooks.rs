@@ -163,7 +163,7 @@ async fn accept(
     match intake {
         Intake::Stored(h) => {
             tracing::info!(session_id = %h.session_id, handoff_id = %h.handoff_id, "handoff queued");
-            ctx.wake.notify_one();
+            ctx.wake.org(&h.org_id);
             Ok((
                 StatusCode::ACCEPTED,
                 Json(Accepted {

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     // Vocabulary and plumbing: validated values, the handoff model and the failure
     // catalog; outbound HTTP helpers; the metrics registry.
     &["domain", "outbound", "metrics"],
-    &["clock"],
+    &["clock", "wake"],
     &["store"],
     // The remote sides, real or emulated: Dataverse, OpenCX's API, and the sandbox.
     &["dynamics", "opencx", "sandbox"],

@@ -113,15 +113,19 @@ pub async fn save_connection(
         .org_rules()
         .save_connection(&org, &input, ctx.clock.now_ms())
         .await?;
-    Ok(save_answer(&ctx, saved))
+    Ok(save_answer(&ctx, &org.org_id, saved))
 }
 
 /// The answer to a test-and-save: `200 active` (and the worker woken: handoffs waiting for
 /// the connection can go now), or `422 failed` with the checks.
-pub(super) fn save_answer(ctx: &AppState, saved: SaveOutcome) -> (StatusCode, Json<CheckList>) {
+pub(super) fn save_answer(
+    ctx: &AppState,
+    org_id: &str,
+    saved: SaveOutcome,
+) -> (StatusCode, Json<CheckList>) {
     match saved {
         SaveOutcome::Saved(checks) => {
-            ctx.wake.notify_one();
+            ctx.wake.org(org_id);
             let status = Verdict::Active;
             (StatusCode::OK, Json(CheckList { status, checks }))
         }
@@ -152,7 +156,7 @@ pub async fn check_connection(
     let now = ctx.clock.now_ms();
     let (status, checks) = ctx.org_rules().check_again(&conn, now).await?;
     // Passing checks made the org's waiting handoffs due.
-    ctx.wake.notify_one();
+    ctx.wake.org(&org.org_id);
     Ok(Json(Rechecked {
         status,
         last_checked_at: rfc3339(now),

@@ -59,7 +59,7 @@ pub async fn save_opencx(
     let org = existing_org(&ctx, &id).await?;
     let now = ctx.clock.now_ms();
     let saved = ctx.org_rules().save_opencx(&org, &input, now).await?;
-    Ok(save_answer(&ctx, saved))
+    Ok(save_answer(&ctx, &org.org_id, saved))
 }
 
 /// `POST /v1/orgs/{org_id}/opencx/check`: runs the checks again on the saved OpenCX
@@ -80,7 +80,7 @@ pub async fn check_opencx(
         .ok_or_else(|| ApiError::OpenCxNotConnected(org.org_id.clone()))?;
     let now = ctx.clock.now_ms();
     let (status, checks) = ctx.org_rules().check_opencx_again(&conn, now).await?;
-    ctx.wake.notify_one();
+    ctx.wake.org(&org.org_id);
     Ok(Json(Rechecked {
         status,
         last_checked_at: rfc3339(now),

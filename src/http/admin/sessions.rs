@@ -166,7 +166,7 @@ pub(crate) async fn retry_handoff(
             )
             .await?;
         // Already due: the worker takes it next; nothing to put back, nothing refused.
-        ctx.wake.notify_one();
+        ctx.wake.org(org_id);
         return Ok(replayed);
     }
     if replayed.handoffs + replayed.callbacks == 0 && handoff.redacted_at.is_some() {
@@ -180,7 +180,7 @@ pub(crate) async fn retry_handoff(
             state: handoff.state.as_str(),
         });
     }
-    ctx.wake.notify_one();
+    ctx.wake.org(org_id);
     Ok(replayed)
 }
 
@@ -210,7 +210,7 @@ pub async fn retry_failed(
         .store
         .replay_failed(&org.org_id, None, ctx.clock.now_ms())
         .await?;
-    ctx.wake.notify_one();
+    ctx.wake.org(&org.org_id);
     Ok((
         StatusCode::ACCEPTED,
         Json(Requeued {
