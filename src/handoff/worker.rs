@@ -8,7 +8,7 @@
 //! asked to stop finishes its jobs within the grace period and gives back the leases of
 //! those it had to abandon, so they run again at once elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -394,10 +394,10 @@ struct Running {
 /// A claim passing over the orgs `skip` (busy or paused) found nothing due, and nothing of
 /// the other orgs falls due before `due` (Unix ms; `None`: nothing is scheduled). Until
 /// something new arrives for another org (a wake naming it, or a job of it ending: it is
-/// forgotten then) or `due` passes, a claim that passes over at least these orgs would find nothing either, so
-/// it is not run: with one org's
-/// backlog filling its share of the slots, every freed slot would otherwise pay a scan of
-/// that whole backlog for some other org's row, twice (the claim and the next due time).
+/// forgotten then) or `due` passes, a claim that passes over at least these orgs would find
+/// nothing either, so it is not run: with one org's backlog filling its share of the slots,
+/// every freed slot (and every delivery of that org) would otherwise pay a scan of that
+/// whole backlog for some other org's row, twice (the claim and the next due time).
 struct Dry {
     skip: Vec<String>,
     due: Option<i64>,
@@ -406,7 +406,7 @@ struct Dry {
 impl Dry {
     /// Whether it still holds after new work arrived for the `woken` orgs: only when it
     /// passed over every one of them.
-    fn outlives(&self, woken: &std::collections::HashSet<String>) -> bool {
+    fn outlives(&self, woken: &HashSet<String>) -> bool {
         woken.iter().all(|org| self.skip.contains(org))
     }
 

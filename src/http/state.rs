@@ -50,7 +50,7 @@ pub struct AppState {
     pub viewer_token: Option<SecretString>,
     /// The service's clock (intake and admin timestamps).
     pub clock: Arc<Clock>,
-    /// Wakes the worker when work arrives.
+    /// Wakes the worker when an org's work arrives, naming the org.
     pub wake: Arc<Wake>,
 }
 
