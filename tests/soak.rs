@@ -976,3 +976,127 @@ async fn idle_with_parked_handoffs() {
     let claimed: i64 = sqlx::Row::get(&row, "n");
     assert_eq!(claimed, 0, "parked handoffs were claimed");
 }
+
+/// SIGKILL while 64 senders post new sessions back to back (so batches of deliveries are
+/// being committed when it lands), three times: after each kill every delivery answered
+/// `202` is in the store, read from the SQLite file itself before the process restarts. A
+/// delivery stored without its `202` (committed, then killed before the answer) is allowed,
+/// and counted: its sender would retry and get `200` duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: a minute or more; run with --ignored"]
+async fn crash_mid_intake() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let sandbox = start_sandbox_with(dir.path(), &http, false).await;
+    let db = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let mut bridge = new_bridge(dir.path(), "a", &sandbox, &db);
+    bridge.start(&http).await;
+    let token = "soak-admin-token-0123456789";
+    // No connection: the handoffs wait, so the only writes are the deliveries.
+    let created = admin(
+        &http,
+        &[bridge.url()],
+        token,
+        reqwest::Method::PUT,
+        "/v1/orgs/soak",
+        Some(json!({ "name": "Soak" })),
+    )
+    .await;
+    let secret = Arc::new(
+        WebhookSecret::parse(created["webhook_secret"].as_str().expect("a new org")).unwrap(),
+    );
+    sqlx::any::install_default_drivers();
+    let mut acknowledged_total = 0;
+    for round in 0..3 {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut senders = tokio::task::JoinSet::new();
+        for s in 0..64 {
+            let (http, url, secret, stop) = (
+                http.clone(),
+                format!("{}/v1/webhooks/soak", bridge.url()),
+                secret.clone(),
+                stop.clone(),
+            );
+            senders.spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let session = format!("crash-{round}-{s}-{i}");
+                    i += 1;
+                    let body = serde_json::to_vec(&json!({
+                        "event": "conversation.handoff_to_human", "organization_id": "soak",
+                        "data": { "session": { "id": session, "channel": { "type": "web" },
+                            "handoff": { "summary": "Crash mid-intake." } } },
+                    }))
+                    .unwrap();
+                    let id = format!("msg_{session}");
+                    let ts = handoff_bridge::clock::now_ms() / 1000;
+                    let sent = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("webhook-id", &id)
+                        .header("webhook-timestamp", ts.to_string())
+                        .header("webhook-signature", secret.sign(&id, ts, &body))
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().as_u16() == 202 => acknowledged.push(session),
+                        Ok(r) => {
+                            assert!(r.status().is_server_error(), "refused with {}", r.status())
+                        }
+                        // The process is gone: this sender is done.
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            });
+        }
+        let at = Duration::from_millis(rand::thread_rng().gen_range(300..1200));
+        tokio::time::sleep(at).await;
+        bridge.kill();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut acknowledged = Vec::new();
+        while let Some(sent) = senders.join_next().await {
+            acknowledged.extend(sent.unwrap());
+        }
+        let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+        let stored: HashSet<String> = sqlx::query_scalar::<_, String>(
+            "SELECT session_id FROM handoffs WHERE session_id LIKE $1",
+        )
+        .bind(format!("crash-{round}-%"))
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        pool.close().await;
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|s| !stored.contains(*s))
+            .collect();
+        println!(
+            "crash {}: SIGKILL after {at:?}; {} deliveries answered 202, all in the store: {}; {} stored without their answer",
+            round + 1,
+            acknowledged.len(),
+            lost.is_empty(),
+            stored.len().saturating_sub(acknowledged.len()),
+        );
+        assert!(acknowledged.len() > 100, "the kill landed during intake");
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged deliveries lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        acknowledged_total += acknowledged.len();
+        bridge.start(&http).await;
+    }
+    println!(
+        "crash_mid_intake: {acknowledged_total} acknowledged deliveries over 3 kills, none lost"
+    );
+}
