@@ -265,6 +265,25 @@ async fn admin(
     }
 }
 
+/// Posts one webhook to `url`, signed now with `secret`.
+async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &WebhookSecret,
+    id: &str,
+    body: &[u8],
+) -> reqwest::Result<reqwest::Response> {
+    let ts = handoff_bridge::clock::now_ms() / 1000;
+    http.post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", secret.sign(id, ts, body))
+        .body(body.to_vec())
+        .send()
+        .await
+}
+
 /// Delivers one webhook until a bridge accepts it (202 or 200), like a sender that retries.
 async fn deliver(
     http: &reqwest::Client,
@@ -277,17 +296,7 @@ async fn deliver(
     loop {
         let url = format!("{}/v1/webhooks/soak", bridges[attempt % bridges.len()]);
         attempt += 1;
-        let ts = handoff_bridge::clock::now_ms() / 1000;
-        let sent = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", secret.sign(id, ts, body))
-            .body(body.to_vec())
-            .send()
-            .await;
-        if let Ok(r) = sent {
+        if let Ok(r) = post_signed(http, &url, secret, id, body).await {
             let status = r.status().as_u16();
             if status == 202 || status == 200 {
                 return status;
@@ -1034,17 +1043,7 @@ async fn crash_mid_intake() {
                     }))
                     .unwrap();
                     let id = format!("msg_{session}");
-                    let ts = handoff_bridge::clock::now_ms() / 1000;
-                    let sent = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("webhook-id", &id)
-                        .header("webhook-timestamp", ts.to_string())
-                        .header("webhook-signature", secret.sign(&id, ts, &body))
-                        .body(body)
-                        .send()
-                        .await;
-                    match sent {
+                    match post_signed(&http, &url, &secret, &id, &body).await {
                         Ok(r) if r.status().as_u16() == 202 => acknowledged.push(session),
                         Ok(r) => {
                             assert!(r.status().is_server_error(), "refused with {}", r.status())
