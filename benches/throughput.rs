@@ -280,10 +280,6 @@ async fn main() {
     let sandbox = Sandbox::start(Seed::builtin(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let unpaced = Pacing {
-        requests: 1_000_000,
-        window: Duration::from_secs(1),
-    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()
@@ -295,205 +291,195 @@ async fn main() {
         println!("raw commits, {label}: {rate:.0}/s");
     }
 
+    let bench = Bench {
+        sandbox,
+        postgres,
+        http,
+        secs,
+        senders,
+    };
     if runs("intake") {
-        intake(
-            &sandbox,
-            postgres.as_deref(),
-            &http,
-            &raw,
-            secs,
-            senders,
-            unpaced,
-        )
-        .await;
+        bench.intake(&raw).await;
     }
     if runs("latency") {
-        ack_latency(&sandbox, postgres.as_deref(), &http, &rates, secs, unpaced).await;
+        bench.ack_latency(&rates).await;
     }
     if runs("settled") {
-        settled(
-            &sandbox,
-            postgres.as_deref(),
-            &http,
-            burst,
-            senders,
-            unpaced,
-        )
-        .await;
+        bench.settled(burst).await;
     }
     if runs("ceiling") {
-        ceiling_share(&sandbox, postgres.as_deref(), &http, window, senders).await;
+        bench.ceiling_share(window).await;
     }
 }
 
-/// 2. Intake, closed loop.
-async fn intake(
-    sandbox: &Sandbox,
-    postgres: Option<&str>,
-    http: &reqwest::Client,
-    raw: &[(String, f64)],
+/// Pacing far above anything sent: the phases where the sandbox sets no limit.
+const UNPACED: Pacing = Pacing {
+    requests: 1_000_000,
+    window: Duration::from_secs(1),
+};
+
+/// What every phase runs with: the sandbox, the backend (`None`: a SQLite file per
+/// phase), the loader's client, the length of a timed phase and the closed-loop senders.
+struct Bench {
+    sandbox: Sandbox,
+    postgres: Option<String>,
+    http: reqwest::Client,
     secs: u64,
     senders: usize,
-    unpaced: Pacing,
-) {
-    let bridge = Bridge::start(sandbox, postgres, unpaced).await;
-    let secret = Arc::new(bridge.org(http, sandbox, "perf", false).await);
-    let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let cpu = cpu_secs();
-    let mut tasks = Vec::new();
-    for s in 0..senders {
-        let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut acknowledged = Vec::new();
-            let mut i = 0;
-            while Instant::now() < deadline {
-                let id = format!("in-{s}-{i}");
-                i += 1;
-                if post(&http, &url, &secret, &id, body("perf", &id, false)).await == Some(202) {
-                    acknowledged.push(id);
+}
+
+impl Bench {
+    /// 2. Intake, closed loop, reported against the `raw` commit rates.
+    async fn intake(&self, raw: &[(String, f64)]) {
+        let (sandbox, postgres, http) = (&self.sandbox, self.postgres.as_deref(), &self.http);
+        let (secs, senders) = (self.secs, self.senders);
+        let bridge = Bridge::start(sandbox, postgres, UNPACED).await;
+        let secret = Arc::new(bridge.org(http, sandbox, "perf", false).await);
+        let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let started = Instant::now();
+        let cpu = cpu_secs();
+        let mut tasks = Vec::new();
+        for s in 0..senders {
+            let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    let id = format!("in-{s}-{i}");
+                    i += 1;
+                    if post(&http, &url, &secret, &id, body("perf", &id, false)).await == Some(202)
+                    {
+                        acknowledged.push(id);
+                    }
                 }
-            }
-            acknowledged
-        }));
-    }
-    let mut acknowledged = Vec::new();
-    for task in tasks {
-        acknowledged.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cores = (cpu_secs() - cpu) / elapsed;
-    let stored = check_stored(&bridge.database_url, "perf", &acknowledged).await;
-    let intake = acknowledged.len() as f64 / elapsed;
-    let (best, best_rate) = raw
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .cloned()
-        .unwrap_or_default();
-    println!(
+                acknowledged
+            }));
+        }
+        let mut acknowledged = Vec::new();
+        for task in tasks {
+            acknowledged.extend(task.await.unwrap());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let cores = (cpu_secs() - cpu) / elapsed;
+        let stored = check_stored(&bridge.database_url, "perf", &acknowledged).await;
+        let intake = acknowledged.len() as f64 / elapsed;
+        let (best, best_rate) = raw
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .cloned()
+            .unwrap_or_default();
+        println!(
         "intake: {intake:.0} durable webhooks/s ({} in {elapsed:.1} s, {senders} senders, {cores:.2} cores busy), {:.0} % of the highest raw commit rate ({best}); all {stored} stored",
         acknowledged.len(),
         intake / best_rate * 100.0,
     );
-    bridge.stop().await;
-}
+        bridge.stop().await;
+    }
 
-/// 3. Ack latency, open loop.
-async fn ack_latency(
-    sandbox: &Sandbox,
-    postgres: Option<&str>,
-    http: &reqwest::Client,
-    rates: &[u64],
-    secs: u64,
-    unpaced: Pacing,
-) {
-    for rate in rates {
-        let bridge = Bridge::start(sandbox, postgres, unpaced).await;
-        let secret = Arc::new(bridge.org(http, sandbox, "perf", false).await);
-        let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
-        let (latencies, acknowledged, errors) = open_loop(http, &url, &secret, *rate, secs).await;
-        let stored = check_stored(&bridge.database_url, "perf", &acknowledged).await;
-        let at = |q: f64| {
-            latencies
-                [((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))]
-        };
-        println!(
+    /// 3. Ack latency, open loop, at each of `rates` (per second).
+    async fn ack_latency(&self, rates: &[u64]) {
+        let (sandbox, postgres, http) = (&self.sandbox, self.postgres.as_deref(), &self.http);
+        let secs = self.secs;
+        for rate in rates {
+            let bridge = Bridge::start(sandbox, postgres, UNPACED).await;
+            let secret = Arc::new(bridge.org(http, sandbox, "perf", false).await);
+            let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
+            let (latencies, acknowledged, errors) =
+                open_loop(http, &url, &secret, *rate, secs).await;
+            let stored = check_stored(&bridge.database_url, "perf", &acknowledged).await;
+            let at = |q: f64| {
+                latencies
+                    [((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))]
+            };
+            println!(
             "ack latency at {rate}/s for {secs} s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {errors} errors or timeouts; all {stored} stored",
             at(0.5), at(0.9), at(0.99), latencies.last().copied().unwrap_or(0.0)
         );
-        bridge.stop().await;
+            bridge.stop().await;
+        }
     }
-}
 
-/// 4. Settled against the sandbox.
-async fn settled(
-    sandbox: &Sandbox,
-    postgres: Option<&str>,
-    http: &reqwest::Client,
-    burst: usize,
-    senders: usize,
-    unpaced: Pacing,
-) {
-    let bridge = Bridge::start(sandbox, postgres, unpaced).await;
-    let secret = Arc::new(bridge.org(http, sandbox, "perf", true).await);
-    let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
-    let first_post = handoff_bridge::clock::now_ms();
-    let cpu = cpu_secs();
-    send_all(http, &url, &secret, "e2e", burst, senders, |i| i % 2 == 0).await;
-    let (states, last) = wait_settled(&bridge.database_url, "perf").await;
-    let seconds = (last - first_post) as f64 / 1000.0;
-    println!(
+    /// 4. Settled against the sandbox: a `burst` of handoffs.
+    async fn settled(&self, burst: usize) {
+        let (sandbox, postgres, http) = (&self.sandbox, self.postgres.as_deref(), &self.http);
+        let senders = self.senders;
+        let bridge = Bridge::start(sandbox, postgres, UNPACED).await;
+        let secret = Arc::new(bridge.org(http, sandbox, "perf", true).await);
+        let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
+        let first_post = handoff_bridge::clock::now_ms();
+        let cpu = cpu_secs();
+        send_all(http, &url, &secret, "e2e", burst, senders, |i| i % 2 == 0).await;
+        let (states, last) = wait_settled(&bridge.database_url, "perf").await;
+        let seconds = (last - first_post) as f64 / 1000.0;
+        println!(
         "settled: {:.0} handoffs/s ({burst} in {seconds:.1} s from the first post to the last settled, {:.2} cores busy; states {states:?})",
         burst as f64 / seconds,
         (cpu_secs() - cpu) / seconds
     );
-    bridge.stop().await;
-}
+        bridge.stop().await;
+    }
 
-/// 5. The share of an emulated ceiling.
-async fn ceiling_share(
-    sandbox: &Sandbox,
-    postgres: Option<&str>,
-    http: &reqwest::Client,
-    window: u64,
-    senders: usize,
-) {
-    let ceiling = 50;
-    let bridge = Bridge::start(
-        sandbox,
-        postgres,
-        Pacing {
-            requests: ceiling,
-            window: Duration::from_secs(1),
-        },
-    )
-    .await;
-    let secret = Arc::new(bridge.org(http, sandbox, "perf", true).await);
-    sandbox.set_limits(Some(ServiceProtection {
-        window_secs: 1,
-        max_requests: ceiling as usize,
-        max_concurrent: 52,
-    }));
-    let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
-    let backlog = (ceiling as u64 * (window + 10)) as usize;
-    send_all(http, &url, &secret, "ceil", backlog, senders, |_| false).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let admitted = |sandbox: &Sandbox| {
-        sandbox
-            .requests()
-            .iter()
-            .filter(|r| r.status != 429)
-            .count()
-    };
-    let refused = |sandbox: &Sandbox| {
-        sandbox
-            .requests()
-            .iter()
-            .filter(|r| r.status == 429)
-            .count()
-    };
-    let (a0, r0) = (admitted(sandbox), refused(sandbox));
-    tokio::time::sleep(Duration::from_secs(window)).await;
-    let (a1, r1) = (admitted(sandbox), refused(sandbox));
-    let (states, _) = wait_settled(&bridge.database_url, "perf").await;
-    let share = (a1 - a0) as f64 / (ceiling as f64 * window as f64) * 100.0;
-    println!(
+    /// 5. The share of an emulated ceiling, over `window` seconds.
+    async fn ceiling_share(&self, window: u64) {
+        let (sandbox, postgres, http) = (&self.sandbox, self.postgres.as_deref(), &self.http);
+        let senders = self.senders;
+        let ceiling = 50;
+        let bridge = Bridge::start(
+            sandbox,
+            postgres,
+            Pacing {
+                requests: ceiling,
+                window: Duration::from_secs(1),
+            },
+        )
+        .await;
+        let secret = Arc::new(bridge.org(http, sandbox, "perf", true).await);
+        sandbox.set_limits(Some(ServiceProtection {
+            window_secs: 1,
+            max_requests: ceiling as usize,
+            max_concurrent: 52,
+        }));
+        let url: reqwest::Url = format!("{}/v1/webhooks/perf", bridge.url).parse().unwrap();
+        let backlog = (ceiling as u64 * (window + 10)) as usize;
+        send_all(http, &url, &secret, "ceil", backlog, senders, |_| false).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let admitted = |sandbox: &Sandbox| {
+            sandbox
+                .requests()
+                .iter()
+                .filter(|r| r.status != 429)
+                .count()
+        };
+        let refused = |sandbox: &Sandbox| {
+            sandbox
+                .requests()
+                .iter()
+                .filter(|r| r.status == 429)
+                .count()
+        };
+        let (a0, r0) = (admitted(sandbox), refused(sandbox));
+        tokio::time::sleep(Duration::from_secs(window)).await;
+        let (a1, r1) = (admitted(sandbox), refused(sandbox));
+        let (states, _) = wait_settled(&bridge.database_url, "perf").await;
+        let share = (a1 - a0) as f64 / (ceiling as f64 * window as f64) * 100.0;
+        println!(
         "ceiling: {} requests admitted in {window} s = {share:.1} % of {ceiling}/s; {} refused with 429 in the window, {} over the run; states after the drain {states:?}",
         a1 - a0,
         r1 - r0,
         refused(sandbox)
     );
-    assert_eq!(
-        states
-            .iter()
-            .find(|(s, _)| s == "failed")
-            .map_or(0, |(_, n)| *n),
-        0,
-        "a handoff failed"
-    );
-    sandbox.set_limits(None);
-    bridge.stop().await;
+        assert_eq!(
+            states
+                .iter()
+                .find(|(s, _)| s == "failed")
+                .map_or(0, |(_, n)| *n),
+            0,
+            "a handoff failed"
+        );
+        sandbox.set_limits(None);
+        bridge.stop().await;
+    }
 }
 
 /// Single-row commits per second for `length`: one connection, and (PostgreSQL) 16.

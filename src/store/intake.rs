@@ -136,7 +136,7 @@ pub(super) async fn write_new_intakes(
                 .bind(&row.handoff_id)
                 .bind(row.now)
                 .bind(EventKind::Received.as_str())
-                .bind(serde_json::json!({ "webhook_id": row.webhook_id }).to_string())
+                .bind(delivery_detail(&row.webhook_id))
                 .bind(&row.webhook_id);
         }
         query.execute(&mut *conn).await?;
@@ -149,6 +149,11 @@ pub(super) async fn write_new_intakes(
                 .then(|| Intake::Stored(r.queued()))
         })
         .collect())
+}
+
+/// The `detail` of a delivery's event (`received` or `duplicate_delivery`): its webhook id.
+fn delivery_detail(webhook_id: &str) -> String {
+    serde_json::json!({ "webhook_id": webhook_id }).to_string()
 }
 
 /// `($1, …, $width, tail), ($width+1, …, tail), …` for `rows` rows: `width` bound values
@@ -213,7 +218,7 @@ pub(super) async fn write_intake(
     .bind(&handoff.handoff_id)
     .bind(new.now)
     .bind(kind.as_str())
-    .bind(serde_json::json!({ "webhook_id": new.webhook_id }).to_string())
+    .bind(delivery_detail(&new.webhook_id))
     .bind(&new.webhook_id)
     .bind(MAX_DUPLICATE_EVENTS)
     .bind(EventKind::DuplicateDelivery.as_str())
